@@ -1,0 +1,159 @@
+"""Array backends: NumPy always, CuPy when it imports and sees a CUDA device.
+
+A backend gives the array module (``xp``), a way to wait for the device, a
+timer that is right for it (CUDA events on the GPU, ``perf_counter`` on the
+CPU) and conversion to NumPy. ``get_backend("auto")`` picks CuPy when it can
+run; asking for ``"cupy"`` where it can't is a :class:`BackendUnavailable`
+that says what is missing -- never a silent fallback to NumPy.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+BACKENDS = ("auto", "numpy", "cupy")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run on this machine."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One array backend.
+
+    name:   "numpy" or "cupy" (recorded in every result row).
+    xp:     the array module.
+    device: a human-readable device name (CPU model or GPU name).
+    """
+
+    name: str
+    xp: Any
+    device: str
+    _sync: Callable[[], None]
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "cupy"
+
+    def synchronize(self) -> None:
+        self._sync()
+
+    def to_numpy(self, a) -> np.ndarray:
+        return a.get() if self.is_gpu else np.asarray(a)
+
+    def asarray(self, a, dtype=np.float32):
+        return self.xp.asarray(a, dtype=dtype)
+
+    def timer(self) -> "Timer":
+        """A context manager measuring seconds of device work inside it."""
+        return _CudaTimer(self.xp) if self.is_gpu else _HostTimer()
+
+
+class Timer:
+    seconds: float = float("nan")
+
+    def __enter__(self) -> "Timer":  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __exit__(self, *exc) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _HostTimer(Timer):
+    def __enter__(self):
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._t0
+
+
+class _CudaTimer(Timer):
+    """CUDA events around the work: measures device time, not launch time."""
+
+    def __init__(self, cp):
+        self._start = cp.cuda.Event()
+        self._stop = cp.cuda.Event()
+        self._cp = cp
+
+    def __enter__(self):
+        self._start.record()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.record()
+        self._stop.synchronize()
+        self.seconds = self._cp.cuda.get_elapsed_time(self._start, self._stop) / 1e3
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
+
+
+def numpy_backend() -> Backend:
+    return Backend("numpy", np, _cpu_name(), lambda: None)
+
+
+def cupy_backend() -> Backend:
+    """The CuPy backend, or BackendUnavailable naming what is missing."""
+    try:
+        import cupy as cp
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        raise BackendUnavailable(
+            "backend 'cupy' needs CuPy, which could not be imported "
+            f"({type(exc).__name__}: {exc}); install it with "
+            "pip install 'optbench[cuda12]' or 'optbench[cuda13]', "
+            "or use --backend numpy"
+        ) from exc
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver, no device
+        raise BackendUnavailable(
+            "backend 'cupy' needs a CUDA device, but CuPy found no usable "
+            f"driver or device ({type(exc).__name__}: {exc}); use --backend numpy"
+        ) from exc
+    if count == 0:
+        raise BackendUnavailable(
+            "backend 'cupy' needs a CUDA device, but CuPy sees none; use --backend numpy"
+        )
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return Backend("cupy", cp, name, cp.cuda.Device().synchronize)
+
+
+def get_backend(name: str = "auto") -> Backend:
+    """Return the backend called ``name`` ("auto", "numpy" or "cupy")."""
+    if name == "numpy":
+        return numpy_backend()
+    if name == "cupy":
+        return cupy_backend()
+    if name == "auto":
+        try:
+            return cupy_backend()
+        except BackendUnavailable:
+            return numpy_backend()
+    raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
+
+
+def backend_of(array) -> Backend:
+    """The backend that owns ``array`` (CuPy arrays live on the GPU)."""
+    if isinstance(array, np.ndarray):
+        return numpy_backend()
+    if type(array).__module__.startswith("cupy"):
+        return cupy_backend()
+    raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
