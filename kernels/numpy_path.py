@@ -167,8 +167,10 @@ class Program:
 class NumpyKernel:
     """Runs a rule's update in place on NumPy buffers, chunk by chunk."""
 
-    def __init__(self, rule: Rule, chunk: int = CHUNK, threads: int | None = None):
+    def __init__(self, rule: Rule, chunk: int = CHUNK, threads: int | None = None,
+                 fold: bool = True):
         self.rule = rule
+        self.fold = fold  # False keeps every operation (tests check folding is exact)
         self.chunk = int(chunk)
         self.threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
         self._programs: dict[tuple, Program] = {}
@@ -176,7 +178,7 @@ class NumpyKernel:
         self._pool = None
 
     def program(self, scalars: Mapping[str, float]) -> Program:
-        fold = tuple(sorted((k, v) for k, v in scalars.items() if v in (0.0, 1.0)))
+        fold = tuple(sorted((k, v) for k, v in scalars.items() if self.fold and v in (0.0, 1.0)))
         prog = self._programs.get(fold)
         if prog is None:
             prog = self._programs[fold] = Program(self.rule, dict(fold))
@@ -188,7 +190,7 @@ class NumpyKernel:
         temps = self._temps[worker]
         while len(temps) < n_temps:
             temps.append(np.empty(self.chunk, dtype=np.float32))
-        return temps
+        return temps[:n_temps]  # the plan's constant slots follow its own temps
 
     def __call__(self, buffers: Mapping[str, np.ndarray], scalars: Mapping[str, float]) -> None:
         prog = self.program(scalars)

@@ -1,0 +1,90 @@
+"""Every update rule on a backend, checked against the float64 reference.
+
+For each rule x L2 form (coupled ``l2``, decoupled ``wd``) x size, the rule
+runs several consecutive steps on fresh random gradients from zero state, and
+the float64 reference runs the same steps from the same float32 inputs. The
+error of a buffer is
+
+    max_i |x_i - r_i| / (|r_i| + rms(r))
+
+-- relative to each element's reference value, with the buffer's RMS as a
+floor so that elements that pass near zero don't turn rounding into huge
+relative errors (llm.c's tol + |ref| * eps idea). A float32 step is a handful
+of rounded operations, so the error grows by a few ulp (6e-8) per step on most
+elements; a few are ill-conditioned (coupled L2 where g + lambda w nearly
+cancels; AdaDelta's delta where |g| is near eps, whose square is Delta) and
+reach ~40 ulp of the buffer's RMS after one step. The tolerance is 64 ulp per
+step; a changed constant or a wrong index gives errors of order 1e-3 and more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import reference
+from .backend import Backend
+from .optimizer import Optimizer
+from .rules import RULES
+
+SIZES = (0, 1, 3, 4, 5, 1023, 1024, 1025, (1 << 20) + 3)
+STEPS = 5
+ULP32 = float(np.finfo(np.float32).eps)
+TOLERANCE_PER_STEP = 64 * ULP32
+#: L2 forms checked for every rule: coupled (added to the gradient) and
+#: decoupled (w := w (1 - eta lambda) - ...).
+L2_FORMS = {"coupled": {"l2": 0.05}, "decoupled": {"wd": 0.05}}
+
+
+@dataclass(frozen=True)
+class Check:
+    rule: str
+    l2_form: str
+    size: int
+    steps: int
+    max_rel_err: float
+    tolerance: float
+    backend: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.max_rel_err <= self.tolerance)
+
+
+def rel_err(x, r) -> float:
+    """max |x - r| / (|r| + rms(r)); 0 for empty buffers."""
+    x = np.asarray(x, dtype=np.float64)
+    if r.size == 0:
+        return 0.0
+    floor = np.sqrt(np.mean(r * r))
+    return float(np.max(np.abs(x - r) / (np.abs(r) + floor + 1e-300)))
+
+
+def check_rule(name: str, l2_form: str, size: int, backend: Backend,
+               steps: int = STEPS, seed: int = 0, hyper: dict | None = None) -> Check:
+    """Run ``steps`` steps of rule ``name`` and compare with the reference."""
+    rule = RULES[name]
+    rng = np.random.default_rng([seed, size, list(RULES).index(name), list(L2_FORMS).index(l2_form)])
+    w0 = rng.standard_normal(size).astype(np.float32)
+    params = backend.asarray(w0.copy())  # numpy would alias w0
+    opt = Optimizer(rule, params, **{**L2_FORMS[l2_form], **(hyper or {})})
+    ref_w = w0.astype(np.float64)
+    ref_state = {s: np.zeros(size) for s in rule.state}
+    for t in range(1, steps + 1):
+        g = rng.standard_normal(size).astype(np.float32)
+        opt.step(backend.asarray(g))
+        ref_w, ref_state = reference.step(name, ref_w, g, ref_state, opt.hyper, t)
+    backend.synchronize()
+    err = rel_err(backend.to_numpy(opt.params), ref_w)
+    for s in rule.state:
+        err = max(err, rel_err(backend.to_numpy(opt.state[s]), ref_state[s]))
+    return Check(name, l2_form, size, steps, err, TOLERANCE_PER_STEP * steps, backend.name)
+
+
+def validate(backend: Backend, sizes=SIZES, steps: int = STEPS, rules=None):
+    """Yield one :class:`Check` per rule x L2 form x size."""
+    for name in rules or RULES:
+        for form in L2_FORMS:
+            for size in sizes:
+                yield check_rule(name, form, size, backend, steps)

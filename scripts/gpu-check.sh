@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, run on the lent GPU machine from a checkout:
+#   bash scripts/gpu-check.sh
+# That machine has CuPy, NumPy, pandas, seaborn, pytest and PyTorch but reaches
+# no package registry, so the project runs from the checkout (PYTHONPATH=.),
+# not installed. Logs go to $OUT when it is set (else results/gpu/last-run/).
+# Finishes in well under 5 minutes on an H100.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+out="${OUT:-results/gpu/last-run}"
+mkdir -p "$out"
+status=()
+
+step() {  # step NAME COMMAND...: run, log to $out/NAME.log, remember the verdict
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "== $name: $*"
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$out/$name.log"
+  status+=("$(printf '%-14s %-5s %4ss  %s' "$name" "$([ $rc = 0 ] && echo ok || echo FAIL)" $((SECONDS - t0)) "$out/$name.log")")
+  return 0
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/device.txt" 2>&1
+python -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" >>"$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+step gpu-tests    python -m pytest -q -m gpu -p no:cacheprovider tests
+step validate     python -m suite.cli validate --backend cupy
+step bench        python -m suite.cli bench --backend cupy --sizes 2^20,2^24,2^26 --repeats 50
+
+echo
+echo "== summary ($(head -n 2 "$out/device.txt" | tail -n 1))"
+printf '%s\n' "${status[@]}"
+grep -E '^adam ' "$out/bench.log" || true

@@ -1,0 +1,18 @@
+"""Shared fixtures: the backends a test body runs on (CuPy only with a GPU)."""
+
+import pytest
+
+from kernels import BackendUnavailable, get_backend
+
+
+def _backend_or_skip(name):
+    try:
+        return get_backend(name)
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def backend(request):
+    """Each available backend in turn: numpy always, cupy on a GPU machine."""
+    return _backend_or_skip(request.param)
