@@ -5,6 +5,7 @@ Device code and its oracles only: backends, flat buffers, the update rules
 Nothing here knows about models, data sets or reports (that is ``suite``).
 """
 
+from . import dropout
 from .backend import Backend, BackendUnavailable, get_backend
 from .flat import FlatBuffer, FlatLayout
 from .optimizer import Optimizer
@@ -12,6 +13,6 @@ from .rule import Rule, RuleError
 from .rules import RULES, UnknownRuleError, get_rule
 
 __all__ = [
-    "Backend", "BackendUnavailable", "get_backend", "FlatBuffer", "FlatLayout",
+    "dropout", "Backend", "BackendUnavailable", "get_backend", "FlatBuffer", "FlatLayout",
     "Optimizer", "Rule", "RuleError", "RULES", "UnknownRuleError", "get_rule",
 ]

@@ -74,9 +74,10 @@ class FlatLayout:
     def __hash__(self) -> int:
         return hash(self.slots)
 
-    def allocate(self, xp=np) -> "FlatBuffer":
-        """A zero-filled float32 buffer with this layout on array module ``xp``."""
-        return FlatBuffer(self, xp.zeros(self.size, dtype=DTYPE))
+    def allocate(self, xp=np, dtype=DTYPE) -> "FlatBuffer":
+        """A zero-filled buffer with this layout on array module ``xp``:
+        float32 for training, float64 only for gradient checks."""
+        return FlatBuffer(self, xp.zeros(self.size, dtype=dtype))
 
 
 class FlatBuffer:
@@ -91,8 +92,8 @@ class FlatBuffer:
             raise ValueError(
                 f"flat buffer needs a 1-D array of {layout.size} elements, got shape {data.shape}"
             )
-        if data.dtype != DTYPE:
-            raise TypeError(f"flat buffer must be float32, got {data.dtype}")
+        if data.dtype not in (DTYPE, np.float64):
+            raise TypeError(f"flat buffer must be float32 (float64 for checks), got {data.dtype}")
         self.layout = layout
         self.data = data
         self._views = {

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 def cuda_sources() -> dict[str, str]:
     """{name: the exact source string CuPy compiles}."""
+    from . import dropout
     from .cuda_path import cuda_source
     from .rules import RULES
 
-    return {f"rule_{name}": cuda_source(rule) for name, rule in RULES.items()}
+    sources = {f"rule_{name}": cuda_source(rule) for name, rule in RULES.items()}
+    sources["dropout"] = dropout.cuda_source()
+    return sources

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import reference
+from . import dropout, reference
 from .backend import Backend
 from .optimizer import Optimizer
 from .rules import RULES
 
 SIZES = (0, 1, 3, 4, 5, 1023, 1024, 1025, (1 << 20) + 3)
+DROPOUT_MODES = dropout.MODES
 STEPS = 5
 ULP32 = float(np.finfo(np.float32).eps)
 TOLERANCE_PER_STEP = 64 * ULP32
@@ -82,9 +83,49 @@ def check_rule(name: str, l2_form: str, size: int, backend: Backend,
     return Check(name, l2_form, size, steps, err, TOLERANCE_PER_STEP * steps, backend.name)
 
 
+DROPOUT_P = (0.1, 0.5)
+
+
+def check_dropout(mode: str, p: float, size: int, backend: Backend, calls: int = 3) -> Check:
+    """Dropout forward and backward over ``calls`` consecutive calls (running
+    offsets) against the float64 product x * xi * scale, where xi is the NumPy
+    Philox mask. On CuPy this compares the GPU's mask with NumPy's bit for
+    bit: a single differing element is an error of 1. The keep rate must lie
+    within 5 binomial standard deviations of 1 - p."""
+    rng = np.random.default_rng([size, int(p * 100), DROPOUT_MODES.index(mode)])
+    seed, offset, err, kept, total = 1234, 0, 0.0, 0, 0
+    scale = dropout.training_scale(p, mode)
+    for _ in range(calls):
+        x = rng.standard_normal(size).astype(np.float32)
+        xi = dropout.keep_mask(size, p, seed, offset)  # NumPy: the reference mask
+        ref = x.astype(np.float64) * xi * scale
+        out = backend.xp.empty(size, dtype=np.float32)
+        dropout.dropout_forward(backend.asarray(x), out, p, seed, offset, mode)
+        grad = backend.asarray(np.ones(size, np.float32))
+        dropout.dropout_backward(grad, grad, p, seed, offset, mode)
+        backend.synchronize()
+        got, back = backend.to_numpy(out), backend.to_numpy(grad)
+        err = max(err, rel_err(got, ref), rel_err(back, xi * scale))
+        if size and not np.array_equal(got != 0, xi & (x != 0)):
+            err = max(err, 1.0)  # a mask bit differs
+        kept, total = kept + int(xi.sum()), total + size
+        offset = dropout.advance(offset, size)
+    if total >= 1000:
+        sd = np.sqrt(total * p * (1 - p))
+        if abs(kept - total * (1 - p)) > 5 * sd:
+            err = max(err, 1.0)
+    return Check(f"dropout-{mode}", f"p={p}", size, calls, err, 2 * ULP32, backend.name)
+
+
 def validate(backend: Backend, sizes=SIZES, steps: int = STEPS, rules=None):
-    """Yield one :class:`Check` per rule x L2 form x size."""
+    """Yield one :class:`Check` per rule x L2 form x size, then per dropout
+    mode x p x size."""
     for name in rules or RULES:
         for form in L2_FORMS:
             for size in sizes:
                 yield check_rule(name, form, size, backend, steps)
+    if rules is None:
+        for mode in DROPOUT_MODES:
+            for p in DROPOUT_P:
+                for size in sizes:
+                    yield check_dropout(mode, p, size, backend)

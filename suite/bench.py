@@ -92,3 +92,80 @@ def main(args) -> int:
             print(f"adam at {n}: {row['adam (naive numpy)'] / row['adam']:.1f}x faster "
                   "than the naive NumPy Adam")
     return 0
+
+
+# --- training throughput ---------------------------------------------------------
+
+def _digits_batches(batch: int, steps: int, seed: int = 0):
+    from . import data as datasets
+
+    ds = datasets.load("digits", seed=seed)
+    rng = np.random.default_rng(seed)
+    idx = [rng.integers(0, ds.n_train, batch) for _ in range(steps)]
+    return ds, idx
+
+
+def training_throughput(backend, hidden=(128, 128), batch: int = 64, steps: int = 300,
+                        optimizer: str = "adam") -> float:
+    """Examples per second of forward + backward + update steps on digits
+    (the MLP 64-128-128-10, ReLU, softmax cross-entropy, float32)."""
+    from .mlp import MLP
+
+    ds, idx = _digits_batches(batch, steps)
+    xp = backend.xp
+    X, y = xp.asarray(ds.X_train), xp.asarray(ds.y_train)
+    model = MLP([ds.n_features, *hidden, ds.n_outputs], "relu", "cross_entropy", xp=xp)
+    rng = np.random.default_rng(1)
+    from .inits import init_layers
+
+    model.set_layers(init_layers("he", model.sizes, rng))
+    opt = Optimizer(optimizer, model.params)
+    batches = [(X[xp.asarray(i)], y[xp.asarray(i)]) for i in idx]
+
+    def epoch():
+        for xb, yb in batches:
+            model.loss_and_grad(xb, yb)
+            opt.step(model.grads)
+
+    secs = median_seconds(backend, epoch, repeats=5, warmup=1)
+    return batch * steps / secs
+
+
+def torch_training_throughput(hidden=(128, 128), batch: int = 64, steps: int = 300) -> float | None:
+    """The same network, data and steps in PyTorch on the CPU (None without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    ds, idx = _digits_batches(batch, steps)
+    X, y = torch.from_numpy(ds.X_train), torch.from_numpy(ds.y_train)
+    sizes = [ds.n_features, *hidden, ds.n_outputs]
+    layers = []
+    for h, m in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(h, m), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batches = [(X[torch.from_numpy(i)], y[torch.from_numpy(i)]) for i in idx]
+
+    def epoch():
+        for xb, yb in batches:
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+
+    secs = median_seconds(get_backend("numpy"), epoch, repeats=5, warmup=1)
+    return batch * steps / secs
+
+
+def training_main(args) -> int:
+    backend = get_backend(args.backend)
+    print(f"training throughput: MLP 64-128-128-10, ReLU, softmax cross-entropy, Adam, float32, "
+          f"digits; backend {backend.name} on {backend.device}")
+    print(f"{'batch':>6} {'optbench ex/s':>14} {'torch ex/s':>11} {'ratio':>6}")
+    for batch in args.batch_sizes:
+        ours = training_throughput(backend, batch=batch)
+        theirs = torch_training_throughput(batch=batch) if backend.name == "numpy" else None
+        ratio = f"{ours / theirs:6.2f}" if theirs else "     -"
+        print(f"{batch:>6} {ours:>14.0f} {theirs or float('nan'):>11.0f} {ratio}", flush=True)
+    return 0

@@ -1,7 +1,10 @@
 """The ``optbench`` command line.
 
+    optbench run [STUDY] [--backend] [--out DIR] [--workers N | --scheduler ADDR | --gpus]
+    optbench report [RESULTS_DIR]                   regenerate a report from stored results
     optbench validate [--backend auto|numpy|cupy]   every kernel vs the float64 reference
     optbench bench    [--backend ...] [--sizes ...]  update-rule bandwidth vs a copy
+    optbench bench --training [--batch-sizes ...]    training examples/s vs PyTorch
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import sys
 
 from kernels import BackendUnavailable, get_backend
 from kernels.backend import BACKENDS
+from suite.results import ResultsError
+from suite.study import StudyError
 
 
 def _backend_arg(p: argparse.ArgumentParser) -> None:
@@ -24,22 +29,52 @@ def cmd_validate(args) -> int:
     backend = get_backend(args.backend)
     print(f"optbench validate: backend {backend.name} on {backend.device}; "
           f"{STEPS} steps per check, sizes {', '.join(map(str, SIZES))}")
-    header = f"{'rule':<10} {'l2 form':<10} {'size':>8} {'steps':>5} {'max rel err':>12} {'tol':>9}  verdict"
+    header = f"{'kernel':<17} {'variant':<10} {'size':>8} {'steps':>5} {'max rel err':>12} {'tol':>9}  verdict"
     print(header)
     print("-" * len(header))
     failed = 0
     for c in validate(backend, steps=STEPS):
         failed += not c.ok
-        print(f"{c.rule:<10} {c.l2_form:<10} {c.size:>8} {c.steps:>5} {c.max_rel_err:>12.2e} "
+        print(f"{c.rule:<17} {c.l2_form:<10} {c.size:>8} {c.steps:>5} {c.max_rel_err:>12.2e} "
               f"{c.tolerance:>9.1e}  {'ok' if c.ok else 'FAIL'}", flush=True)
     print(f"{'all checks passed' if not failed else f'{failed} checks FAILED'} on {backend.name}")
     return 1 if failed else 0
 
 
-def cmd_bench(args) -> int:
-    from suite.bench import main as bench_main
+def cmd_run(args) -> int:
+    from pathlib import Path
 
-    return bench_main(args)
+    from suite.runner import run_study
+    from suite.study import load_study
+
+    backend = get_backend(args.backend)  # 'auto' is resolved and recorded as what runs
+    study = load_study(args.study, backend=backend.name)
+    out = Path(args.out) if args.out else Path("results") / study.name
+    summary = run_study(study, out, backend.name, workers=args.workers,
+                        scheduler=args.scheduler, gpus=args.gpus, quiet=args.quiet)
+    print(f"{summary.ran} cells run, {summary.skipped} skipped (already complete), "
+          f"{summary.diverged} diverged; results in {out}")
+    if not args.no_report:
+        from suite.report import write_report
+
+        report = write_report(out)
+        print(f"report: {report}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from suite.report import write_report
+
+    print(f"report: {write_report(Path(args.results))}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from suite.bench import main as bench_main, training_main
+
+    return training_main(args) if args.training else bench_main(args)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -67,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_arg(p)
     p.set_defaults(func=cmd_validate)
 
+    p = sub.add_parser("run", help="run a study (default: the default study) and write its report")
+    p.add_argument("study", nargs="?", default="default",
+                   help="a built-in study's name (see suite/studies/) or a path to a .toml file")
+    _backend_arg(p)
+    p.add_argument("--out", help="results directory (default: results/<study>)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="run the cells on a local Dask cluster of N processes")
+    where.add_argument("--scheduler", help="run the cells on an existing Dask cluster at ADDRESS")
+    where.add_argument("--gpus", action="store_true",
+                       help="one Dask worker per GPU (dask-cuda's LocalCUDACluster)")
+    p.add_argument("--no-report", action="store_true", help="don't write the report afterwards")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="regenerate a study's report from its stored results")
+    p.add_argument("results", nargs="?", default="results/default", help="a results directory")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("bench", help="update-rule bandwidth as a fraction of a copy's")
     _backend_arg(p)
     p.add_argument("--sizes", type=parse_sizes,
@@ -74,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=15, help="timed repeats per case (median)")
     p.add_argument("--naive", action="store_true",
                    help="also time the one-expression-per-line NumPy Adam")
+    p.add_argument("--training", action="store_true",
+                   help="time training steps of the digits MLP instead (and PyTorch's, if installed)")
+    p.add_argument("--batch-sizes", type=parse_sizes, default=[64],
+                   help="batch sizes for --training, e.g. 16,64,256")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -82,7 +139,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, StudyError, ResultsError) as exc:
         print(f"optbench: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

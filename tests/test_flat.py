@@ -61,7 +61,7 @@ def test_bad_layouts_and_buffers():
         FlatLayout([("W", (2, -1))])
     layout = FlatLayout([("W", (2, 2))])
     with pytest.raises(TypeError, match="float32"):
-        FlatBuffer(layout, np.zeros(layout.size, np.float64))
+        FlatBuffer(layout, np.zeros(layout.size, np.int32))
     with pytest.raises(ValueError, match="1-D array of 4 elements"):
         FlatBuffer(layout, np.zeros(5, np.float32))
     with pytest.raises(KeyError, match="no tensor 'b'"):

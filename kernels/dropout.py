@@ -1,0 +1,636 @@
+"""Dropout whose mask is a pure function of (seed, element index): no state, no stored mask.
+
+The lecture's dropout (digest section 10), for one layer's activations
+a_h = sigma_h(sum_j w_jh x_j^l):
+
+    classic,  training:   x_h^(l+1) = xi_h * a_h                P(xi_h = 0) = p_l
+              inference:  x_h^(l+1) = (1 - p_l) * a_h
+    inverted, training:   x_h^(l+1) = xi_h / (1 - p_l) * a_h
+              inference:  x_h^(l+1) = a_h        (no knowledge of p_l needed)
+
+Names here: ``x`` holds the a_h (any contiguous float32 array; h runs over
+its elements in C order), ``out`` the x_h^(l+1), ``p`` is p_l and xi_h is
+``keep_mask(n, p, seed, offset)[h]``. Both modes compute, in training,
+
+    out_h = x_h * (xi_h ? scale : 0)      scale = 1/(1 - p) inverted, 1 classic
+
+and the backward pass is the same product with the same mask,
+grad_in_h = grad_out_h * (xi_h ? scale : 0) -- the factor xi_h / (1 - p_l)
+that multiplies L_i'(w) in the lecture's update
+w := w (1 - eta lambda) - eta xi_h / (1 - p_l) L_i'(w).
+
+Mask addressing (what makes the NumPy and CUDA masks bit-identical and
+independent of launch geometry, chunking and threads):
+
+* key = the 64-bit ``seed`` split into words: k0 = seed mod 2^32 (low),
+  k1 = seed >> 32 (high);
+* element h of a call with per-call ``offset`` has the stream position
+  e = offset + h, and its 32-bit draw is word (e mod 4) of
+  Philox4x32-10(counter = (q mod 2^32, q >> 32, 0, 0), key) with q = e >> 2.
+  Counter words 2 and 3 are left 0, reserved for other streams.
+* xi_h = 1 (keep) iff draw >= threshold, with the exact integer
+  threshold = round(p * 2^32) (ties to even; p * 2^32 is exact in double),
+  so P(xi_h = 0) = threshold / 2^32, within 2^-33 of p. p = 0 gives
+  threshold 0 (keeps everything), p = 1 gives 2^32 (drops everything).
+
+So mask(n, offset)[k:] == mask(n - k, offset + k): a caller that splits one
+logical array into calls just passes the running offset. Consecutive calls
+that must be independent use disjoint ranges: :func:`advance` gives the next
+offset, rounded up to a multiple of 4 so that every call starts on a Philox
+block and the CUDA path can use its float4 kernel.
+
+Dropped elements are multiplied by 0 (not replaced by 0), so a NaN or Inf in
+x stays NaN in out, which the training loop reports as divergence; a finite
+dropped x gives +-0.
+
+Backends: NumPy arrays run a chunked, threaded NumPy program (vectorised
+Philox per chunk, cache-sized temporaries, nothing the size of x); CuPy arrays
+run the kernels of :func:`cuda_source`, compiled by NVRTC on first use and
+cached. Importing this module never needs CuPy.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
+
+from . import philox
+from .cuda_path import BLOCKS_PER_SM, THREADS
+
+MODES = ("inverted", "classic")
+_TWO32 = 1 << 32
+_TWO64 = 1 << 64
+
+#: Elements per NumPy chunk. A chunk costs about 110 ufunc calls (100 of
+#: them Philox rounds over chunk/4 uint64 words), at ~1 us of Python overhead
+#: each, so chunks must be long; its buffers (40 bytes a block, 4 a factor,
+#: plus x and out) must stay in a core's L2 (2 MB here). Measured at 2^24 on
+#: a 2-core EPYC: 8 K elements 20 ns/element, 16 K 11-14, 32 K 8-9, 64 K 7-8,
+#: 128 K 6-7 (one thread, Philox alone); 64 K leaves L2 room for x and out.
+CHUNK = 1 << 16
+#: Below this many elements one thread does the whole array.
+THREAD_MIN = 1 << 18
+
+VEC4_KERNEL = "optbench_dropout_vec4"
+SCALAR_KERNEL = "optbench_dropout_scalar"
+DRAWS_KERNEL = "optbench_dropout_draws"
+
+
+# ---------------------------------------------------------------- parameters
+
+def threshold(p: float) -> int:
+    """The drop threshold round(p * 2^32) in [0, 2^32]: P(drop) = threshold / 2^32."""
+    p = _check_p(p)
+    return round(p * _TWO32)  # p * 2^32 is exact in double; round() ties to even
+
+
+def training_scale(p: float, mode: str) -> float:
+    """The factor a kept element is multiplied by in training (float32 value).
+
+    inverted: 1 / (1 - p_l), computed in double and rounded once to float32;
+    classic: 1. When nothing can be kept (threshold 2^32) it is 0, never Inf.
+    """
+    p, mode = _check_p(p), _check_mode(mode)
+    if threshold(p) == _TWO32:
+        return 0.0
+    return float(np.float32(1.0 / (1.0 - p))) if mode == "inverted" else 1.0
+
+
+def inference_scale(p: float, mode: str) -> float:
+    """The factor every element is multiplied by at inference (float32 value).
+
+    inverted: 1 (out is a copy of x); classic: 1 - p_l rounded to float32.
+    """
+    p, mode = _check_p(p), _check_mode(mode)
+    return 1.0 if mode == "inverted" else float(np.float32(1.0 - p))
+
+
+def seed_key(seed: int) -> tuple[int, int]:
+    """The Philox key (k0, k1): the low and high 32-bit words of the 64-bit seed."""
+    seed = _check_u64("seed", seed)
+    return seed & 0xFFFFFFFF, seed >> 32
+
+
+def advance(offset: int, n: int) -> int:
+    """The offset for the call after one of ``n`` elements at ``offset``.
+
+    Rounded up to a multiple of 4 (a whole Philox block), so that calls never
+    share a counter and each starts block-aligned (float4 kernel on CUDA).
+    """
+    offset, n = _check_u64("offset", offset), operator.index(n)
+    return offset + ((n + 3) & ~3)
+
+
+def scalar_args(n: int, offset: int, p: float, seed: int, mode: str = "inverted") -> tuple:
+    """The training kernels' arguments after the two pointers, typed for a launch:
+    (n int64, offset uint64, key0 uint32, key1 uint32, threshold uint64, scale float32).
+    """
+    k0, k1 = seed_key(seed)
+    return (np.int64(n), np.uint64(offset), np.uint32(k0), np.uint32(k1),
+            np.uint64(threshold(p)), np.float32(training_scale(p, mode)))
+
+
+# ------------------------------------------------------------- CUDA source
+
+_KERNELS_SOURCE = r"""
+// One dropout element: x * (xi ? scale : 0) with xi = [draw >= threshold],
+// P(xi = 0) = threshold / 2^32. A product, not a select, so NaN/Inf in x
+// propagate exactly as in the NumPy path. threshold is 64-bit so that
+// p = 1 (threshold 2^32) drops every element.
+__host__ __device__ __forceinline__ float optbench_dropout_element(
+    const float x, const unsigned int draw,
+    const unsigned long long threshold, const float scale)
+{
+    return x * ((unsigned long long)draw >= threshold ? scale : 0.0f);
+}
+
+// The four draws of Philox block q (stream positions 4q .. 4q+3) under key
+// (key0, key1): counter (q mod 2^32, q >> 32, 0, 0).
+__host__ __device__ __forceinline__ void optbench_dropout_block(
+    const unsigned long long q, const unsigned int key0, const unsigned int key1,
+    unsigned int& d0, unsigned int& d1, unsigned int& d2, unsigned int& d3)
+{
+    optbench_philox4x32_10((unsigned int)q, (unsigned int)(q >> 32), 0u, 0u,
+                           key0, key1, d0, d1, d2, d3);
+}
+
+// Word j (0..3) of a block, without a runtime-indexed array (which would
+// live in local memory).
+__host__ __device__ __forceinline__ unsigned int optbench_dropout_word(
+    const unsigned int d0, const unsigned int d1, const unsigned int d2,
+    const unsigned int d3, const unsigned int j)
+{
+    return j == 0u ? d0 : (j == 1u ? d1 : (j == 2u ? d2 : d3));
+}
+
+// Element h of the call is stream position e = offset + h, draw = word
+// (e & 3) of block e >> 2. x and y may be the same buffer (in place), so
+// they are not __restrict__: every element is read once, then written once,
+// by the same thread.
+
+// x, y 16-byte aligned and offset % 4 == 0: float4 group k is exactly Philox
+// block (offset >> 2) + k, one generator call per 4 elements. Then the 0-3
+// tail elements, all in the block after the last full group.
+extern "C" __global__ void optbench_dropout_vec4(
+    const float* x, float* y, const long long n, const unsigned long long offset,
+    const unsigned int key0, const unsigned int key1,
+    const unsigned long long threshold, const float scale)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long n4 = n >> 2;
+    const unsigned long long q0 = offset >> 2;
+    for (long long k = tid; k < n4; k += stride) {
+        unsigned int d0, d1, d2, d3;
+        optbench_dropout_block(q0 + (unsigned long long)k, key0, key1, d0, d1, d2, d3);
+        float4 v = reinterpret_cast<const float4*>(x)[k];
+        v.x = optbench_dropout_element(v.x, d0, threshold, scale);
+        v.y = optbench_dropout_element(v.y, d1, threshold, scale);
+        v.z = optbench_dropout_element(v.z, d2, threshold, scale);
+        v.w = optbench_dropout_element(v.w, d3, threshold, scale);
+        reinterpret_cast<float4*>(y)[k] = v;
+    }
+    for (long long h = (n4 << 2) + tid; h < n; h += stride) {
+        unsigned int d0, d1, d2, d3;
+        optbench_dropout_block(q0 + (unsigned long long)n4, key0, key1, d0, d1, d2, d3);
+        const unsigned int draw = optbench_dropout_word(d0, d1, d2, d3, (unsigned int)(h & 3));
+        y[h] = optbench_dropout_element(x[h], draw, threshold, scale);
+    }
+}
+
+// Any alignment, any offset: thread work item g is Philox block
+// (offset >> 2) + g, and it handles the (up to 4) elements of the call that
+// fall in that block with scalar loads. Element index of word j of block q:
+// h = 4q + j - offset, computed mod 2^64 so that positions before the call
+// wrap to huge values and fail h < n.
+extern "C" __global__ void optbench_dropout_scalar(
+    const float* x, float* y, const long long n, const unsigned long long offset,
+    const unsigned int key0, const unsigned int key1,
+    const unsigned long long threshold, const float scale)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (n <= 0) return;
+    const unsigned long long q0 = offset >> 2;
+    const long long blocks = (long long)(((offset + (unsigned long long)n - 1ull) >> 2) - q0) + 1;
+    for (long long g = tid; g < blocks; g += stride) {
+        const unsigned long long q = q0 + (unsigned long long)g;
+        unsigned int d[4];
+        optbench_dropout_block(q, key0, key1, d[0], d[1], d[2], d[3]);
+        const unsigned long long h0 = (q << 2) - offset;
+#pragma unroll
+        for (unsigned int j = 0; j < 4u; ++j) {  // unrolled: d[j] stays in registers
+            const unsigned long long h = h0 + j;
+            if (h < (unsigned long long)n)
+                y[h] = optbench_dropout_element(x[h], d[j], threshold, scale);
+        }
+    }
+}
+
+// The raw draws: out[h] = the 32-bit word of element h (tests and
+// diagnostics: it exposes the generator itself, independent of p).
+extern "C" __global__ void optbench_dropout_draws(
+    unsigned int* out, const long long n, const unsigned long long offset,
+    const unsigned int key0, const unsigned int key1)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (n <= 0) return;
+    const unsigned long long q0 = offset >> 2;
+    const long long blocks = (long long)(((offset + (unsigned long long)n - 1ull) >> 2) - q0) + 1;
+    for (long long g = tid; g < blocks; g += stride) {
+        const unsigned long long q = q0 + (unsigned long long)g;
+        unsigned int d[4];
+        optbench_dropout_block(q, key0, key1, d[0], d[1], d[2], d[3]);
+        const unsigned long long h0 = (q << 2) - offset;
+#pragma unroll
+        for (unsigned int j = 0; j < 4u; ++j) {
+            const unsigned long long h = h0 + j;
+            if (h < (unsigned long long)n) out[h] = d[j];
+        }
+    }
+}
+"""
+
+
+@lru_cache(maxsize=None)
+def cuda_source() -> str:
+    """The complete CUDA source CuPy compiles: Philox plus every dropout kernel.
+
+    Kernels (``extern "C"``, grid-stride loops, no shared memory, no block
+    synchronisation, so running every (block, thread) one after another on
+    the CPU computes what the GPU computes):
+
+    * ``optbench_dropout_vec4(const float* x, float* y, long long n,
+      unsigned long long offset, unsigned int key0, unsigned int key1,
+      unsigned long long threshold, float scale)``: needs x and y 16-byte
+      aligned and offset % 4 == 0 (see :func:`use_vec4`);
+    * ``optbench_dropout_scalar``: same arguments, any alignment and offset;
+    * ``optbench_dropout_draws(unsigned int* out, long long n,
+      unsigned long long offset, unsigned int key0, unsigned int key1)``.
+
+    :func:`scalar_args` gives the arguments after the pointers,
+    :func:`launch_geometry` the grid.
+    """
+    return (
+        "// optbench: dropout kernels, generated by kernels/dropout.py (self-contained)\n"
+        + philox.cuda_source()
+        + _KERNELS_SOURCE
+    )
+
+
+def use_vec4(x_ptr: int, y_ptr: int, offset: int) -> bool:
+    """Whether the float4 kernel applies: both buffers 16-byte aligned and the
+    call starting on a Philox block (offset % 4 == 0)."""
+    return x_ptr % 16 == 0 and y_ptr % 16 == 0 and offset % 4 == 0
+
+
+def philox_blocks(n: int, offset: int) -> int:
+    """How many Philox blocks the stream positions offset .. offset+n-1 touch."""
+    if n <= 0:
+        return 0
+    return ((offset + n - 1) >> 2) - (offset >> 2) + 1
+
+
+def launch_geometry(n: int, offset: int, sm_count: int) -> tuple[int, int]:
+    """(blocks, threads) of a 1-D launch of any dropout kernel over n elements:
+    one thread per Philox block at most, enough blocks to fill the GPU
+    (``cuda_path``'s BLOCKS_PER_SM resident blocks per SM), at least one.
+    The result never changes a mask, only how the work is spread."""
+    work = philox_blocks(n, offset)
+    blocks = max(1, min(-(-work // THREADS), sm_count * BLOCKS_PER_SM))
+    return blocks, THREADS
+
+
+# ------------------------------------------------------------- checks
+
+def _check_p(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dropout probability p must be a real number, got {type(p).__name__}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:  # also rejects NaN
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
+    return p
+
+
+def _check_mode(mode) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown dropout mode {mode!r}; allowed: {', '.join(MODES)}")
+    return mode
+
+
+def _check_u64(name: str, v) -> int:
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
+    if not 0 <= v < _TWO64:
+        raise ValueError(f"{name} must be in [0, 2^64), got {v}")
+    return v
+
+
+def _check_offset(offset, n: int) -> int:
+    offset = _check_u64("offset", offset)
+    if offset + n > _TWO64:
+        raise ValueError(
+            f"offset {offset} + {n} elements runs past the 2^64 stream positions"
+        )
+    return offset
+
+
+def _kind(a) -> str:
+    if isinstance(a, np.ndarray):
+        return "numpy"
+    if type(a).__module__.startswith("cupy"):
+        return "cupy"
+    raise TypeError(f"expected a numpy or cupy array, got {type(a).__name__}")
+
+
+def _ptr(a, kind: str) -> int:
+    return a.__array_interface__["data"][0] if kind == "numpy" else a.data.ptr
+
+
+def _check_pair(src_name: str, src, dst_name: str, dst) -> str:
+    """The backend of src and dst, or a clear error about what is wrong."""
+    kind = _kind(src)
+    if _kind(dst) != kind:
+        raise TypeError(f"{src_name!r} is a {kind} array but {dst_name!r} is a {_kind(dst)} array")
+    for name, a in ((src_name, src), (dst_name, dst)):
+        if a.dtype != np.float32:
+            raise TypeError(f"dropout: {name!r} must be float32, got {a.dtype}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"dropout: {name!r} must be C-contiguous")
+    if src.shape != dst.shape:
+        raise ValueError(f"dropout: {src_name!r} has shape {src.shape} but {dst_name!r} has {dst.shape}")
+    # In place (the same buffer) is fine; a partial overlap would read elements
+    # already written by another thread.
+    s, d, nbytes = _ptr(src, kind), _ptr(dst, kind), src.size * 4
+    if s != d and s < d + nbytes and d < s + nbytes:
+        raise ValueError(f"dropout: {dst_name!r} partly overlaps {src_name!r} (use the same buffer or a separate one)")
+    return kind
+
+
+# ------------------------------------------------------------- NumPy path
+
+class _Workspace:
+    """One thread's chunk buffers (allocated once per thread and chunk size)."""
+
+    def __init__(self, chunk: int):
+        blocks = chunk // 4 + 2  # a chunk not starting on a block touches one more
+        self.ramp = np.arange(blocks, dtype=np.uint64)
+        self.a, self.b, self.t0, self.t1 = np.empty((4, blocks), dtype=np.uint64)
+        self.keep = np.empty((blocks, 4), dtype=np.bool_)
+        self.factor = np.empty(chunk, dtype=np.float32)
+
+
+_LOCAL = threading.local()
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # by worker count; threads keep their workspaces
+_POOL_LOCK = threading.Lock()
+
+
+def _workspace(chunk: int) -> _Workspace:
+    spaces = getattr(_LOCAL, "spaces", None)
+    if spaces is None:
+        spaces = _LOCAL.spaces = {}
+    if chunk not in spaces:
+        spaces[chunk] = _Workspace(chunk)
+    return spaces[chunk]
+
+
+def _block_words(ws: _Workspace, e0: int, m: int, k0: int, k1: int):
+    """Philox output of every block touching stream positions e0 .. e0+m-1.
+
+    Returns (a, b, skip): block (e0 >> 2) + i has output words
+    a[i] = r0 * 2^32 + r1 and b[i] = r2 * 2^32 + r3 (``philox.philox_pairs``),
+    and stream position e0 is word ``skip`` = e0 & 3 of the first block.
+    """
+    q_first = e0 >> 2
+    nb = ((e0 + m - 1) >> 2) - q_first + 1
+    a, b, t0, t1 = ws.a[:nb], ws.b[:nb], ws.t0[:nb], ws.t1[:nb]
+    s32 = np.uint64(32)
+    # counter (q mod 2^32, q >> 32, 0, 0): a = (q mod 2^32) * 2^32 + (q >> 32),
+    # the 64-bit rotation of q; b = 0. q < 2^62, so q_first + i never wraps.
+    np.add(ws.ramp[:nb], np.uint64(q_first), out=t0)
+    np.left_shift(t0, s32, out=a)
+    np.right_shift(t0, s32, out=t0)
+    np.bitwise_or(a, t0, out=a)
+    b.fill(0)
+    philox.philox_pairs(a, b, k0, k1, t0, t1)
+    return a, b, e0 & 3
+
+
+def _draws_chunk(ws, out: np.ndarray, e0: int, k0: int, k1: int) -> None:
+    m = out.shape[0]
+    a, b, skip = _block_words(ws, e0, m, k0, k1)
+    s32, lo = np.uint64(32), np.uint64(0xFFFFFFFF)
+    words = np.stack([a >> s32, a & lo, b >> s32, b & lo], axis=1).astype(np.uint32)
+    out[:] = words.reshape(-1)[skip : skip + m]
+
+
+def _apply_chunk(ws, x: np.ndarray, y: np.ndarray, e0: int, k0: int, k1: int,
+                 thr: int, scale: np.float32) -> None:
+    """y = x * (draw >= thr ? scale : 0) for one chunk at stream position e0."""
+    m = x.shape[0]
+    a, b, skip = _block_words(ws, e0, m, k0, k1)
+    keep = ws.keep[: a.shape[0]]
+    # Compare the words where they lie: r0 >= thr iff a >= thr * 2^32 (r1 only
+    # adds less than 2^32), and r1 >= thr iff (a << 32) >= thr * 2^32.
+    s32, thr_hi = np.uint64(32), np.uint64(thr << 32)
+    for j, w in ((0, a), (2, b)):
+        np.greater_equal(w, thr_hi, out=keep[:, j])
+        np.left_shift(w, s32, out=w)
+        np.greater_equal(w, thr_hi, out=keep[:, j + 1])
+    factor = ws.factor[:m]
+    np.multiply(keep.reshape(-1)[skip : skip + m], scale, out=factor)  # keep ? scale : 0
+    np.multiply(x, factor, out=y)
+
+
+def _run_chunks(fn, n: int, offset: int, chunk: int, threads: int | None,
+                arrays: tuple, extra: tuple) -> None:
+    """Call fn(ws, *chunk views of arrays, e0, *extra) over [0, n) in chunks,
+    threaded if large. Chunking changes nothing in the result: each chunk
+    addresses the stream by its own position e0 = offset + start.
+    """
+    chunk = operator.index(chunk)
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    workers = max(1, threads if threads is not None else (os.cpu_count() or 1))
+    if n < THREAD_MIN:
+        workers = 1
+
+    def share(lo: int, hi: int) -> None:
+        ws = _workspace(chunk)
+        for start in range(lo, hi, chunk):
+            stop = min(hi, start + chunk)
+            fn(ws, *(a[start:stop] for a in arrays), offset + start, *extra)
+
+    if workers == 1:
+        share(0, n)
+        return
+    with _POOL_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="optbench-dropout")
+    per = -(-n // (workers * chunk)) * chunk  # contiguous shares, whole chunks
+    for f in [pool.submit(share, lo, min(n, lo + per)) for lo in range(0, n, per)]:
+        f.result()
+
+
+def _numpy_train(x1, y1, offset, p, seed, mode, chunk, threads) -> None:
+    thr, scale = threshold(p), np.float32(training_scale(p, mode))
+    if thr == 0 or thr == _TWO32:
+        # The mask is known without drawing: all kept or all dropped. Same
+        # product as the general path (x * scale or x * 0), so bit-identical.
+        np.multiply(x1, scale if thr == 0 else np.float32(0.0), out=y1)
+        return
+    k0, k1 = seed_key(seed)
+    _run_chunks(_apply_chunk, x1.shape[0], offset, chunk, threads,
+                (x1, y1), (k0, k1, thr, scale))
+
+
+def draws(n: int, seed: int, offset: int = 0, backend: str = "numpy",
+          chunk: int = CHUNK, threads: int | None = None):
+    """The raw 32-bit draw of each element h < n: word (e & 3) of
+    Philox4x32-10((q mod 2^32, q >> 32, 0, 0), seed_key(seed)), e = offset + h,
+    q = e >> 2. uint32, on the given backend ("numpy" or "cupy")."""
+    n = operator.index(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    offset = _check_offset(offset, n)
+    k0, k1 = seed_key(seed)
+    if backend == "cupy":
+        return _cupy_draws(n, offset, k0, k1)
+    if backend != "numpy":
+        raise ValueError(f"unknown backend {backend!r}; allowed: numpy, cupy")
+    out = np.empty(n, dtype=np.uint32)
+    if n:
+        _run_chunks(_draws_chunk, n, offset, chunk, threads, (out,), (k0, k1))
+    return out
+
+
+def keep_mask(n: int, p: float, seed: int, offset: int = 0, backend: str = "numpy",
+              chunk: int = CHUNK, threads: int | None = None):
+    """xi_h for h < n: True where the element is kept (draw >= threshold(p))."""
+    n = operator.index(n)
+    thr = threshold(p)
+    if thr == 0 or thr == _TWO32:  # known without drawing, as in the forward
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        seed_key(seed)
+        _check_offset(offset, n)
+        if backend not in ("numpy", "cupy"):
+            raise ValueError(f"unknown backend {backend!r}; allowed: numpy, cupy")
+        xp = np if backend == "numpy" else __import__("cupy")
+        return (xp.ones if thr == 0 else xp.zeros)(n, dtype=bool)
+    d = draws(n, seed, offset, backend, chunk, threads)
+    return d >= np.uint32(thr)
+
+
+# ------------------------------------------------------------- CuPy path
+
+@lru_cache(maxsize=None)
+def _cupy_module():
+    import cupy as cp
+
+    return cp.RawModule(code=cuda_source(), options=("--std=c++14",))
+
+
+@lru_cache(maxsize=None)
+def _sm_count(device_id: int) -> int:
+    import cupy as cp
+
+    return cp.cuda.Device(device_id).attributes["MultiProcessorCount"]
+
+
+def _cupy_launch(name: str, n: int, offset: int, args: tuple) -> None:
+    import cupy as cp
+
+    blocks, threads = launch_geometry(n, offset, _sm_count(cp.cuda.Device().id))
+    _cupy_module().get_function(name)((blocks,), (threads,), args)
+
+
+def _cupy_train(x1, y1, offset, p, seed, mode) -> None:
+    import cupy as cp
+
+    thr, scale = threshold(p), np.float32(training_scale(p, mode))
+    if thr == 0 or thr == _TWO32:  # as in _numpy_train
+        cp.multiply(x1, scale if thr == 0 else np.float32(0.0), out=y1)
+        return
+    n = x1.shape[0]
+    name = VEC4_KERNEL if use_vec4(x1.data.ptr, y1.data.ptr, offset) else SCALAR_KERNEL
+    _cupy_launch(name, n, offset, (x1, y1) + scalar_args(n, offset, p, seed, mode))
+
+
+def _cupy_draws(n: int, offset: int, k0: int, k1: int):
+    import cupy as cp
+
+    out = cp.empty(n, dtype=cp.uint32)
+    if n:
+        _cupy_launch(DRAWS_KERNEL, n, offset,
+                     (out, np.int64(n), np.uint64(offset), np.uint32(k0), np.uint32(k1)))
+    return out
+
+
+# ------------------------------------------------------------- public API
+
+def _apply(src_name, src, dst_name, dst, p, seed, offset, mode, training, chunk, threads):
+    kind = _check_pair(src_name, src, dst_name, dst)
+    p, mode = _check_p(p), _check_mode(mode)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False, got {training!r}")
+    seed_key(seed)  # checks seed
+    n = src.size
+    offset = _check_offset(offset, n)
+    if n == 0:
+        return dst
+    x1, y1 = src.reshape(-1), dst.reshape(-1)  # views: both are C-contiguous
+    xp = np if kind == "numpy" else __import__("cupy")
+    if not training:
+        if mode == "inverted":
+            xp.copyto(y1, x1)
+        else:
+            xp.multiply(x1, np.float32(inference_scale(p, mode)), out=y1)
+    elif kind == "numpy":
+        _numpy_train(x1, y1, offset, p, seed, mode, chunk, threads)
+    else:
+        _cupy_train(x1, y1, offset, p, seed, mode)
+    return dst
+
+
+def dropout_forward(x, out, p: float, seed: int, offset: int = 0, mode: str = "inverted",
+                    training: bool = True, *, chunk: int = CHUNK, threads: int | None = None):
+    """out := dropout(x); returns ``out``. NumPy or CuPy arrays (both the same).
+
+    x:      the activations a_h = sigma_h(sum_j w_jh x_j^l), any shape,
+            C-contiguous float32; h is the flat (C-order) index.
+    out:    x_h^(l+1), same shape and backend; may be ``x`` itself.
+    p:      p_l = P(xi_h = 0), in [0, 1]; the mask uses threshold(p) / 2^32.
+    seed:   64-bit Philox key (k0 = low word, k1 = high word).
+    offset: stream position of element 0; element h draws at offset + h.
+    mode:   "inverted": training x * xi / (1 - p), inference x;
+            "classic":  training x * xi,           inference x * (1 - p).
+    training: False gives the inference rule (no mask is drawn).
+    chunk, threads: NumPy path only (never change the result).
+    """
+    return _apply("x", x, "out", out, p, seed, offset, mode, training, chunk, threads)
+
+
+def dropout_backward(grad_out, grad_in, p: float, seed: int, offset: int = 0,
+                     mode: str = "inverted", training: bool = True, *,
+                     chunk: int = CHUNK, threads: int | None = None):
+    """grad_in := d loss / d x given grad_out = d loss / d out; returns ``grad_in``.
+
+    The forward is linear in x with a diagonal Jacobian, so
+    grad_in_h = grad_out_h * xi_h * scale (training) or grad_out_h * (inference
+    factor), the mask regenerated from (seed, offset) -- pass the forward's.
+    Arguments as in :func:`dropout_forward`; grad_in may be ``grad_out``.
+    """
+    return _apply("grad_out", grad_out, "grad_in", grad_in, p, seed, offset, mode,
+                  training, chunk, threads)

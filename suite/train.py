@@ -1,0 +1,238 @@
+"""One training run: a config in, one record per evaluation point out.
+
+The lecture's SGD loop (section 2), with mini-batches (section 3):
+
+1. random initial weights (``init``);
+2. for epoch t = 1, 2, ...: for each mini-batch, w := optimiser step on the
+   batch gradient (one kernel launch over the flat buffer);
+3. after each epoch, the criterion Q over the whole training set, the
+   validation and test loss and accuracy;
+4. until the epochs run out, Q or the weights stabilise (relative change at
+   most ``tol`` for ``patience`` epochs in a row; patience 0 turns this off),
+   or a loss or gradient turns NaN/Inf -- then the run is marked diverged and
+   stops; nothing raises.
+
+Records (one dict per evaluation point, epoch 0 being the initial weights):
+backend and device (what ran), dtype, lr_used (the rule's default when the
+config gives none), data_hash and n_train (the data set's), epoch, step, examples_seen, wall_time (training seconds so far, evaluation
+excluded, device synchronised), examples_per_sec (this epoch), train_loss (Q
+over the training set, inference mode), train_acc, val_loss, val_acc,
+test_loss, test_acc, grad_norm (mean ||dQ/dw|| over the epoch's steps),
+diverged, stop_reason ("" until the last record).
+
+Nesterov keeps the look-ahead point in its buffer (see kernels.rules.nesterov);
+it is evaluated at its true weights w = u + eta gamma v.
+Same config and seed on the NumPy backend give identical records, bit for bit
+(the timing columns apart).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from kernels import Optimizer, get_backend, get_rule
+
+from . import data as datasets
+from .checkpoint import load_checkpoint, save_checkpoint
+from .inits import check_scheme, init_layers
+from .losses import get_loss
+from .mlp import MLP
+
+TIMING_COLUMNS = ("wall_time", "examples_per_sec")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run (a study's cell)."""
+
+    dataset: str = "digits"
+    hidden: tuple[int, ...] = (128, 128)
+    activation: str = "relu"
+    init: str = "he"                 # a scheme in suite.inits, or "checkpoint"
+    init_from: str | None = None     # checkpoint path for init = "checkpoint"
+    loss: str = "auto"               # auto: cross_entropy for classes, squared for regression
+    optimizer: str = "adam"
+    lr: float | None = None          # None: the rule's default
+    hyper: dict = field(default_factory=dict)  # other hyper-parameters (gamma, alpha, eps)
+    batch_size: int | str = 64       # an int, or "full" for batch gradient descent
+    epochs: int = 20
+    l2: float = 0.0                  # coupled L2 (added to the gradient)
+    wd: float = 0.0                  # decoupled weight decay
+    dropout: float | tuple = 0.0     # p per hidden layer (one value for all)
+    dropout_mode: str = "inverted"
+    standardize: bool = True
+    order: str = "shuffle"
+    seed: int = 0
+    backend: str = "numpy"
+    tol: float = 0.0
+    patience: int = 0
+    checkpoint: str | None = None    # write the final weights here
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["dropout"] = list(self.dropout) if isinstance(self.dropout, tuple) else self.dropout
+        return d
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def _check(config: RunConfig, ds) -> tuple[int, str]:
+    """Validate what the data set does not; return (batch size, loss name)."""
+    if int(config.epochs) != config.epochs or config.epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {config.epochs!r}")
+    if config.batch_size == "full":
+        batch = ds.n_train
+    elif isinstance(config.batch_size, (int, np.integer)) and not isinstance(config.batch_size, bool):
+        batch = int(config.batch_size)
+        if not 1 <= batch <= ds.n_train:
+            raise ValueError(
+                f"batch size {batch} is outside 1..{ds.n_train} (the training set of "
+                f"{config.dataset!r}); use \"full\" for batch gradient descent")
+    else:
+        raise ValueError(f"batch size must be an integer or \"full\", got {config.batch_size!r}")
+    loss = config.loss
+    if loss == "auto":
+        loss = "cross_entropy" if ds.task == "classification" else "squared"
+    if get_loss(loss).needs_labels and ds.task != "classification":
+        raise ValueError(f"loss {loss!r} needs class labels but {config.dataset!r} is a regression set")
+    if config.init != "checkpoint":
+        check_scheme(config.init)
+    elif not config.init_from:
+        raise ValueError("init 'checkpoint' needs init_from = the checkpoint's path")
+    if any(int(h) < 1 for h in config.hidden):
+        raise ValueError(f"hidden layer sizes must be positive, got {list(config.hidden)}")
+    return batch, loss
+
+
+def build(config: RunConfig):
+    """(dataset, model, optimiser, backend, batch size) for a config."""
+    get_rule(config.optimizer)  # unknown names fail before any data is made
+    backend = get_backend(config.backend)
+    ds = datasets.load(config.dataset, seed=config.seed, standardize=config.standardize)
+    batch, loss = _check(config, ds)
+    sizes = [ds.n_features, *config.hidden, ds.n_outputs]
+    model = MLP(sizes, config.activation, loss, config.dropout, config.dropout_mode,
+                xp=backend.xp, dropout_seed=config.seed)
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
+    if config.init == "checkpoint":
+        load_checkpoint(model, config.init_from)
+    else:
+        model.set_layers(init_layers(config.init, sizes, rng, X=ds.X_train, y=ds.y_train,
+                                     activation=config.activation))
+    hyper = dict(config.hyper)
+    if config.lr is not None:
+        hyper["lr"] = config.lr
+    opt = Optimizer(config.optimizer, model.params, l2=config.l2, wd=config.wd, **hyper)
+    return ds, model, opt, backend, batch
+
+
+def _finite(x) -> bool:
+    return math.isfinite(x)
+
+
+def run(config: RunConfig, progress=None) -> list[dict]:
+    """Train one run; returns its records (see the module docstring).
+
+    progress: optional callable(epoch, record) called after each evaluation.
+    """
+    # Overflow on the way to divergence is expected and reported as a record.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _run(config, progress)
+
+
+def _run(config: RunConfig, progress) -> list[dict]:
+    ds, model, opt, backend, batch = build(config)
+    xp = backend.xp
+    dev = {k: (xp.asarray(X), xp.asarray(y)) for k, (X, y) in ds.splits().items()}
+    X_train, y_train = dev["train"]
+
+    def evaluate(record):
+        saved = None
+        if opt.rule.weights is not None:  # evaluate Nesterov at w, not at the look-ahead point
+            saved = model.params.data.copy()
+            model.params.data[...] = opt.weights()
+        for split, (X, y) in dev.items():
+            loss, acc = model.evaluate(X, y)
+            record[f"{split}_loss"], record[f"{split}_acc"] = loss, acc
+        if saved is not None:
+            model.params.data[...] = saved
+        return record
+
+    # What ran: the same on every record, so each row of a table says it.
+    ran = {"backend": backend.name, "device": backend.device, "dtype": "float32",
+           "lr_used": opt.hyper["lr"], "data_hash": ds.content_hash, "n_train": ds.n_train}
+    records = []
+    step = seen = 0
+    wall = 0.0
+    record = evaluate({**ran, "epoch": 0, "step": 0, "examples_seen": 0, "wall_time": 0.0,
+                       "examples_per_sec": float("nan"), "grad_norm": float("nan"),
+                       "diverged": False, "stop_reason": ""})
+    records.append(record)
+    stable = {"criterion": 0, "weights": 0}
+    prev_w = model.params.data.copy()
+    stop = ""
+    for epoch in range(1, config.epochs + 1):
+        norms, diverged = [], False
+        backend.synchronize()
+        with backend.timer() as t:
+            for idx in datasets.batches(ds.n_train, batch, epoch - 1, config.seed, config.order,
+                                        ds.y_train):
+                i = xp.asarray(idx)
+                loss = model.loss_and_grad(X_train[i], y_train[i])
+                gnorm = float(xp.linalg.norm(model.grads.data))
+                norms.append(gnorm)
+                if not (_finite(loss) and _finite(gnorm)):
+                    diverged = True
+                    break
+                opt.step(model.grads)
+                step += 1
+                seen += len(idx)
+            backend.synchronize()
+        wall += t.seconds
+        epoch_examples = seen - records[-1]["examples_seen"]
+        record = {**ran, "epoch": epoch, "step": step, "examples_seen": seen, "wall_time": wall,
+                  "examples_per_sec": epoch_examples / t.seconds if t.seconds > 0 else float("nan"),
+                  "grad_norm": float(np.mean(norms)) if norms else float("nan"),
+                  "diverged": diverged, "stop_reason": ""}
+        evaluate(record)
+        if not diverged and not (_finite(record["train_loss"]) and bool(xp.isfinite(model.params.data).all())):
+            record["diverged"] = diverged = True
+        records.append(record)
+        if progress is not None:
+            progress(epoch, record)
+        if diverged:
+            stop = "diverged"
+            break
+        if config.patience > 0:
+            q0, q1 = records[-2]["train_loss"], record["train_loss"]
+            w = model.params.data
+            dw = float(xp.linalg.norm(w - prev_w)) / max(float(xp.linalg.norm(w)), 1e-30)
+            stable["criterion"] = stable["criterion"] + 1 if abs(q1 - q0) <= config.tol * max(abs(q0), 1e-30) else 0
+            stable["weights"] = stable["weights"] + 1 if dw <= config.tol else 0
+            prev_w = w.copy()
+            if stable["criterion"] >= config.patience:
+                stop = "criterion_stable"
+                break
+            if stable["weights"] >= config.patience:
+                stop = "weights_stable"
+                break
+    records[-1]["stop_reason"] = stop or "epochs"
+    if config.checkpoint:
+        save_checkpoint(model, config.checkpoint, config.as_dict())
+    return records
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    """Records minus the columns that depend on the machine's speed."""
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in records]
+
+
+def default_checkpoint_dir() -> Path:
+    return Path("results") / "checkpoints"
