@@ -1,0 +1,97 @@
+"""The runner: atomic per-cell results, resuming after an interruption, and
+the same rows whether cells run in-process or on a Dask cluster."""
+
+import pandas as pd
+import pytest
+
+from suite import runner
+from suite.results import ResultsError, completed_cells, load_results, read_metadata
+from suite.study import load_study
+from suite.train import TIMING_COLUMNS
+
+STUDY = """
+[fixed]
+dataset = "digits"
+hidden = [16]
+epochs = 2
+[grid]
+optimizer = ["sgd", "adam"]
+seed = [0, 1, 2]
+"""
+
+
+@pytest.fixture
+def study(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(STUDY)
+    return load_study(str(path), backend="numpy")
+
+
+def comparable(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows without the columns that depend on the machine's speed."""
+    return (df.drop(columns=list(TIMING_COLUMNS))
+              .sort_values(["cell", "epoch"]).reset_index(drop=True))
+
+
+def test_results_rows_metadata(study, tmp_path):
+    out = tmp_path / "out"
+    summary = runner.run_study(study, out, "numpy", quiet=True)
+    assert (summary.ran, summary.skipped) == (6, 0)
+    df = load_results(out)
+    assert len(df) == 6 * 3  # epochs 0, 1, 2 per cell
+    for col in ("study", "cell", "optimizer", "lr", "batch_size", "init", "seed", "backend",
+                "device", "data_hash", "train_loss", "val_loss", "val_acc", "wall_time", "diverged"):
+        assert col in df.columns, col
+    assert set(df.backend) == {"numpy"} and df.lr.notna().all()
+    meta = read_metadata(out)
+    assert meta["backend"] == "numpy" and "numpy" in meta["packages"] and meta["study_file"] == STUDY
+
+
+def test_interrupted_run_resumes_with_the_same_rows(study, tmp_path, monkeypatch):
+    whole = tmp_path / "whole"
+    runner.run_study(study, whole, "numpy", quiet=True)
+
+    real = runner.cell_rows
+    calls = {"n": 0}
+
+    def dies_on_the_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during the 4th cell
+        return real(*args, **kwargs)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(runner, "cell_rows", dies_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(study, part, "numpy", quiet=True)
+    assert len(completed_cells(part)) == 3
+    assert not list((part / "cells").glob("*.tmp"))  # no half-written file
+    monkeypatch.setattr(runner, "cell_rows", real)
+
+    summary = runner.run_study(study, part, "numpy", quiet=True)
+    assert (summary.skipped, summary.ran) == (3, 3)
+    resumed, full = load_results(part), load_results(whole)
+    assert not resumed.duplicated(["cell", "epoch"]).any()
+    pd.testing.assert_frame_equal(comparable(resumed), comparable(full))
+
+
+def test_dask_cluster_gives_the_same_rows_as_in_process(study, tmp_path):
+    pytest.importorskip("dask.distributed")
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    runner.run_study(study, local, "numpy", quiet=True)
+    summary = runner.run_study(study, dask, "numpy", workers=2, quiet=True)
+    assert summary.ran == 6
+    pd.testing.assert_frame_equal(comparable(load_results(dask)), comparable(load_results(local)))
+
+
+def test_missing_empty_and_corrupt_results(tmp_path):
+    with pytest.raises(ResultsError, match="does not exist"):
+        load_results(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResultsError, match="holds no results"):
+        load_results(tmp_path / "empty")
+    cells = tmp_path / "bad" / "cells"
+    cells.mkdir(parents=True)
+    (cells / "abc.csv").write_text("this,is\nnot,results\n")
+    with pytest.raises(ResultsError, match="abc.csv is corrupt"):
+        load_results(tmp_path / "bad")
