@@ -24,7 +24,7 @@ import numpy as np
 from .cuda_path import CupyKernel
 from .flat import FlatBuffer
 from .numpy_path import NumpyKernel
-from .rule import Rule
+from .rule import Rule, masked
 from .rules import get_rule
 
 _KERNELS: dict[tuple[str, str], object] = {}
@@ -32,7 +32,7 @@ _KERNELS: dict[tuple[str, str], object] = {}
 
 def kernel_for(rule: Rule, backend: str):
     """The cached kernel of ``rule`` for backend "numpy" or "cupy"."""
-    key = (rule.name, backend)
+    key = (rule.name, backend)  # a masked variant has its own name
     if key not in _KERNELS:
         _KERNELS[key] = CupyKernel(rule) if backend == "cupy" else NumpyKernel(rule)
     return _KERNELS[key]
@@ -70,21 +70,41 @@ class Optimizer:
     t: number of steps taken so far.
     """
 
-    def __init__(self, rule: str | Rule, params, **hyper: float):
+    def __init__(self, rule: str | Rule, params, mask=None, **hyper: float):
         self.rule = rule if isinstance(rule, Rule) else get_rule(rule)
         self.params = params.data if isinstance(params, FlatBuffer) else params
         check_buffer("w", self.params)
         self.backend = _array_backend(self.params)
+        self.mask = None
+        if mask is not None:
+            self.set_mask(mask)
         self.hyper = self.rule.resolve(hyper)
         xp = np if self.backend == "numpy" else __import__("cupy")
         self.state = {s: xp.zeros_like(self.params) for s in self.rule.state}
         self.t = 0
-        self.kernel = kernel_for(self.rule, self.backend)
+        if self.mask is None:
+            self.kernel = kernel_for(self.rule, self.backend)
+
+    def set_mask(self, mask) -> None:
+        """Keep parameters where ``mask`` is 1 and hold them at exactly 0
+        where it is 0, inside every later update (one launch, masked rule).
+        The parameters under a 0 are zeroed now. None removes the mask."""
+        if mask is None:
+            self.mask, self.kernel = None, kernel_for(self.rule, self.backend)
+            return
+        mask = mask.data if isinstance(mask, FlatBuffer) else mask
+        check_buffer("mask", mask, self.params.shape[0], self.backend)
+        self.mask = mask
+        self.kernel = kernel_for(masked(self.rule), self.backend)
+        self.params *= mask
+        for s in getattr(self, "state", {}).values():
+            s *= mask
 
     def buffers(self, grads) -> dict:
         g = grads.data if isinstance(grads, FlatBuffer) else grads
         check_buffer("g", g, self.params.shape[0], self.backend)
-        return {"w": self.params, "g": g, **self.state}
+        extra = {} if self.mask is None else {"mask": self.mask}
+        return {"w": self.params, "g": g, **extra, **self.state}
 
     def step(self, grads) -> None:
         """One update of every parameter: w, state := rule(w, g, state)."""

@@ -58,6 +58,8 @@ class Rule:
     #: Optional map from (params, state, hyper) to the weights a user would
     #: evaluate (Nesterov stores the look-ahead point; others: the params).
     weights: Callable | None = None
+    #: Read-only buffers besides g (``mask`` in a masked variant).
+    inputs: tuple[str, ...] = ()
     statements: tuple[Statement, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -65,8 +67,8 @@ class Rule:
 
     @property
     def buffers(self) -> tuple[str, ...]:
-        """Buffer arguments in kernel order: w, g, then the state buffers."""
-        return ("w", "g") + self.state
+        """Buffer arguments in kernel order: w, g, other inputs, then the state."""
+        return ("w", "g") + self.inputs + self.state
 
     @property
     def written(self) -> tuple[str, ...]:
@@ -160,6 +162,23 @@ def _dedent(text: str) -> str:
     import textwrap
 
     return textwrap.dedent(text).strip() + "\n"
+
+
+def masked(rule: Rule) -> Rule:
+    """The rule with a 0/1 ``mask`` buffer applied inside the update.
+
+    w, state := mask * rule(w, state), in the same single pass: a pruned
+    weight (mask 0) and its state stay exactly 0 through every later step,
+    whatever its gradient does (so Nesterov's w = u + eta gamma v is 0 too),
+    and the update is still one launch over the flat buffer (Optimal Brain
+    Damage's pruned connections, lecture section 11).
+    """
+    from dataclasses import replace
+
+    tail = "".join(f"\n{b} = {b} * mask" for b in ("w",) + rule.state)
+    return replace(rule, name=f"{rule.name}_masked", title=f"{rule.title} (masked)",
+                   inputs=rule.inputs + ("mask",), update=_dedent(rule.update) + tail + "\n",
+                   bytes_per_param=rule.bytes_per_param + 4)
 
 
 def decay(hp: Mapping[str, float]) -> float:

@@ -19,6 +19,7 @@ import pytest
 import cuda_host  # tests/ is not a package: pytest puts this folder on sys.path
 from kernels import RULES, Optimizer, reference
 from kernels.cuda_path import cuda_source, kernel_names, launch_geometry
+from kernels.rule import masked
 
 #: Every tail length 0-3, both sides of the 1024 boundary, and sizes large
 #: enough that the CuPy geometries' grid-stride loops go round more than once.
@@ -176,3 +177,35 @@ def test_spec_that_does_not_match_the_kernel_is_a_build_error(host):
     wrong = [("f32", n) if n == "n" else (k, n) for k, n in PROBE_SPEC]  # n as a float
     with pytest.raises(RuntimeError, match="cannot convert"):
         host.module(PROBE, {"probe": wrong})
+
+
+@pytest.mark.parametrize("n", (0, 1, 5, 1023, 1025))
+@pytest.mark.parametrize("kind", ("vec4", "scalar"))
+@pytest.mark.parametrize("name", RULES)
+def test_masked_kernel_matches_numpy(host, name, kind, n):
+    """The masked variant (Optimal Brain Damage's pruning): same source
+    generator plus a mask input; pruned weights stay exactly 0."""
+    rule = masked(RULES[name])
+    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), kernel_spec(rule)))
+    kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
+    hp = rule.resolve({"lr": max(rule.hyper["lr"], 0.1), "wd": 0.1})
+    rng = np.random.default_rng(zlib.crc32(f"masked/{name}/{n}".encode()))
+    w0 = rng.standard_normal(n).astype(np.float32)
+    mask = (rng.random(n) > 0.4).astype(np.float32)
+    opt = Optimizer(RULES[name], w0.copy(), mask=mask, **hp)
+    lo = FRONT[kind]
+    full = {b: aligned_random(rng, lo + n + BACK) for b in rule.buffers}
+    full["w"][lo:lo + n] = w0 * mask
+    full["mask"][lo:lo + n] = mask
+    for s in rule.state:
+        full[s][lo:lo + n] = 0.0
+    views = [full[b][lo:] for b in rule.buffers]
+    for t in range(1, STEPS + 1):
+        g = rng.standard_normal(n).astype(np.float32)
+        full["g"][lo:lo + n] = g
+        opt.step(g)
+        scalars = rule.step_scalars(opt.hyper, t)
+        kernel(*launch_geometry(n, kind == "vec4", 4), (*views, n, *(scalars[s] for s in rule.scalar_names)))
+        got = full["w"][lo:lo + n]
+        assert np.all(got[mask == 0] == 0.0)
+        assert_close(f"{rule.name} {kind} n={n} step {t}", got, opt.params.astype(np.float64))

@@ -265,3 +265,28 @@ def test_unaligned_view_takes_the_scalar_path(backend, row):
     assert rel_err(backend.to_numpy(w), ref_w) <= TOLERANCE_PER_STEP
     after = backend.to_numpy(base)
     assert after[0] == base0[0] and np.array_equal(after[1026:], base0[1026:])
+
+
+@ROWS
+def test_masked_update_keeps_pruned_weights_at_zero(backend, row):
+    """The mask applies inside the one launch: pruned weights (and their
+    state) stay exactly 0; the others move exactly as without a mask."""
+    rng = np.random.default_rng(11)
+    n = 2053
+    w0 = rng.standard_normal(n).astype(np.float32)
+    mask = (rng.random(n) > 0.3).astype(np.float32)
+    masked_w, plain_w = backend.asarray(w0.copy()), backend.asarray(w0 * mask)
+    masked_opt = Optimizer(row.name, masked_w, mask=backend.asarray(mask), **row.hyper, wd=0.01)
+    plain_opt = Optimizer(row.name, plain_w, **row.hyper, wd=0.01)
+    assert masked_opt.rule.name == row.name and masked_opt.kernel.rule.name == f"{row.name}_masked"
+    for _ in range(6):
+        g = rng.standard_normal(n).astype(np.float32) + 1.0  # nonzero everywhere
+        masked_opt.step(backend.asarray(g))
+        plain_opt.step(backend.asarray(g))
+    got, want = backend.to_numpy(masked_w), backend.to_numpy(plain_w)
+    assert np.all(got[mask == 0] == 0.0)
+    assert np.all(backend.to_numpy(masked_opt.weights())[mask == 0] == 0.0)
+    np.testing.assert_allclose(got[mask == 1], want[mask == 1], rtol=1e-6, atol=1e-7)
+    masked_opt.set_mask(None)
+    masked_opt.step(backend.asarray(np.ones(n, np.float32)))
+    assert np.all(backend.to_numpy(masked_w)[mask == 0] != 0.0)  # unmasked again: they move
