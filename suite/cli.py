@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from kernels import BackendUnavailable, get_backend
 from kernels.backend import BACKENDS
 from suite.results import ResultsError
 from suite.study import StudyError
+
+
+#: Where `optbench run` writes by default. Git ignores it: the reference runs
+#: committed under results/<study>/ are never overwritten or resumed from by
+#: accident, so a fresh clone's `optbench run` really trains.
+LOCAL_RESULTS = Path("results") / "local"
 
 
 def _backend_arg(p: argparse.ArgumentParser) -> None:
@@ -42,14 +49,12 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pathlib import Path
-
     from suite.runner import run_study
     from suite.study import load_study
 
     backend = get_backend(args.backend)  # 'auto' is resolved and recorded as what runs
     study = load_study(args.study, backend=backend.name)
-    out = Path(args.out) if args.out else Path("results") / study.name
+    out = Path(args.out) if args.out else LOCAL_RESULTS / study.name
     summary = run_study(study, out, backend.name, workers=args.workers,
                         scheduler=args.scheduler, gpus=args.gpus, quiet=args.quiet)
     print(f"{summary.ran} cells run, {summary.skipped} skipped (already complete), "
@@ -63,8 +68,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pathlib import Path
-
     from suite.report import write_report
 
     print(f"report: {write_report(Path(args.results))}")
@@ -106,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", nargs="?", default="default",
                    help="a built-in study's name (see suite/studies/) or a path to a .toml file")
     _backend_arg(p)
-    p.add_argument("--out", help="results directory (default: results/<study>)")
+    p.add_argument("--out", help=f"results directory (default: {LOCAL_RESULTS}/<study>)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="run the cells on a local Dask cluster of N processes")
     where.add_argument("--scheduler", help="run the cells on an existing Dask cluster at ADDRESS")
@@ -117,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="regenerate a study's report from its stored results")
-    p.add_argument("results", nargs="?", default="results/default", help="a results directory")
+    p.add_argument("results", nargs="?", default=str(LOCAL_RESULTS / "default"),
+                   help="a results directory, e.g. results/default (the committed CPU reference run)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="update-rule bandwidth as a fraction of a copy's")

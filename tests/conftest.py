@@ -16,3 +16,9 @@ def _backend_or_skip(name):
 def backend(request):
     """Each available backend in turn: numpy always, cupy on a GPU machine."""
     return _backend_or_skip(request.param)
+
+
+@pytest.fixture(scope="session")
+def cp():
+    """The cupy module, on a machine where it sees a CUDA device (else skip)."""
+    return _backend_or_skip("cupy").xp

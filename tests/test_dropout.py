@@ -414,18 +414,6 @@ def test_host_kernels_in_place(host_kernels, offset):
 
 # ---------------------------------------------------------------- on a GPU
 
-@pytest.fixture(scope="module")
-def cp():
-    cupy = pytest.importorskip("cupy")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # no driver
-        pytest.skip(f"CuPy sees no CUDA device ({type(exc).__name__}: {exc})")
-    if count == 0:
-        pytest.skip("CuPy sees no CUDA device")
-    return cupy
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("n,offset", [(1, 0), (5, 3), (1 << 20, 0), ((1 << 20) + 3, 0),
                                       ((1 << 20) + 1, 6), (4096, TWO64 - 4096)])

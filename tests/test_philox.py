@@ -157,18 +157,6 @@ def test_cuda_text_compiles_with_nvcc(arch, tmp_path):
     assert "0 bytes spill stores" in res.stderr
 
 
-@pytest.fixture(scope="module")
-def cp():
-    cupy = pytest.importorskip("cupy")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # no driver
-        pytest.skip(f"CuPy sees no CUDA device ({type(exc).__name__}: {exc})")
-    if count == 0:
-        pytest.skip("CuPy sees no CUDA device")
-    return cupy
-
-
 @pytest.mark.gpu
 def test_device_philox_matches_known_answers_and_numpy(cp):
     counters, keys = random_inputs(10000, seed=3)
