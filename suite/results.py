@@ -43,6 +43,8 @@ import pandas as pd
 
 CELLS = "cells"
 METADATA = "metadata.json"
+TEXT_COLUMNS = {c: str for c in ("study", "cell", "hidden", "hyper", "stop_reason", "init_from",
+                                 "checkpoint", "data_hash", "device", "backend")}
 
 
 class ResultsError(ValueError):
@@ -99,14 +101,18 @@ def load_results(out: Path) -> pd.DataFrame:
     frames = []
     for path in files:
         try:
-            df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+            # Text columns stay text: a hex key like "7e1398..." would parse as a float.
+            df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"],
+                             dtype=TEXT_COLUMNS)
         except Exception as exc:
             raise ResultsError(f"{path} is corrupt: {exc}") from None
         missing = {"cell", "epoch", "optimizer", "train_loss", "val_loss"} - set(df.columns)
         if df.empty or missing:
             raise ResultsError(f"{path} is corrupt: {'no rows' if df.empty else f'missing columns {sorted(missing)}'}")
         frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True)
+    df["stop_reason"] = df["stop_reason"].fillna("") if "stop_reason" in df else ""
+    return df
 
 
 def _git_commit() -> str:

@@ -95,3 +95,17 @@ def test_missing_empty_and_corrupt_results(tmp_path):
     (cells / "abc.csv").write_text("this,is\nnot,results\n")
     with pytest.raises(ResultsError, match="abc.csv is corrupt"):
         load_results(tmp_path / "bad")
+
+
+def test_keys_and_text_columns_stay_text(tmp_path):
+    """A hex key such as 7e13... must not be read back as a float (7e13... = inf)."""
+    from suite.results import write_cell
+
+    write_cell(tmp_path, "7e13986661061582", [
+        {"cell": "7e13986661061582", "epoch": 0, "optimizer": "sgd", "train_loss": 1.0,
+         "val_loss": 1.0, "stop_reason": ""},
+        {"cell": "7e13986661061582", "epoch": 1, "optimizer": "sgd", "train_loss": 0.5,
+         "val_loss": 0.6, "stop_reason": "epochs"}])
+    df = load_results(tmp_path)
+    assert list(df.cell) == ["7e13986661061582"] * 2
+    assert list(df.stop_reason) == ["", "epochs"]
