@@ -1,10 +1,17 @@
-"""Array backends: NumPy always, CuPy when it imports and sees a CUDA device.
+"""Array backends: NumPy always, CuPy when it imports and sees a CUDA device,
+Numba (NumPy arrays, JIT-compiled update loops) when Numba is installed.
 
 A backend gives the array module (``xp``), a way to wait for the device, a
 timer that is right for it (CUDA events on the GPU, ``perf_counter`` on the
 CPU) and conversion to NumPy. ``get_backend("auto")`` picks CuPy when it can
 run; asking for ``"cupy"`` where it can't is a :class:`BackendUnavailable`
 that says what is missing -- never a silent fallback to NumPy.
+
+``"numba"`` holds NumPy arrays (so ``xp`` is NumPy and everything but the
+optimiser update is the NumPy path, dropout included) and updates them with
+the Numba loops of :mod:`kernels.numba_path`; pass ``backend="numba"`` to
+:class:`kernels.Optimizer`. ``"auto"`` never picks it: it is an opt-in CPU
+backend (compiling a rule's loop takes about a second on first use).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-BACKENDS = ("auto", "numpy", "cupy")
+BACKENDS = ("auto", "numpy", "cupy", "numba")
 
 
 class BackendUnavailable(RuntimeError):
@@ -28,7 +35,7 @@ class BackendUnavailable(RuntimeError):
 class Backend:
     """One array backend.
 
-    name:   "numpy" or "cupy" (recorded in every result row).
+    name:   "numpy", "numba" or "cupy" (recorded in every result row).
     xp:     the array module.
     device: a human-readable device name (CPU model or GPU name).
     """
@@ -108,6 +115,19 @@ def numpy_backend() -> Backend:
     return Backend("numpy", np, _cpu_name(), lambda: None)
 
 
+def numba_backend() -> Backend:
+    """NumPy arrays updated by Numba loops, or BackendUnavailable without Numba."""
+    try:
+        import numba  # noqa: F401
+    except Exception as exc:  # ImportError, or a Numba that doesn't fit this NumPy
+        raise BackendUnavailable(
+            "backend 'numba' needs Numba, which could not be imported "
+            f"({type(exc).__name__}: {exc}); install it with "
+            "pip install 'optbench[numba]', or use --backend numpy"
+        ) from exc
+    return Backend("numba", np, _cpu_name(), lambda: None)
+
+
 def cupy_backend() -> Backend:
     """The CuPy backend, or BackendUnavailable naming what is missing."""
     try:
@@ -137,9 +157,13 @@ def cupy_backend() -> Backend:
 
 
 def get_backend(name: str = "auto") -> Backend:
-    """Return the backend called ``name`` ("auto", "numpy" or "cupy")."""
+    """Return the backend called ``name`` ("auto", "numpy", "cupy" or "numba").
+
+    "auto" is cupy where it can run, else numpy (never numba: opt in)."""
     if name == "numpy":
         return numpy_backend()
+    if name == "numba":
+        return numba_backend()
     if name == "cupy":
         return cupy_backend()
     if name == "auto":

@@ -69,7 +69,7 @@ def check_rule(name: str, l2_form: str, size: int, backend: Backend,
     rng = np.random.default_rng([seed, size, list(RULES).index(name), list(L2_FORMS).index(l2_form)])
     w0 = rng.standard_normal(size).astype(np.float32)
     params = backend.asarray(w0.copy())  # numpy would alias w0
-    opt = Optimizer(rule, params, **{**L2_FORMS[l2_form], **(hyper or {})})
+    opt = Optimizer(rule, params, backend=backend.name, **{**L2_FORMS[l2_form], **(hyper or {})})
     ref_w = w0.astype(np.float64)
     ref_state = {s: np.zeros(size) for s in rule.state}
     for t in range(1, steps + 1):

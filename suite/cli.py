@@ -2,9 +2,10 @@
 
     optbench run [STUDY] [--backend] [--out DIR] [--workers N | --scheduler ADDR | --gpus]
     optbench report [RESULTS_DIR]                   regenerate a report from stored results
-    optbench validate [--backend auto|numpy|cupy]   every kernel vs the float64 reference
-    optbench bench    [--backend ...] [--sizes ...]  update-rule bandwidth vs a copy
-    optbench bench --training [--batch-sizes ...]    training examples/s vs PyTorch
+    optbench validate [--backend auto|numpy|cupy|numba]   every kernel vs the float64 reference
+    optbench bench [--backend ...] [--quick] [--out DIR]    rules, dropout, model-shaped updates
+                                                      and training vs a copy and PyTorch
+    optbench bench --sizes 2^20,2^24 | --models | --training [--batch-sizes ...]   one section
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def cmd_run(args) -> int:
     from suite.study import load_study
 
     backend = get_backend(args.backend)  # 'auto' is resolved and recorded as what runs
+    if args.study == "lecture":  # every lecture study plus the custom experiments
+        from suite.lecture import run_lecture
+
+        out = Path(args.out) if args.out else LOCAL_RESULTS / "lecture"
+        print(f"report: {run_lecture(out, backend=backend.name)}")
+        return 0
     study = load_study(args.study, backend=backend.name)
     out = Path(args.out) if args.out else LOCAL_RESULTS / study.name
     summary = run_study(study, out, backend.name, workers=args.workers,
@@ -68,16 +75,29 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from suite.bench import CSV_NAME
+
+    results = Path(args.results)
+    if (results / CSV_NAME).is_file():  # a throughput directory (optbench bench)
+        from suite.throughput_report import write_throughput_report
+
+        print(f"report: {write_throughput_report(results)}")
+        return 0
+    from suite.lecture import TIMING, write_lecture_report
+
+    if (results / TIMING).is_file():  # a lecture directory (optbench run lecture)
+        print(f"report: {write_lecture_report(results)}")
+        return 0
     from suite.report import write_report
 
-    print(f"report: {write_report(Path(args.results))}")
+    print(f"report: {write_report(results)}")
     return 0
 
 
 def cmd_bench(args) -> int:
-    from suite.bench import main as bench_main, training_main
+    from suite.bench import main as bench_main
 
-    return training_main(args) if args.training else bench_main(args)
+    return bench_main(args)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -107,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a study (default: the default study) and write its report")
     p.add_argument("study", nargs="?", default="default",
-                   help="a built-in study's name (see suite/studies/) or a path to a .toml file")
+                   help="a built-in study's name (see suite/studies/), a path to a .toml file, "
+                        "or 'lecture' (every lecture experiment and its report)")
     _backend_arg(p)
     p.add_argument("--out", help=f"results directory (default: {LOCAL_RESULTS}/<study>)")
     where = p.add_mutually_exclusive_group()
@@ -119,22 +140,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="regenerate a study's report from its stored results")
+    p = sub.add_parser("report", help="regenerate a study's report from its stored results "
+                                      "(or a throughput report from an optbench bench directory)")
     p.add_argument("results", nargs="?", default=str(LOCAL_RESULTS / "default"),
                    help="a results directory, e.g. results/default (the committed CPU reference run)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("bench", help="update-rule bandwidth as a fraction of a copy's")
-    _backend_arg(p)
-    p.add_argument("--sizes", type=parse_sizes,
-                   default=None, help="comma-separated parameter counts, e.g. 2**20,2**24")
-    p.add_argument("--repeats", type=int, default=15, help="timed repeats per case (median)")
+    p = sub.add_parser(
+        "bench", help="update rules, dropout, model-shaped updates and training: "
+                      "bandwidth vs a copy and vs PyTorch; writes results/throughput/<device>")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="our kernels: auto (cupy if it can run, else numpy and numba if installed), "
+                        "numpy, numba (numba and numpy side by side) or cupy")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer sizes, repeats and batch sizes (under 3 minutes on a 2-core CPU)")
+    p.add_argument("--out", help="directory for throughput.csv, meta.json, report.md and figures "
+                                 "(default: results/throughput/<device> for a full run; "
+                                 "a quick or partial run is only kept with --out)")
+    p.add_argument("--sizes", type=parse_sizes, default=None,
+                   help="only the per-size rule/dropout section, at these parameter counts, e.g. 2^20,2^24")
+    p.add_argument("--models", action="store_true",
+                   help="only the model-shaped section (MLP parameter tensors)")
+    p.add_argument("--training", action="store_true",
+                   help="only training throughput (examples/s against batch size, and PyTorch's)")
+    p.add_argument("--batch-sizes", type=parse_sizes, default=None,
+                   help="batch sizes for the training section, e.g. 16,64,256")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed samples per case (median; default: 15 CPU, 50 GPU; --quick 5, 20)")
+    p.add_argument("--no-torch", action="store_true", help="don't time PyTorch even if it is installed")
     p.add_argument("--naive", action="store_true",
                    help="also time the one-expression-per-line NumPy Adam")
-    p.add_argument("--training", action="store_true",
-                   help="time training steps of the digits MLP instead (and PyTorch's, if installed)")
-    p.add_argument("--batch-sizes", type=parse_sizes, default=[64],
-                   help="batch sizes for --training, e.g. 16,64,256")
+    p.add_argument("--note", default="", help="a remark about the machine, kept in meta.json and report.md")
     p.set_defaults(func=cmd_bench)
     return parser
 

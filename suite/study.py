@@ -59,7 +59,7 @@ CHOICES = {
     "optimizer": tuple(RULES),
     "dropout_mode": DROPOUT_MODES,
     "order": datasets.ORDERS,
-    "backend": ("numpy", "cupy", "auto"),
+    "backend": ("numpy", "numba", "cupy", "auto"),
 }
 
 

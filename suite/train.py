@@ -20,6 +20,13 @@ over the training set, inference mode), train_acc, val_loss, val_acc,
 test_loss, test_acc, grad_norm (mean ||dQ/dw|| over the epoch's steps),
 diverged, stop_reason ("" until the last record).
 
+With ``layer_norms=True`` each record also has grad_norm_W1 .. grad_norm_WL:
+||dQ/dW_l|| of layer l's weight matrix (biases excluded), the mean over the
+epoch's steps like grad_norm; at epoch 0 the gradient of Q over the whole
+training set at the initial weights, in inference mode (no dropout, so the
+dropout stream and every other column are the same as with it off). Section
+8's vanishing gradients show up as grad_norm_W1 << grad_norm_WL.
+
 Nesterov keeps the look-ahead point in its buffer (see kernels.rules.nesterov);
 it is evaluated at its true weights w = u + eta gamma v.
 Same config and seed on the NumPy backend give identical records, bit for bit
@@ -71,11 +78,16 @@ class RunConfig:
     tol: float = 0.0
     patience: int = 0
     checkpoint: str | None = None    # write the final weights here
+    layer_norms: bool = False        # also record ||dQ/dW_l|| per layer (grad_norm_W1, ...)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["dropout"] = list(self.dropout) if isinstance(self.dropout, tuple) else self.dropout
+        # An opt-in diagnostic that does not change training: left out when off,
+        # so every config that predates it keeps its cell key (and its results).
+        if not self.layer_norms:
+            del d["layer_norms"]
         return d
 
     @classmethod
@@ -129,7 +141,8 @@ def build(config: RunConfig):
     hyper = dict(config.hyper)
     if config.lr is not None:
         hyper["lr"] = config.lr
-    opt = Optimizer(config.optimizer, model.params, l2=config.l2, wd=config.wd, **hyper)
+    opt = Optimizer(config.optimizer, model.params, backend=backend.name, l2=config.l2,
+                    wd=config.wd, **hyper)
     return ds, model, opt, backend, batch
 
 
@@ -160,6 +173,8 @@ def _run(config: RunConfig, progress) -> list[dict]:
             model.params.data[...] = opt.weights()
         for split, (X, y) in dev.items():
             loss, acc = model.evaluate(X, y)
+            if acc is not None and not _finite(loss):
+                acc = float("nan")  # the argmax of NaN outputs is no accuracy
             record[f"{split}_loss"], record[f"{split}_acc"] = loss, acc
         if saved is not None:
             model.params.data[...] = saved
@@ -174,12 +189,15 @@ def _run(config: RunConfig, progress) -> list[dict]:
     record = evaluate({**ran, "epoch": 0, "step": 0, "examples_seen": 0, "wall_time": 0.0,
                        "examples_per_sec": float("nan"), "grad_norm": float("nan"),
                        "diverged": False, "stop_reason": ""})
+    if config.layer_norms:
+        record.update(_initial_layer_norms(model, X_train, y_train))
     records.append(record)
     stable = {"criterion": 0, "weights": 0}
     prev_w = model.params.data.copy()
     stop = ""
     for epoch in range(1, config.epochs + 1):
         norms, diverged = [], False
+        layer_sums = [0.0] * model.n_layers  # per-layer norms summed over steps (opt-in)
         backend.synchronize()
         with backend.timer() as t:
             for idx in datasets.batches(ds.n_train, batch, epoch - 1, config.seed, config.order,
@@ -191,6 +209,8 @@ def _run(config: RunConfig, progress) -> list[dict]:
                 if not (_finite(loss) and _finite(gnorm)):
                     diverged = True
                     break
+                if config.layer_norms:
+                    layer_sums = [a + b for a, b in zip(layer_sums, _layer_norms(model))]
                 opt.step(model.grads)
                 step += 1
                 seen += len(idx)
@@ -201,6 +221,10 @@ def _run(config: RunConfig, progress) -> list[dict]:
                   "examples_per_sec": epoch_examples / t.seconds if t.seconds > 0 else float("nan"),
                   "grad_norm": float(np.mean(norms)) if norms else float("nan"),
                   "diverged": diverged, "stop_reason": ""}
+        if config.layer_norms:  # averaged over the steps taken (a diverging step is not)
+            n_steps = max(len(norms) - diverged, 1)
+            record.update({f"grad_norm_W{l}": total / n_steps
+                           for l, total in enumerate(layer_sums, start=1)})
         evaluate(record)
         if not diverged and not (_finite(record["train_loss"]) and bool(xp.isfinite(model.params.data).all())):
             record["diverged"] = diverged = True
@@ -227,6 +251,27 @@ def _run(config: RunConfig, progress) -> list[dict]:
     if config.checkpoint:
         save_checkpoint(model, config.checkpoint, config.as_dict())
     return records
+
+
+def _layer_norms(model) -> list[float]:
+    """||dQ/dW_l|| for every layer l, from the views into the flat gradient buffer."""
+    xp = model.xp
+    return [float(xp.linalg.norm(model.grads[f"W{l}"])) for l in range(1, model.n_layers + 1)]
+
+
+def _initial_layer_norms(model, X, y) -> dict:
+    """Per-layer gradient norms of Q over the training set at the current weights.
+
+    Inference-mode forward (no dropout draw), so the dropout stream that
+    training uses is untouched; with classic dropout the inference factor
+    (1 - p) is not back-propagated (an approximation, at epoch 0 only).
+    model.grads is overwritten, which is harmless because every training step
+    recomputes it before use.
+    """
+    z, cache = model.forward(X, train=False)
+    _, grad_z = model.loss.value_and_grad(model.xp, z, y)
+    model.backward(cache, grad_z)
+    return {f"grad_norm_W{l}": norm for l, norm in enumerate(_layer_norms(model), start=1)}
 
 
 def without_timing(records: list[dict]) -> list[dict]:

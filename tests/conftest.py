@@ -1,4 +1,5 @@
-"""Shared fixtures: the backends a test body runs on (CuPy only with a GPU)."""
+"""Shared fixtures: the backends a test body runs on (CuPy only with a GPU,
+Numba only where it is installed)."""
 
 import pytest
 
@@ -12,10 +13,17 @@ def _backend_or_skip(name):
         pytest.skip(str(exc))
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
-def backend(request):
-    """Each available backend in turn: numpy always, cupy on a GPU machine."""
-    return _backend_or_skip(request.param)
+@pytest.fixture(params=["numpy", "numba", pytest.param("cupy", marks=pytest.mark.gpu)])
+def backend(request, monkeypatch):
+    """Each available backend in turn: numpy always, numba where it is
+    installed, cupy on a GPU machine. The numba backend holds NumPy arrays,
+    so for it every Optimizer built on NumPy arrays without an explicit
+    ``backend=`` runs the Numba kernels (tests written for ``backend.asarray``
+    arrays then exercise the Numba path unchanged)."""
+    b = _backend_or_skip(request.param)
+    if b.name == "numba":
+        monkeypatch.setattr("kernels.optimizer.NUMPY_ARRAY_KERNELS", "numba")
+    return b
 
 
 @pytest.fixture(scope="session")

@@ -102,3 +102,16 @@ def test_nesterov_is_evaluated_at_its_true_weights():
     a = run(RunConfig(**SMALL, optimizer="nesterov"))[0]
     b = run(RunConfig(**SMALL, optimizer="sgd"))[0]
     assert a["train_loss"] == b["train_loss"]
+
+
+def test_a_diverged_run_has_no_accuracy():
+    last = run(RunConfig(**{**SMALL, "epochs": 5}, optimizer="sgd", lr=1e8))[-1]
+    assert last["diverged"] and math.isnan(last["val_acc"]) and math.isnan(last["train_acc"])
+
+
+def test_numba_backend_trains_like_numpy():
+    pytest.importorskip("numba")
+    a = run(RunConfig(**SMALL, optimizer="adam", backend="numpy"))
+    b = run(RunConfig(**SMALL, optimizer="adam", backend="numba"))
+    assert b[-1]["backend"] == "numba"
+    assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=1e-5)
