@@ -174,10 +174,10 @@ def get_backend(name: str = "auto") -> Backend:
     raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
 
 
-def backend_of(array) -> Backend:
-    """The backend that owns ``array`` (CuPy arrays live on the GPU)."""
-    if isinstance(array, np.ndarray):
-        return numpy_backend()
-    if type(array).__module__.startswith("cupy"):
-        return cupy_backend()
-    raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
+def array_kind(a) -> str:
+    """"numpy" or "cupy": which library owns the array ``a``."""
+    if isinstance(a, np.ndarray):
+        return "numpy"
+    if type(a).__module__.startswith("cupy"):
+        return "cupy"
+    raise TypeError(f"expected a numpy or cupy array, got {type(a).__name__}")

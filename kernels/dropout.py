@@ -60,6 +60,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import philox
+from .backend import array_kind
 from .cuda_path import BLOCKS_PER_SM, THREADS
 
 MODES = ("inverted", "classic")
@@ -345,23 +346,15 @@ def _check_offset(offset, n: int) -> int:
     return offset
 
 
-def _kind(a) -> str:
-    if isinstance(a, np.ndarray):
-        return "numpy"
-    if type(a).__module__.startswith("cupy"):
-        return "cupy"
-    raise TypeError(f"expected a numpy or cupy array, got {type(a).__name__}")
-
-
 def _ptr(a, kind: str) -> int:
     return a.__array_interface__["data"][0] if kind == "numpy" else a.data.ptr
 
 
 def _check_pair(src_name: str, src, dst_name: str, dst) -> str:
     """The backend of src and dst, or a clear error about what is wrong."""
-    kind = _kind(src)
-    if _kind(dst) != kind:
-        raise TypeError(f"{src_name!r} is a {kind} array but {dst_name!r} is a {_kind(dst)} array")
+    kind = array_kind(src)
+    if array_kind(dst) != kind:
+        raise TypeError(f"{src_name!r} is a {kind} array but {dst_name!r} is a {array_kind(dst)} array")
     for name, a in ((src_name, src), (dst_name, dst)):
         if a.dtype != np.float32:
             raise TypeError(f"dropout: {name!r} must be float32, got {a.dtype}")

@@ -22,6 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .backend import array_kind
 from .cuda_path import CupyKernel
 from .flat import FlatBuffer
 from .numba_path import NumbaKernel
@@ -48,17 +49,9 @@ def kernel_for(rule: Rule, backend: str):
     return _KERNELS[key]
 
 
-def _array_backend(a) -> str:
-    if isinstance(a, np.ndarray):
-        return "numpy"
-    if type(a).__module__.startswith("cupy"):
-        return "cupy"
-    raise TypeError(f"expected a numpy or cupy array, got {type(a).__name__}")
-
-
 def check_buffer(name: str, a, n: int | None = None, backend: str | None = None) -> None:
     """A clear error unless ``a`` is a 1-D contiguous float32 array of n elements."""
-    kind = _array_backend(a)
+    kind = array_kind(a)
     if a.dtype != np.float32:
         raise TypeError(f"buffer {name!r} must be float32, got {a.dtype}")
     if a.ndim != 1 or not a.flags.c_contiguous:
@@ -120,7 +113,7 @@ class Optimizer:
         self.params = params.data if isinstance(params, FlatBuffer) else params
         check_buffer("w", self.params)
         #: "numpy" or "cupy": the kind of array every buffer must be.
-        self.arrays = _array_backend(self.params)
+        self.arrays = array_kind(self.params)
         #: "numpy", "numba" or "cupy": whose kernels run the update.
         self.backend = _kernel_backend(self.arrays, backend)
         self.mask = None
