@@ -17,6 +17,7 @@ from suite.mlp import MLP
 
 @lru_cache(maxsize=None)
 def load(name):
+    pytest.importorskip("sklearn")  # digits; absent on the lent GPU machine
     return _load(name)
 
 # --------------------------------------------------------------------------- #

@@ -4,6 +4,9 @@ the same rows whether cells run in-process or on a Dask cluster."""
 import pandas as pd
 import pytest
 
+# The lent GPU machine lacks these and runs only the gpu-marked tests.
+pytest.importorskip("tqdm")
+
 from suite import runner
 from suite.results import ResultsError, completed_cells, load_results, read_metadata
 from suite.study import load_study
