@@ -75,12 +75,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from suite.bench import CSV_NAME
+    from suite.throughput_report import CSV_NAME, write_throughput_report
 
     results = Path(args.results)
     if (results / CSV_NAME).is_file():  # a throughput directory (optbench bench)
-        from suite.throughput_report import write_throughput_report
-
         print(f"report: {write_throughput_report(results)}")
         return 0
     from suite.lecture import TIMING, write_lecture_report

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite import bench
+from kernels import RULES
+from suite import bench, bench_cases, bench_timing, bench_training
 from suite import throughput_report as tr
 from suite.cli import main
 
@@ -54,7 +55,7 @@ def _fake_case(clock, name, cost, copies=1):
             clock.log.append(name)
         return fn
 
-    case = bench.Case(name, [make(k) for k in range(copies)], clock.timer, lambda: None, copies=copies)
+    case = bench_timing.Case(name, [make(k) for k in range(copies)], clock.timer, lambda: None, copies=copies)
     return case, calls
 
 
@@ -62,7 +63,7 @@ def test_measure_takes_the_median_of_interleaved_samples():
     clock = FakeClock()
     a, a_calls = _fake_case(clock, "a", 1e-3, copies=3)
     b, _ = _fake_case(clock, "b", 5e-3)
-    bench.measure([a, b], repeats=4, min_sample_s=2.5e-3)
+    bench_timing.measure([a, b], repeats=4, min_sample_s=2.5e-3)
     assert a.seconds == pytest.approx(1e-3) and b.seconds == pytest.approx(5e-3)
     assert a.calls == 3 and b.calls == 1  # enough calls to last min_sample_s
     assert len(a.samples) == len(b.samples) == 4
@@ -78,13 +79,13 @@ class _FakeBackend:
 
 
 def test_gpu_cases_rotate_past_twice_the_l2_cache():
-    env = bench.Env([_FakeBackend(True)], quick=True, repeats=1, l2_bytes=50 << 20)
+    env = bench_timing.Env([_FakeBackend(True)], quick=True, repeats=1, l2_bytes=50 << 20)
     assert env.copies(1 << 30) == (1, True)            # one set is 20x the L2: cold already
     copies, cold = env.copies(10 << 20)
     assert cold and (copies - 1) * (10 << 20) >= 2 * (50 << 20)
     copies, cold = env.copies(16 << 10)                # 16 KB sets: capped, stay in L2
-    assert copies == bench.ROTATION_CAP and cold is False
-    cpu = bench.Env([_FakeBackend(False)], quick=True, repeats=1)
+    assert copies == bench_timing.ROTATION_CAP and cold is False
+    cpu = bench_timing.Env([_FakeBackend(False)], quick=True, repeats=1)
     assert cpu.copies(1 << 30) == (1, None)
 
 
@@ -103,9 +104,9 @@ def test_sanitize_and_sections():
 
 
 def test_kernel_backends_side_by_side():
-    assert [b.name for b in bench.kernel_backends("numpy")] == ["numpy"]
+    assert [b.name for b in bench_timing.kernel_backends("numpy")] == ["numpy"]
     try:
-        names = [b.name for b in bench.kernel_backends("numba")]
+        names = [b.name for b in bench_timing.kernel_backends("numba")]
     except Exception as exc:  # BackendUnavailable without numba
         assert "needs Numba" in str(exc)
     else:
@@ -116,10 +117,10 @@ def test_kernel_backends_side_by_side():
 
 def test_every_rule_maps_to_a_torch_optimiser():
     torch = pytest.importorskip("torch")
-    for name in bench.RULES:
+    for name in RULES:
         p = torch.nn.Parameter(torch.ones(8))
         p.grad = torch.ones(8)
-        opt = bench.torch_optimizer(torch, name, [p], "torch-foreach")
+        opt = bench_cases.torch_optimizer(torch, name, [p], "torch-foreach")
         opt.step()
         assert not torch.equal(p.detach(), torch.ones(8)), name
 
@@ -128,9 +129,9 @@ def test_torch_momentum_with_dampening_gamma_is_our_ema():
     """SGD(momentum=g, dampening=g): buf = g buf + (1 - g) grad, our v (after
     torch's first step, which sets buf = grad)."""
     torch = pytest.importorskip("torch")
-    gamma = bench.RULES["momentum"].defaults()["gamma"]
+    gamma = RULES["momentum"].defaults()["gamma"]
     p = torch.nn.Parameter(torch.zeros(4))
-    opt = bench.torch_optimizer(torch, "momentum", [p], "torch-foreach")
+    opt = bench_cases.torch_optimizer(torch, "momentum", [p], "torch-foreach")
     grads = [torch.full((4,), float(v)) for v in (1.0, 3.0, -2.0)]
     v = None
     for g in grads:
@@ -143,8 +144,8 @@ def test_torch_momentum_with_dampening_gamma_is_our_ema():
 # --- sections at toy sizes ------------------------------------------------------------------
 
 def test_size_rows_count_bytes_per_param_against_a_copy_timed_alongside():
-    env = bench.make_env("numpy", quick=True, repeats=1, use_torch=False)
-    rows = bench.size_rows(env, 1024, rules=["sgd", "adam"], naive=True)
+    env = bench_timing.make_env("numpy", quick=True, repeats=1, use_torch=False)
+    rows = bench_cases.size_rows(env, 1024, rules=["sgd", "adam"], naive=True)
     assert [(r["section"], r["rule"], r["impl"]) for r in rows] == [
         ("copy", "copy", "numpy"), ("rule", "sgd", "numpy"), ("rule", "adam", "numpy"),
         ("rule", "adam (naive numpy)", "numpy-naive"),
@@ -152,7 +153,7 @@ def test_size_rows_count_bytes_per_param_against_a_copy_timed_alongside():
     copy = rows[0]
     assert copy["copy_fraction"] == pytest.approx(1.0) and copy["repeats"] == 4  # pooled: 4 groups
     for r in rows[1:3]:
-        bpp = bench.RULES[r["rule"]].bytes_per_param
+        bpp = RULES[r["rule"]].bytes_per_param
         assert r["bytes_per_param"] == bpp
         assert r["gbps"] == pytest.approx(bpp * 1024 / r["seconds"] / 1e9)
         assert r["copy_fraction"] == pytest.approx(r["gbps"] / r["copy_gbps"])
@@ -163,20 +164,20 @@ def test_size_rows_count_bytes_per_param_against_a_copy_timed_alongside():
 def test_torch_ratios_are_relative_to_the_best_torch_row():
     rows = [{"impl": "numba", "seconds": 2.0}, {"impl": "torch-foreach", "seconds": 8.0},
             {"impl": "torch-fused", "seconds": 4.0}]
-    bench._set_torch_ratios(rows)
+    bench_cases.set_torch_ratios(rows)
     assert [r["ratio_torch"] for r in rows] == [2.0, 0.5, 1.0]
 
 
 def test_model_and_training_sections_run():
-    env = bench.make_env("numpy", quick=True, repeats=1)
-    rows = bench.model_rows(env, models=["mnist1d"], rules=["adam"], log=print)
+    env = bench_timing.make_env("numpy", quick=True, repeats=1)
+    rows = bench_cases.model_rows(env, models=["mnist1d"], rules=["adam"], log=print)
     ours = [r for r in rows if r["impl"] == "numpy" and r["rule"] == "adam"]
     assert ours and ours[0]["size"] == 23050 and ours[0]["n_tensors"] == 6
     assert any(r["rule"] == "copy" for r in rows)
     if env.torch is not None:
         assert {"torch-foreach", "torch-fused"} <= {r["impl"] for r in rows}
     env.torch = None  # PyTorch's training steps are the same code path as above; keep this quick
-    train = bench.training_rows(env, batch_sizes=[32], datasets=["digits"], log=print)
+    train = bench_training.training_rows(env, batch_sizes=[32], datasets=["digits"], log=print)
     assert train and all(r["examples_per_sec"] > 0 and r["batch"] == 32 for r in train)
     assert train[0]["note"].startswith("MLP 64-128-128-10")
 
@@ -184,7 +185,7 @@ def test_model_and_training_sections_run():
 # --- acceptance scoring ------------------------------------------------------------------------
 
 def _frame(rows):
-    return pd.DataFrame([{c: np.nan for c in bench.COLUMNS} | r for r in rows])
+    return pd.DataFrame([{c: np.nan for c in bench_cases.COLUMNS} | r for r in rows])
 
 
 def test_cpu_acceptance_compares_best_of_ours_with_best_of_torch():
@@ -228,9 +229,9 @@ def test_bench_writes_table_and_report_regenerates(tmp_path, capsys):
     assert main(["bench", "--backend", "numpy", "--sizes", "1024", "--repeats", "1", "--no-torch",
                  "--note", "a test machine", "--out", str(out)]) == 0
     df = pd.read_csv(out / "throughput.csv")
-    assert list(df.columns) == bench.COLUMNS
+    assert list(df.columns) == bench_cases.COLUMNS
     assert set(df.section) == {"copy", "rule", "dropout"}
-    assert set(df[df.section == "rule"].rule) == set(bench.RULES)
+    assert set(df[df.section == "rule"].rule) == set(RULES)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["backends"] == ["numpy"] and meta["note"] == "a test machine" and meta["sizes"] == [1024]
     assert (out / "report.md").is_file() and (out / "figures" / "bandwidth.png").is_file()

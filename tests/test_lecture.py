@@ -219,7 +219,7 @@ def quick_run(tmp_path_factory):
     """run_lecture(quick=True) once, with a stand-in for suite.obd (its own
     tests cover it) that honours the contract: sections with a figure name
     relative to the OBD folder."""
-    import suite.obd
+    import suite.obd_experiments
 
     out = tmp_path_factory.mktemp("lecture")
 
@@ -230,7 +230,7 @@ def quick_run(tmp_path_factory):
                  "verdict": "a stand-in verdict, as claimed", "claim": "a stand-in claim"}]
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(suite.obd, "run_obd_experiments", fake_obd, raising=False)
+    mp.setattr(suite.obd_experiments, "run_obd_experiments", fake_obd)
     try:
         report = lecture.run_lecture(out, quick=True)
     finally:
@@ -289,12 +289,12 @@ def test_report_regenerates_from_stored_results_alone(quick_run, monkeypatch):
 
 
 def test_a_failing_obd_leaves_a_marked_hook(tmp_path, monkeypatch):
-    import suite.obd
+    import suite.obd_experiments
 
     def broken(out_dir, quick=False):
         raise RuntimeError("not finished yet")
 
-    monkeypatch.setattr(suite.obd, "run_obd_experiments", broken, raising=False)
+    monkeypatch.setattr(suite.obd_experiments, "run_obd_experiments", broken)
     assert lecture.run_obd(tmp_path, quick=True) is False
     assert "not finished yet" in (tmp_path / "obd" / "error.txt").read_text()
     section = lecture.section_obd(lecture.Stored(tmp_path))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kernels import FlatBuffer, Optimizer
-from suite import obd
+from suite import obd, obd_experiments
 from suite.activations import ACTIVATIONS
 from suite.data import load as _load
 from suite.mlp import MLP
@@ -248,10 +248,10 @@ def test_constant_inputs_have_zero_salience_on_digits():
     """A pixel that is constant in the training set is 0 after standardising,
     so its weights see a_j = 0: zero curvature, zero salience, ranked first."""
     ds = load("digits")
-    setup = obd.Setup(train_epochs=2, seeds=(0,))
-    base = obd.new_trainer(ds, setup, 0)
+    setup = obd_experiments.Setup(train_epochs=2, seeds=(0,))
+    base = obd_experiments.new_trainer(ds, setup, 0)
     base.train(2)
-    grid = obd.input_salience_map(base)
+    grid = obd_experiments.input_salience_map(base)
     constant = ds.X_train.std(axis=0) == 0
     assert constant.sum() >= 1
     assert (grid.ravel()[constant] == 0).all() and (grid.ravel()[~constant] > 0).all()
@@ -264,8 +264,8 @@ def test_constant_inputs_have_zero_salience_on_digits():
 
 def _digits_trainer(epochs, seed=0, backend="numpy"):
     ds = load("digits")
-    setup = obd.Setup(hidden=(16,), batch_size=64, seeds=(seed,), backend=backend)
-    t = obd.new_trainer(ds, setup, seed)
+    setup = obd_experiments.Setup(hidden=(16,), batch_size=64, seeds=(seed,), backend=backend)
+    t = obd_experiments.new_trainer(ds, setup, seed)
     t.train(epochs)
     return t
 
@@ -345,7 +345,7 @@ def test_significantly_worse_uses_both_losses_and_the_floor():
 def test_predicted_increase_is_the_sum_of_removed_saliences_and_copies_are_independent():
     t = _digits_trainer(6)
     w = t.model.params.data.copy()
-    df = obd.predicted_vs_measured(t, counts=(5, 50), criteria=("obd", "random"), n_single=5)
+    df = obd_experiments.predicted_vs_measured(t, counts=(5, 50), criteria=("obd", "random"), n_single=5)
     np.testing.assert_array_equal(t.model.params.data, w)  # measured, then put back
     X, y = t.splits["train"]
     S = obd.salience(t.model, obd.hessian_diagonal(t.model, X, y))
@@ -363,7 +363,7 @@ def test_predicted_increase_is_the_sum_of_removed_saliences_and_copies_are_indep
 
 
 def test_quick_experiments_write_their_files_and_sections(tmp_path):
-    sections = obd.run_obd_experiments(tmp_path, quick=True)
+    sections = obd_experiments.run_obd_experiments(tmp_path, quick=True)
     assert len(sections) == 6
     for s in sections:
         assert set(s) == {"title", "figure", "table", "verdict", "claim"}
