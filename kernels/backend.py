@@ -181,3 +181,12 @@ def array_kind(a) -> str:
     if type(a).__module__.startswith("cupy"):
         return "cupy"
     raise TypeError(f"expected a numpy or cupy array, got {type(a).__name__}")
+
+
+def array_module(a):
+    """numpy for NumPy arrays and scalars, cupy for CuPy arrays."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np

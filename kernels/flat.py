@@ -17,6 +17,8 @@ from math import prod
 
 import numpy as np
 
+from .backend import array_module
+
 ALIGN_BYTES = 16
 DTYPE = np.dtype(np.float32)
 _ALIGN = ALIGN_BYTES // DTYPE.itemsize
@@ -110,13 +112,5 @@ class FlatBuffer:
 
     def like(self) -> "FlatBuffer":
         """A zero buffer of the same layout on the same device (for gradients)."""
-        xp = _xp_of(self.data)
+        xp = array_module(self.data)
         return FlatBuffer(self.layout, xp.zeros_like(self.data))
-
-
-def _xp_of(a):
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-
-    return cupy

@@ -37,16 +37,9 @@ from typing import Callable
 
 import numpy as np
 
+from kernels.backend import array_module
+
 PRELU_DEFAULT_ALPHA = 0.25  # He et al. 2015's initial alpha (PyTorch's default too)
-
-
-def array_module(z):
-    """numpy for NumPy arrays and scalars, cupy for CuPy arrays."""
-    if type(z).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
 
 
 def _xp(z, xp):

@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from kernels import FlatBuffer, Optimizer
-from kernels.flat import _xp_of
+from kernels.backend import array_module
 
 from . import data as datasets
 from .mlp import MLP
@@ -212,7 +212,7 @@ def least_salient(scores, candidates, n: int):
     Ties keep index order (a stable sort), so equal saliences -- e.g. the
     zero saliences of weights from a constant input -- go first to first.
     """
-    xp = _xp_of(scores)
+    xp = array_module(scores)
     n_candidates = int((candidates > 0).sum())
     if not 0 <= n <= n_candidates:
         raise ValueError(f"cannot remove {n} of {n_candidates} remaining connections")
