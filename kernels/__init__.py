@@ -1,8 +1,14 @@
 """optbench kernels: optimiser updates and dropout on flat float32 buffers.
 
-Device code and its oracles only: backends, flat buffers, the update rules
-(each written once, compiled for NumPy and CUDA), and the float64 reference.
-Nothing here knows about models, data sets or reports (that is ``suite``).
+Device code and its oracles only. Nothing here knows about models, data sets
+or reports (that is ``suite``; ``kernels`` never imports it):
+
+- ``rule`` and ``rules/``: the update rules, one module of maths each;
+  ``transforms``: coupled L2, decoupled decay and masking as transforms of a rule;
+- ``codegen/``: each rule compiled for NumPy, CUDA and Numba;
+- ``optimizer``: a rule bound to a flat buffer (``flat``) on a ``backend``;
+- ``dropout`` and ``philox``: counter-based dropout; ``cuda/``: its CUDA source;
+- ``reference`` and ``validate``: the float64 oracle and the checks against it.
 """
 
 from . import dropout

@@ -9,7 +9,7 @@ that says what is missing -- never a silent fallback to NumPy.
 
 ``"numba"`` holds NumPy arrays (so ``xp`` is NumPy and everything but the
 optimiser update is the NumPy path, dropout included) and updates them with
-the Numba loops of :mod:`kernels.numba_path`; pass ``backend="numba"`` to
+the Numba loops of :mod:`kernels.codegen.numba_kernel`; pass ``backend="numba"`` to
 :class:`kernels.Optimizer`. ``"auto"`` never picks it: it is an opt-in CPU
 backend (compiling a rule's loop takes about a second on first use).
 """

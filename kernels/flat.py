@@ -107,9 +107,6 @@ class FlatBuffer:
             raise KeyError(f"no tensor {name!r} in buffer; have {list(self._views)}")
         return self._views[name]
 
-    def views(self) -> dict:
-        return dict(self._views)
-
     def like(self) -> "FlatBuffer":
         """A zero buffer of the same layout on the same device (for gradients)."""
         xp = array_module(self.data)

@@ -18,32 +18,29 @@ CuPy arrays, the chunked in-place NumPy program otherwise -- or, with
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import numpy as np
 
-from .backend import array_kind
-from .cuda_path import CupyKernel
+from .backend import array_kind, array_module
+from .codegen.cuda_kernel import CupyKernel
+from .codegen.numba_kernel import NumbaKernel
+from .codegen.numpy_kernel import NumpyKernel
 from .flat import FlatBuffer
-from .numba_path import NumbaKernel
-from .numpy_path import NumpyKernel
-from .rule import Rule, masked
+from .rule import Rule
 from .rules import get_rule
+from .transforms import masked
 
 _KERNELS: dict[tuple[str, str], object] = {}
 _KERNEL_CLASSES = {"numpy": NumpyKernel, "numba": NumbaKernel, "cupy": CupyKernel}
-#: The kernel backends that can update each kind of array.
+#: The kernel backends that can update each kind of array; the first is the
+#: one used when no ``backend`` is given.
 ARRAY_KERNELS = {"numpy": ("numpy", "numba"), "cupy": ("cupy",)}
-#: Which kernels update NumPy arrays when no ``backend`` is given ("numpy";
-#: the tests set "numba" to run every backend-parametrised test on it).
-NUMPY_ARRAY_KERNELS = "numpy"
 
 
 def kernel_for(rule: Rule, backend: str):
     """The cached kernel of ``rule`` for backend "numpy", "numba" or "cupy"."""
     if backend not in _KERNEL_CLASSES:
         raise ValueError(f"no kernels for backend {backend!r}; allowed: {', '.join(_KERNEL_CLASSES)}")
-    key = (rule.name, backend)  # a masked variant has its own name
+    key = (rule, backend)  # rules hash by identity; transforms are cached objects
     if key not in _KERNELS:
         _KERNELS[key] = _KERNEL_CLASSES[backend](rule)
     return _KERNELS[key]
@@ -82,7 +79,7 @@ def aligned_zeros(n: int, align: int = CPU_ALIGN_BYTES) -> np.ndarray:
 def _kernel_backend(arrays: str, backend) -> str:
     """The kernel backend for arrays of kind ``arrays``; a clear error if it can't run them."""
     if backend is None:
-        backend = NUMPY_ARRAY_KERNELS if arrays == "numpy" else arrays
+        backend = ARRAY_KERNELS[arrays][0]
     name = getattr(backend, "name", backend)  # a kernels.Backend or its name
     if name not in _KERNEL_CLASSES:
         raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(_KERNEL_CLASSES)}")
@@ -102,7 +99,7 @@ class Optimizer:
     params: a :class:`FlatBuffer` or a 1-D float32 array (NumPy or CuPy);
     backend: whose kernels run the update: "numpy" or "numba" for NumPy
         arrays, "cupy" for CuPy arrays (a name or a :class:`kernels.Backend`);
-        None: cupy for CuPy arrays, :data:`NUMPY_ARRAY_KERNELS` for NumPy ones;
+        None: the first of :data:`ARRAY_KERNELS` for the arrays' kind;
     hyper: the rule's hyper-parameters (see ``kernels.rules``), e.g. lr=0.01.
     state: dict of zero-initialised buffers the size of params.
     t: number of steps taken so far.
@@ -158,10 +155,29 @@ class Optimizer:
 
     def weights(self):
         """The weights to evaluate (Nesterov keeps the look-ahead point)."""
-        if self.rule.weights is None:
-            return self.params
         return self.rule.weights(self.params, self.state, self.hyper)
 
-    def scalars(self) -> Mapping[str, float]:
-        """The scalars the next step will use."""
-        return self.rule.step_scalars(self.hyper, self.t + 1)
+    def state_dict(self) -> dict:
+        """The optimiser's state, to save or to restore later: the rule's name,
+        its hyper-parameters, the step counter ``t`` and a copy of every state
+        buffer (same array kind as the parameters)."""
+        return {"rule": self.rule.name, "hyper": dict(self.hyper), "t": self.t,
+                "state": {k: v.copy() for k, v in self.state.items()}}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore what :meth:`state_dict` returned (possibly saved to disk and
+        read back as NumPy arrays): hyper-parameters, step counter and state
+        buffers, copied into this optimiser's own buffers."""
+        if sd.get("rule", self.rule.name) != self.rule.name:
+            raise ValueError(f"state of rule {sd['rule']!r} cannot be loaded into a {self.rule.name!r} optimiser")
+        missing = set(self.state) - set(sd["state"])
+        if missing:
+            raise ValueError(f"optimiser state lacks buffer(s) {sorted(missing)} of rule {self.rule.name!r}")
+        xp = array_module(self.params)
+        for k, buf in self.state.items():
+            value = sd["state"][k]
+            if tuple(value.shape) != buf.shape:
+                raise ValueError(f"optimiser state {k!r} has shape {tuple(value.shape)}, the parameters {buf.shape}")
+            buf[...] = xp.asarray(value, dtype=buf.dtype)
+        self.hyper = self.rule.resolve(sd.get("hyper", self.hyper))
+        self.t = int(sd["t"])

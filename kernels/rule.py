@@ -1,9 +1,8 @@
-"""An update rule, written once, from which both backends are generated.
+"""An update rule, written once, from which every backend is generated.
 
 A rule is data:
 
-* ``hyper``: its hyper-parameters with defaults (every rule also takes ``l2``,
-  the coupled L2 coefficient, and ``wd``, the decoupled weight decay);
+* ``hyper``: its hyper-parameters with defaults;
 * ``state``: the names of its state buffers (each the size of the parameters,
   zero at the start);
 * ``scalars(hp, t)``: the per-step scalars, computed on the host in double
@@ -12,23 +11,31 @@ A rule is data:
 * ``update``: the per-element update as straight-line assignments over the
   buffers ``w`` (parameters, read and written), ``g`` (gradient, read-only;
   assigning to ``g`` rebinds a local copy), the state buffers, the scalars and
-  locals. Expressions use ``+ - * /``, unary minus, numbers and ``sqrt``.
+  locals. Expressions use ``+ - * /``, unary minus, numbers and ``sqrt``;
+* ``lookahead``: for a rule whose parameter buffer holds a point other than
+  the weights (Nesterov keeps u = w - eta gamma v), the offset as an
+  expression: w = params + lookahead.
 
-The update text is the single source: :mod:`kernels.numpy_path` compiles it to
-in-place ufunc calls over cache-sized chunks, :mod:`kernels.cuda_path` to a
-``__host__ __device__`` C function called from a CUDA kernel. Because both come
-from one definition, the two backends cannot drift apart; the float64
-reference in :mod:`kernels.reference` is written separately, from the lecture.
+A rule module holds only its own update. L2 (coupled, added to the gradient)
+and decoupled weight decay are transforms of a rule (:mod:`kernels.transforms`,
+beside ``masked``), applied to every rule by the registry.
+
+The update text is the single source: :mod:`kernels.codegen` compiles it to
+in-place NumPy ufunc calls over cache-sized chunks, a CUDA
+``__host__ __device__`` function called from two kernels, and a Numba loop.
+Because all come from one definition, the backends cannot drift apart; the
+float64 reference in :mod:`kernels.reference` is written separately, from
+the lecture.
 """
 
 from __future__ import annotations
 
 import ast
+import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-#: Hyper-parameters that every rule takes, with the lecture's symbol.
-COMMON_HYPER = {"l2": 0.0, "wd": 0.0}
+#: Functions an update may call, each with one argument.
 FUNCTIONS = ("sqrt",)
 
 
@@ -55,9 +62,9 @@ class Rule:
     scalars: Callable[[Mapping[str, float], int], dict[str, float]]
     update: str
     bytes_per_param: int
-    #: Optional map from (params, state, hyper) to the weights a user would
-    #: evaluate (Nesterov stores the look-ahead point; others: the params).
-    weights: Callable | None = None
+    #: w = params + lookahead (an expression over the state and scalars), for a
+    #: rule that stores another point than the weights; None: params are w.
+    lookahead: str | None = None
     #: Read-only buffers besides g (``mask`` in a masked variant).
     inputs: tuple[str, ...] = ()
     statements: tuple[Statement, ...] = field(init=False, repr=False)
@@ -80,7 +87,7 @@ class Rule:
         return tuple(self.scalars(self.defaults(), 1))
 
     def defaults(self) -> dict[str, float]:
-        return {**self.hyper, **COMMON_HYPER}
+        return dict(self.hyper)
 
     def resolve(self, given: Mapping[str, float] | None = None) -> dict[str, float]:
         """Defaults overridden by ``given``; an unknown name is a RuleError."""
@@ -105,11 +112,25 @@ class Rule:
             raise RuleError(f"step counter t starts at 1, got {t}")
         return {k: float(v) for k, v in self.scalars(hp, t).items()}
 
+    def weights(self, params, state: Mapping, hp: Mapping[str, float]):
+        """The weights a user evaluates: ``params`` itself, or params +
+        lookahead for a rule that stores a look-ahead point (a new array)."""
+        if self.lookahead is None:
+            return params
+        from .codegen.expr import evaluate
+
+        env = {**self.step_scalars(hp, 1), **state}
+        return params + evaluate(parse_expression(self, self.lookahead, set(env)), env)
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"
+
 
 def parse_update(rule: Rule) -> list[Statement]:
     """Parse and check a rule's update text; names must all be known."""
     try:
-        module = ast.parse(_dedent(rule.update))
+        module = ast.parse(dedent(rule.update))
     except SyntaxError as exc:
         raise RuleError(f"rule {rule.name!r}: update does not parse: {exc}") from None
     scalars = set(rule.scalars(rule.defaults(), 1))
@@ -128,15 +149,27 @@ def parse_update(rule: Rule) -> list[Statement]:
         target = node.targets[0].id
         if target in scalars:
             raise RuleError(f"rule {rule.name!r}: cannot assign to scalar {target!r}")
-        _check_expr(rule.name, node.value, known)
+        check_expr(rule.name, node.value, known)
         known.add(target)
         statements.append(Statement(target, node.value))
     if not any(s.target == "w" for s in statements):
         raise RuleError(f"rule {rule.name!r}: the update never assigns w")
+    if rule.lookahead is not None:
+        parse_expression(rule, rule.lookahead, scalars | set(rule.state))
     return statements
 
 
-def _check_expr(rule: str, node: ast.expr, known: set[str]) -> None:
+def parse_expression(rule: Rule, text: str, known: set[str]) -> ast.expr:
+    """One expression of the update language over the names ``known``."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise RuleError(f"rule {rule.name!r}: expression {text!r} does not parse: {exc}") from None
+    check_expr(rule.name, node, known)
+    return node
+
+
+def check_expr(rule: str, node: ast.expr, known: set[str]) -> None:
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name) and not isinstance(getattr(sub, "ctx", None), ast.Store):
             if sub.id not in known and sub.id not in FUNCTIONS:
@@ -156,31 +189,3 @@ def _check_expr(rule: str, node: ast.expr, known: set[str]) -> None:
              ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub),
         ):
             raise RuleError(f"rule {rule!r}: {type(sub).__name__} not allowed in an update")
-
-
-def _dedent(text: str) -> str:
-    import textwrap
-
-    return textwrap.dedent(text).strip() + "\n"
-
-
-def masked(rule: Rule) -> Rule:
-    """The rule with a 0/1 ``mask`` buffer applied inside the update.
-
-    w, state := mask * rule(w, state), in the same single pass: a pruned
-    weight (mask 0) and its state stay exactly 0 through every later step,
-    whatever its gradient does (so Nesterov's w = u + eta gamma v is 0 too),
-    and the update is still one launch over the flat buffer (Optimal Brain
-    Damage's pruned connections, lecture section 11).
-    """
-    from dataclasses import replace
-
-    tail = "".join(f"\n{b} = {b} * mask" for b in ("w",) + rule.state)
-    return replace(rule, name=f"{rule.name}_masked", title=f"{rule.title} (masked)",
-                   inputs=rule.inputs + ("mask",), update=_dedent(rule.update) + tail + "\n",
-                   bytes_per_param=rule.bytes_per_param + 4)
-
-
-def decay(hp: Mapping[str, float]) -> float:
-    """The decoupled weight-decay factor 1 - eta * lambda_wd."""
-    return 1.0 - hp["lr"] * hp["wd"]

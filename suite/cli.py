@@ -16,8 +16,8 @@ from pathlib import Path
 
 from kernels import BackendUnavailable, get_backend
 from kernels.backend import BACKENDS
-from suite.results import ResultsError
-from suite.study import StudyError
+from suite.studies.spec import StudyError
+from suite.studies.store import ResultsError
 
 
 #: Where `optbench run` writes by default. Git ignores it: the reference runs
@@ -50,12 +50,12 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from suite.runner import run_study
-    from suite.study import load_study
+    from suite.studies.runner import run_study
+    from suite.studies.spec import load_study
 
     backend = get_backend(args.backend)  # 'auto' is resolved and recorded as what runs
     if args.study == "lecture":  # every lecture study plus the custom experiments
-        from suite.lecture import run_lecture
+        from suite.lecture.running import run_lecture
 
         out = Path(args.out) if args.out else LOCAL_RESULTS / "lecture"
         print(f"report: {run_lecture(out, backend=backend.name)}")
@@ -67,7 +67,7 @@ def cmd_run(args) -> int:
     print(f"{summary.ran} cells run, {summary.skipped} skipped (already complete), "
           f"{summary.diverged} diverged; results in {out}")
     if not args.no_report:
-        from suite.report import write_report
+        from suite.studies.report import write_report
 
         report = write_report(out)
         print(f"report: {report}")
@@ -75,27 +75,33 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from suite.throughput_report import CSV_NAME, write_throughput_report
+    from suite.bench.report import write_throughput_report
+    from suite.bench.scoring import CSV_NAME
 
     results = Path(args.results)
     if (results / CSV_NAME).is_file():  # a throughput directory (optbench bench)
         print(f"report: {write_throughput_report(results)}")
         return 0
-    from suite.lecture import TIMING, write_lecture_report
+    from suite.lecture.report import write_lecture_report
+    from suite.lecture.stored import TIMING
 
     if (results / TIMING).is_file():  # a lecture directory (optbench run lecture)
         print(f"report: {write_lecture_report(results)}")
         return 0
-    from suite.report import write_report
+    from suite.studies.report import write_report
 
     print(f"report: {write_report(results)}")
     return 0
 
 
 def cmd_bench(args) -> int:
-    from suite.bench import main as bench_main
+    from suite.bench.command import BenchOptions, main as bench_main
 
-    return bench_main(args)
+    return bench_main(BenchOptions(
+        backend=args.backend, quick=args.quick, out=args.out,
+        sizes=tuple(args.sizes) if args.sizes is not None else None, models=args.models,
+        training=args.training, batch_sizes=tuple(args.batch_sizes) if args.batch_sizes else None,
+        repeats=args.repeats, torch=not args.no_torch, naive=args.naive, note=args.note))
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -125,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a study (default: the default study) and write its report")
     p.add_argument("study", nargs="?", default="default",
-                   help="a built-in study's name (see suite/studies/), a path to a .toml file, "
+                   help="a built-in study's name (see suite/studies/builtin/), a path to a .toml file, "
                         "or 'lecture' (every lecture experiment and its report)")
     _backend_arg(p)
     p.add_argument("--out", help=f"results directory (default: {LOCAL_RESULTS}/<study>)")

@@ -14,16 +14,12 @@ def _backend_or_skip(name):
 
 
 @pytest.fixture(params=["numpy", "numba", pytest.param("cupy", marks=pytest.mark.gpu)])
-def backend(request, monkeypatch):
+def backend(request):
     """Each available backend in turn: numpy always, numba where it is
-    installed, cupy on a GPU machine. The numba backend holds NumPy arrays,
-    so for it every Optimizer built on NumPy arrays without an explicit
-    ``backend=`` runs the Numba kernels (tests written for ``backend.asarray``
-    arrays then exercise the Numba path unchanged)."""
-    b = _backend_or_skip(request.param)
-    if b.name == "numba":
-        monkeypatch.setattr("kernels.optimizer.NUMPY_ARRAY_KERNELS", "numba")
-    return b
+    installed, cupy on a GPU machine. The numba backend holds NumPy arrays;
+    tests pass ``backend=backend`` to the Optimizer so it updates them with
+    the Numba kernels."""
+    return _backend_or_skip(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,16 @@
-"""The registry of update rules: one module per rule, one row here."""
+"""The registry of update rules: one module per rule (its maths only), one row here.
+
+Every registered rule gets both L2 forms from :mod:`kernels.transforms`:
+``coupled_l2`` (``l2``) and ``decoupled_decay`` (``wd``), both 0 by default.
+"""
 
 from ..rule import Rule, RuleError
+from ..transforms import coupled_l2, decoupled_decay
 from . import adadelta, adam, momentum, nesterov, rmsprop, sgd
 
 RULES: dict[str, Rule] = {
-    m.RULE.name: m.RULE for m in (sgd, momentum, nesterov, rmsprop, adadelta, adam)
+    m.RULE.name: coupled_l2(decoupled_decay(m.RULE))
+    for m in (sgd, momentum, nesterov, rmsprop, adadelta, adam)
 }
 
 

@@ -4,12 +4,11 @@
     v := \\gamma v + (1-\\gamma) L' \\odot L' \\\\
     \\delta = L' \\odot (\\sqrt{\\Delta} + \\epsilon) / (\\sqrt{v} + \\epsilon) \\\\
     \\Delta := \\alpha \\Delta + (1-\\alpha)\\, \\delta \\odot \\delta \\\\
-    w := w(1 - \\eta\\lambda_{wd}) - \\eta\\, \\delta
+    w := w - \\eta\\, \\delta
 
 Symbols -> arguments: eta -> ``lr`` (1 works, as the lecture says), gamma ->
 ``gamma`` (average of squared gradients), alpha -> ``alpha`` (average of
-squared steps), epsilon -> ``eps``, lambda -> ``l2`` (coupled) or ``wd``
-(decoupled).
+squared steps), epsilon -> ``eps``.
 
 Conventions:
 
@@ -21,14 +20,13 @@ Conventions:
   match Zeiler's eps = 1e-6.
 """
 
-from ..rule import Rule, decay
+from ..rule import Rule
 
 RULE = Rule(
     name="adadelta",
     title="AdaDelta",
     hyper={"lr": 1.0, "gamma": 0.95, "alpha": 0.95, "eps": 1e-3},
-    symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps",
-             "lambda (coupled)": "l2", "lambda (decoupled)": "wd"},
+    symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},
     state=("v", "Delta"),
     scalars=lambda hp, t: {
         "lr": hp["lr"],
@@ -37,15 +35,12 @@ RULE = Rule(
         "alpha": hp["alpha"],
         "one_minus_alpha": 1.0 - hp["alpha"],
         "eps": hp["eps"],
-        "l2": hp["l2"],
-        "decay": decay(hp),
     },
     update="""
-        g = g + l2 * w
         v = gamma * v + one_minus_gamma * (g * g)
         delta = g * (sqrt(Delta) + eps) / (sqrt(v) + eps)
         Delta = alpha * Delta + one_minus_alpha * (delta * delta)
-        w = decay * w - lr * delta
+        w = w - lr * delta
     """,
     bytes_per_param=28,  # read w, g, v, Delta; write w, v, Delta
 )

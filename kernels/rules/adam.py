@@ -3,13 +3,11 @@
 .. math::
     \\mu := \\gamma \\mu + (1-\\gamma) L' \\qquad
     v := \\alpha v + (1-\\alpha) L' \\odot L' \\\\
-    w := w(1 - \\eta\\lambda_{wd})
-         - \\eta\\, \\frac{\\mu / (1-\\gamma^t)}{\\sqrt{v / (1-\\alpha^t)} + \\epsilon}
+    w := w - \\eta\\, \\frac{\\mu / (1-\\gamma^t)}{\\sqrt{v / (1-\\alpha^t)} + \\epsilon}
 
 Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma`` (beta1 elsewhere),
 alpha -> ``alpha`` (beta2), epsilon -> ``eps``, t -> the optimiser's step
-counter, lambda -> ``l2`` (coupled: Adam with L2) or ``wd`` (decoupled:
-AdamW's w(1 - eta lambda)).
+counter. With decoupled decay ``wd`` (:mod:`kernels.transforms`) it is AdamW.
 
 The slide prints v := (alpha v + (1-alpha) L'.L')/(1-alpha^t) and a mu line
 that uses v: garbled, because the bias corrections must not be stored back
@@ -19,14 +17,13 @@ computed on the host in double once per step (``lr_c1`` = eta/(1-gamma^t),
 ``c2`` = 1/(1-alpha^t)).
 """
 
-from ..rule import Rule, decay
+from ..rule import Rule
 
 RULE = Rule(
     name="adam",
     title="Adam",
     hyper={"lr": 1e-3, "gamma": 0.9, "alpha": 0.999, "eps": 1e-8},
-    symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps",
-             "lambda (coupled)": "l2", "lambda (decoupled)": "wd"},
+    symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},
     state=("mu", "v"),
     scalars=lambda hp, t: {
         "gamma": hp["gamma"],
@@ -36,14 +33,11 @@ RULE = Rule(
         "lr_c1": hp["lr"] / (1.0 - hp["gamma"] ** t),
         "c2": 1.0 / (1.0 - hp["alpha"] ** t),
         "eps": hp["eps"],
-        "l2": hp["l2"],
-        "decay": decay(hp),
     },
     update="""
-        g = g + l2 * w
         mu = gamma * mu + one_minus_gamma * g
         v = alpha * v + one_minus_alpha * (g * g)
-        w = decay * w - lr_c1 * mu / (sqrt(c2 * v) + eps)
+        w = w - lr_c1 * mu / (sqrt(c2 * v) + eps)
     """,
     bytes_per_param=28,  # read w, g, mu, v; write w, mu, v
 )

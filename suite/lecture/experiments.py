@@ -21,10 +21,12 @@ import pandas as pd
 
 from kernels import Optimizer, RULES
 
-from .. import data as datasets
-from ..inits import INITS, init_layers
-from ..mlp import MLP
-from ..perceptron import signed_labels, train_perceptron
+from ..data import datasets
+from ..data.batches import batches
+from ..data.splits import condition_number
+from ..nn.inits import INITS, init_layers
+from ..nn.mlp import MLP
+from .perceptron import signed_labels, train_perceptron
 
 OPTIMIZERS = tuple(RULES)  # sgd, momentum, nesterov, rmsprop, adadelta, adam
 
@@ -164,7 +166,7 @@ def minibatch_paths(batch_sizes=(4, 32, None), epochs: int = 8, lr: float = 0.3,
         rows.append({"batch": label, "step": 0, "epoch": 0, "w1": w[0], "w2": w[1],
                      "loss": float(least_squares_loss(X, y, w)[0])})
         for epoch in range(1, epochs + 1):
-            for idx in datasets.batches(n, size, epoch - 1, seed, "shuffle"):
+            for idx in batches(n, size, epoch - 1, seed, "shuffle"):
                 Xb, yb = X[idx], y[idx]
                 g[:] = Xb.T @ (Xb @ w - yb) / len(idx)
                 opt.step(g)
@@ -190,10 +192,10 @@ def condition_table(names=datasets.DATASETS, seed: int = 0) -> pd.DataFrame:
         raw = datasets.load(name, seed=seed, standardize=False).X_train
         std = datasets.load(name, seed=seed, standardize=True).X_train
         rows.append({"dataset": name, "n_features": raw.shape[1],
-                     "cond_raw": datasets.condition_number(raw),
-                     "cond_standardized": datasets.condition_number(std),
-                     "cond_affine_raw": datasets.condition_number(raw, with_bias=True),
-                     "cond_affine_standardized": datasets.condition_number(std, with_bias=True)})
+                     "cond_raw": condition_number(raw),
+                     "cond_standardized": condition_number(std),
+                     "cond_affine_raw": condition_number(raw, with_bias=True),
+                     "cond_affine_standardized": condition_number(std, with_bias=True)})
     return pd.DataFrame(rows)
 
 

@@ -1,7 +1,8 @@
 """The report's figures, one function per figure: each draws from the
 tables it is given, writes the PNG to ``path`` and returns its file name.
 
-Plain matplotlib on seaborn's theme; constrained layout lays a figure out
+Plain matplotlib on seaborn's whitegrid theme (applied per figure, never
+globally); constrained layout lays a figure out
 while it is drawn (one pass -- drawing the figures is most of a report's
 time).
 """
@@ -13,32 +14,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..reporting.figures import new_figure, save_figure, themed
+from ..reporting.markdown import fmt, pct
 from .experiments import TEST_FUNCTIONS, least_squares_loss, least_squares_problem, perceptron_data
-from .formatting import fmt, pct
 from .measures import finals
 
 # --- drawing ------------------------------------------------------------------------- #
 
 
-def _plt():
-    import matplotlib
+#: The report's look: seaborn's whitegrid theme, applied to each figure only
+#: (reporting.figures.themed), never to the process.
+_THEME = themed(style="whitegrid", context="notebook", font_scale=0.95)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95,
-                  rc={"figure.constrained_layout.use": True})  # laid out while drawing: one pass
-    return plt, sns
+def _subplots(nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8), squeeze: bool = True, **kw):
+    """(Figure, axes) as pyplot's subplots gives them, on a Figure object."""
+    return new_figure(nrows, ncols, figsize, squeeze=squeeze, **kw)
 
 
 def _save(fig, path: Path) -> str:
     """Write a figure (laid out by constrained layout while it is drawn: one
     pass -- drawing the figures is most of a report's time)."""
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    save_figure(fig, path)
     return path.name
 
 
@@ -48,7 +45,8 @@ def _lines(ax, data: pd.DataFrame, x: str, y: str, hue: str, order=None, band: b
     ``x`` (the seeds), with a +-1 sd band if ``band``. Plain matplotlib on
     seaborn's theme and palette (seaborn's lineplot with bands was the
     report's slowest part)."""
-    _, sns = _plt()
+    import seaborn as sns
+
     d = data.assign(_y=pd.to_numeric(data[y], errors="coerce").replace([np.inf, -np.inf], np.nan))
     keys = list(order) if order is not None else list(dict.fromkeys(d[hue]))
     palette = palette or dict(zip(keys, sns.color_palette(n_colors=max(len(keys), 1))))
@@ -92,10 +90,10 @@ def _curves(ax, df, x, y, hue, order=None, log=True, title=None):
 # --- section 1 ----------------------------------------------------------------------- #
 
 
+@_THEME
 def perceptron_figure(curves: pd.DataFrame, summary: pd.DataFrame, path: Path) -> str:
     """Mistakes per epoch, and both data sets with the final hyperplane."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = _subplots(1, 3, figsize=(14, 4))
     _lines(axes[0], curves, "epoch", "mistakes", "data", marker="o")
     axes[0].set_title("mistakes per epoch")
     # The number of objects the stored experiment used (400 or the quick 100).
@@ -116,10 +114,10 @@ def perceptron_figure(curves: pd.DataFrame, summary: pd.DataFrame, path: Path) -
 # --- section 2 ----------------------------------------------------------------------- #
 
 
+@_THEME
 def sgd_figure(df: pd.DataFrame, path: Path) -> str:
     """Q over the training set per epoch for each start, and where the stopping rule fired."""
-    plt, _ = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = _subplots(figsize=(7.5, 4))
     data = df.assign(seed=df["seed"].astype(str))
     _lines(ax, data, "epoch", "train_loss", "seed", marker=".", legend=False)
     stops = finals(df)
@@ -134,12 +132,14 @@ def sgd_figure(df: pd.DataFrame, path: Path) -> str:
 # --- section 3 ----------------------------------------------------------------------- #
 
 
+@_THEME
 def batch_figure(best: pd.DataFrame, order: list[str], timed: pd.DataFrame, hue: list[str], path: Path) -> str:
     """Q per epoch (best lr per batch size, ``order``) and per second of
     training (``timed``: those runs and the long full-batch descent, each
     seed a line, coloured in the order ``hue``)."""
-    plt, sns = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    import seaborn as sns
+
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
     _curves(axes[0], best, "epoch", "train_loss", "batch_size", order,
             title="Q over the training set per epoch (best lr per batch size)")
     for key, runs in timed.groupby("batch_size"):
@@ -155,13 +155,13 @@ def batch_figure(best: pd.DataFrame, order: list[str], timed: pd.DataFrame, hue:
     return _save(fig, path)
 
 
+@_THEME
 def paths_figure(paths: pd.DataFrame, path: Path) -> str:
     """The slides' three trajectory pictures: each batch's path over the
     contours of the 2-weight least-squares problem."""
     X, y = least_squares_problem()
-    plt, _ = _plt()
     labels = list(dict.fromkeys(paths["batch"]))
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 4.2), sharey=True)
+    fig, axes = _subplots(1, len(labels), figsize=(4.6 * len(labels), 4.2), sharey=True)
     w1 = np.linspace(-2.0, 2.5, 120)
     w2 = np.linspace(-1.5, 3.0, 120)
     G1, G2 = np.meshgrid(w1, w2)
@@ -181,10 +181,10 @@ def paths_figure(paths: pd.DataFrame, path: Path) -> str:
 # --- section 4 ----------------------------------------------------------------------- #
 
 
+@_THEME
 def order_figure(df: pd.DataFrame, order: list[str], path: Path) -> str:
     """Q and validation accuracy per epoch, one line per order of the objects."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
     _curves(axes[0], df, "epoch", "train_loss", "order", order, title="Q over the training set (mean +- sd over seeds)")
     _curves(axes[1], df, "epoch", "val_acc", "order", order, log=False, title="validation accuracy")
     return _save(fig, path)
@@ -193,11 +193,11 @@ def order_figure(df: pd.DataFrame, order: list[str], path: Path) -> str:
 # --- section 5 ----------------------------------------------------------------------- #
 
 
+@_THEME
 def standardize_figure(best: pd.DataFrame, opts: list[str], sens: pd.DataFrame, path: Path) -> str:
     """Q per epoch, raw against standardised inputs, for each optimiser
     (``best``: best lr each), and the final Q against the lr (``sens``)."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, len(opts) + 1, figsize=(5.2 * (len(opts) + 1), 4.2))
+    fig, axes = _subplots(1, len(opts) + 1, figsize=(5.2 * (len(opts) + 1), 4.2))
     for ax, opt in zip(axes, opts):
         _curves(ax, best[best["optimizer"] == opt], "epoch", "train_loss", "inputs", ["raw", "standardised"],
                 title=f"{opt}, best lr each: Q (squared error)")
@@ -210,10 +210,10 @@ def standardize_figure(best: pd.DataFrame, opts: list[str], sens: pd.DataFrame, 
 # --- sections 6 and 7 ------------------------------------------------------------------ #
 
 
+@_THEME
 def overfitting_figure(base: pd.DataFrame, path: Path) -> str:
     """Training against validation loss and accuracy, without regularisation."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
     long = base.melt(id_vars=["epoch", "cell"], value_vars=["train_loss", "val_loss"], var_name="split", value_name="Q")
     _curves(axes[0], long, "epoch", "Q", "split", title="loss without regularisation")
     long = base.melt(id_vars=["epoch", "cell"], value_vars=["train_acc", "val_acc"], var_name="split", value_name="accuracy")
@@ -222,10 +222,10 @@ def overfitting_figure(base: pd.DataFrame, path: Path) -> str:
     return _save(fig, path)
 
 
+@_THEME
 def l2_figure(df: pd.DataFrame, lambdas: list[float], path: Path) -> str:
     """Validation loss and training Q per epoch, one line per L2 lambda."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
     data = df.assign(lam=df["l2"].map(fmt))
     _curves(axes[0], data, "epoch", "val_loss", "lam", [fmt(l) for l in lambdas], title="validation loss, by L2 lambda")
     _curves(axes[1], data, "epoch", "train_loss", "lam", [fmt(l) for l in lambdas], title="training Q, by L2 lambda")
@@ -235,12 +235,12 @@ def l2_figure(df: pd.DataFrame, lambdas: list[float], path: Path) -> str:
 # --- section 8 ----------------------------------------------------------------------- #
 
 
+@_THEME
 def gradient_norms_figure(df: pd.DataFrame, at_init: pd.DataFrame, during: pd.DataFrame,
                           stats: pd.DataFrame | None, acts: list[str], n_layers: int, path: Path) -> str:
     """||dQ/dW_l|| per layer at initialisation and during SGD training, and
     (``stats``) the variance of each layer's output at init, per activation."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, 3 if stats is not None else 2, figsize=(16, 4.2))
+    fig, axes = _subplots(1, 3 if stats is not None else 2, figsize=(16, 4.2))
     for ax, data, title in ((axes[0], at_init, "||dQ/dW_l|| at initialisation"),
                             (axes[1], during, "||dQ/dW_l|| during SGD training (mean over steps)")):
         _lines(ax, data, "layer", "norm", "activation", acts, marker="o")
@@ -254,10 +254,10 @@ def gradient_norms_figure(df: pd.DataFrame, at_init: pd.DataFrame, during: pd.Da
     return _save(fig, path)
 
 
+@_THEME
 def activation_convergence_figure(best: pd.DataFrame, acts: list[str], path: Path) -> str:
     """Q per epoch with SGD and with Adam (best lr each), one line per activation."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
     for ax, opt in zip(axes, ("sgd", "adam")):
         sub = best[best["optimizer"] == opt]
         if len(sub):
@@ -268,12 +268,12 @@ def activation_convergence_figure(best: pd.DataFrame, acts: list[str], path: Pat
 # --- section 9 ----------------------------------------------------------------------- #
 
 
+@_THEME
 def variances_figure(stats: pd.DataFrame, acts: list[str], inits: list[str], rules: dict[str, str],
                      path: Path) -> str:
     """Var(output of layer l) and Var(dQ/dW_l) at initialisation, one panel
     per activation, one line per init (its rule from ``rules`` in the legend)."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(2, len(acts), figsize=(6.5 * len(acts), 8), squeeze=False)
+    fig, axes = _subplots(2, len(acts), figsize=(6.5 * len(acts), 8), squeeze=False)
     for j, act in enumerate(acts):
         sub = stats[stats["activation"] == act]
         for i, (col, what) in enumerate((("out_var", "Var(output of layer l)"),
@@ -288,10 +288,10 @@ def variances_figure(stats: pd.DataFrame, acts: list[str], inits: list[str], rul
     return _save(fig, path)
 
 
+@_THEME
 def init_convergence_figure(best: pd.DataFrame, acts: list[str], inits: list[str], path: Path) -> str:
     """Q per epoch with SGD (best lr each), one panel per activation, one line per init."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, len(acts), figsize=(6.5 * len(acts), 4.2), squeeze=False)
+    fig, axes = _subplots(1, len(acts), figsize=(6.5 * len(acts), 4.2), squeeze=False)
     for ax, act in zip(axes[0], acts):
         _curves(ax, best[best["activation"] == act], "epoch", "train_loss", "init", inits,
                 title=f"{act}: Q over the training set (SGD, best lr each)")
@@ -301,13 +301,15 @@ def init_convergence_figure(best: pd.DataFrame, acts: list[str], inits: list[str
 # --- section 10 ---------------------------------------------------------------------- #
 
 
+@_THEME
 def dropout_figure(table: pd.DataFrame, path: Path) -> str:
     """The train-validation gap, validation accuracy and validation loss
     against dropout p, one colour per L2 lambda, one line style per mode."""
-    plt, sns = _plt()
+    import seaborn as sns
+
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    fig, axes = _subplots(1, 3, figsize=(17, 4.6))
     modes = [m for m in ("none", "classic", "inverted") if m in set(table["dropout_mode"])]
     plot = table.assign(lam=table["l2"].map(fmt), gap=100 * table["acc_gap"], val=100 * table["val_acc"])
     lam_order = [fmt(v) for v in sorted(table["l2"].unique())]
@@ -329,21 +331,23 @@ def dropout_figure(table: pd.DataFrame, path: Path) -> str:
 # --- section 12 ---------------------------------------------------------------------- #
 
 
+@_THEME
 def mnist1d_figure(best: pd.DataFrame, opts: list[str], path: Path) -> str:
     """Q over the training set and validation loss per epoch, one line per optimiser."""
-    plt, _ = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(13, 4.2))
     _curves(axes[0], best, "epoch", "train_loss", "optimizer", opts, title="Q over the training set (best lr each)")
     _curves(axes[1], best, "epoch", "val_loss", "optimizer", opts, title="validation loss")
     return _save(fig, path)
 
 
+@_THEME
 def trajectories_figure(traj: pd.DataFrame, functions: list[str], opts: list[str], path: Path) -> str:
     """The lecture's closing figure: every optimiser's path over the contours
     of each test function, and f along the path."""
-    plt, sns = _plt()
+    import seaborn as sns
+
     palette = dict(zip(opts, sns.color_palette("tab10", len(opts))))
-    fig, axes = plt.subplots(2, len(functions), figsize=(7.5 * len(functions), 10.5), squeeze=False,
+    fig, axes = _subplots(2, len(functions), figsize=(7.5 * len(functions), 10.5), squeeze=False,
                              gridspec_kw={"height_ratios": [1.5, 1]})
     for j, name in enumerate(functions):
         fn = TEST_FUNCTIONS[name]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import data as datasets
+from ..data import datasets
 
 # --- a study's runs ----------------------------------------------------------------- #
 

@@ -8,8 +8,10 @@ import json
 import time
 from pathlib import Path
 
-from .formatting import fmt
-from .sections import CONTRADICTS, MIXED, NOT_REPRODUCED, SECTIONS, Section
+from ..reporting.files import atomic_write_text
+from ..reporting.markdown import fmt
+from .sections import SECTIONS, Section
+from .verdict import CONTRADICTS, MIXED, NOT_REPRODUCED
 from .stored import DEFAULT_OUT, FIGURES, REPORT, STUDIES, TIMING, Stored
 
 
@@ -34,7 +36,7 @@ def _timing_lines(timing: dict | None) -> list[str]:
 
 
 def _device_line(st: Stored) -> str:
-    from ..results import read_metadata
+    from ..studies.store import read_metadata
 
     for name in STUDIES:
         meta = read_metadata(st.out / name)
@@ -102,9 +104,7 @@ def write_lecture_report(out: Path = DEFAULT_OUT, timing: dict | None = None, st
         if start is not None:
             timing["report_seconds"] = time.perf_counter() - start - timing.get("run_seconds", 0.0)
             timing["total_seconds"] = time.perf_counter() - start
-        (out / TIMING).write_text(json.dumps(timing, indent=2))
+        atomic_write_text(out / TIMING, json.dumps(timing, indent=2))
     elif (out / TIMING).is_file():
         timing = json.loads((out / TIMING).read_text())
-    path = out / REPORT
-    path.write_text(render(sections, st, timing))
-    return path
+    return atomic_write_text(out / REPORT, render(sections, st, timing))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import data as datasets
+from ..data import datasets
+from ..reporting.files import atomic_write_csv, atomic_write_text
 from .experiments import (condition_table, gradient_check, init_statistics, minibatch_paths, perceptron_experiment,
                           trajectory_table)
 from .report import write_lecture_report
@@ -22,7 +23,7 @@ from .stored import CUSTOM, DEFAULT_OUT, STUDIES
 def quick_study(study):
     """A tiny version of a study for smoke tests: the first seed, the first lr
     of each group of cells, one epoch, hidden layers at most 16 wide."""
-    from ..study import Cell, cell_key
+    from ..studies.spec import Cell, cell_key
 
     first_seed = min(c.config.seed for c in study.cells)
     cells, groups = [], set()
@@ -42,19 +43,14 @@ def quick_study(study):
 def default_is_complete(results_dir: Path) -> bool:
     """Whether the default study's results (same six optimisers, more batch
     sizes and inits) are all there, so section 12 can use them."""
-    from ..results import completed_cells
-    from ..study import load_study
+    from ..studies.spec import load_study
+    from ..studies.store import completed_cells
 
     done = completed_cells(results_dir)
     if not done:
         return False
     return any({c.key for c in load_study("default", backend=b).cells} <= done
                for b in ("numpy", "cupy"))
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
 
 
 def run_custom(out: Path, quick: bool = False) -> dict[str, float]:
@@ -70,30 +66,30 @@ def run_custom(out: Path, quick: bool = False) -> dict[str, float]:
 
     def perceptron():
         curves, summary = perceptron_experiment(max_epochs=30 if quick else 100)
-        _write_csv(curves, folder / "perceptron.csv")
-        _write_csv(summary, folder / "perceptron_summary.csv")
+        atomic_write_csv(folder / "perceptron.csv", curves)
+        atomic_write_csv(folder / "perceptron_summary.csv", summary)
 
     def gradients():
         rows = [{"activation": a, "max_rel_error": gradient_check(a)} for a in ("sigmoid", "tanh", "relu", "prelu")]
-        _write_csv(pd.DataFrame(rows), folder / "gradient_check.csv")
+        atomic_write_csv(folder / "gradient_check.csv", pd.DataFrame(rows))
 
     def paths():
-        _write_csv(minibatch_paths(epochs=2 if quick else 8), folder / "minibatch_paths.csv")
+        atomic_write_csv(folder / "minibatch_paths.csv", minibatch_paths(epochs=2 if quick else 8))
 
     def conditions():
         names = ("regression", "spirals") if quick else datasets.DATASETS
-        _write_csv(condition_table(names), folder / "condition_numbers.csv")
+        atomic_write_csv(folder / "condition_numbers.csv", condition_table(names))
 
     def variances():
         small = dict(hidden=(16,) * 3, seeds=(0,), n_objects=200)
-        _write_csv(init_statistics(**(small if quick else {})), folder / "init_statistics.csv")
+        atomic_write_csv(folder / "init_statistics.csv", init_statistics(**(small if quick else {})))
         deep = small if quick else dict(hidden=(32,) * 8)
-        _write_csv(init_statistics(activations=("sigmoid", "tanh", "relu", "prelu"), inits=("xavier",),
-                                   **deep), folder / "activation_statistics.csv")
+        atomic_write_csv(folder / "activation_statistics.csv", init_statistics(activations=("sigmoid", "tanh", "relu", "prelu"), inits=("xavier",),
+                                   **deep))
 
     def trajectories():
         kwargs = dict(lrs=(0.01, 0.1, 1.0), steps={"quadratic": 30, "rosenbrock": 30}) if quick else {}
-        _write_csv(trajectory_table(**kwargs), folder / "trajectories.csv")
+        atomic_write_csv(folder / "trajectories.csv", trajectory_table(**kwargs))
 
     for name, fn in (("perceptron", perceptron), ("gradient check", gradients),
                      ("mini-batch paths", paths), ("condition numbers", conditions),
@@ -109,7 +105,7 @@ def run_obd(out: Path, quick: bool = False) -> bool:
     as not run, and the rest of the lecture's results are kept)."""
     import traceback
 
-    from .. import obd_experiments
+    from .obd import experiments as obd_experiments
 
     folder = out / "obd"
     try:
@@ -117,12 +113,10 @@ def run_obd(out: Path, quick: bool = False) -> bool:
     except Exception:  # keep the hours of other results; report the failure
         reason = "run_obd_experiments failed:\n" + traceback.format_exc()
     else:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "sections.json").write_text(json.dumps(sections, indent=2, default=str))
+        atomic_write_text(folder / "sections.json", json.dumps(sections, indent=2, default=str))
         (folder / "error.txt").unlink(missing_ok=True)
         return True
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "error.txt").write_text(reason)
+    atomic_write_text(folder / "error.txt", reason)
     (folder / "sections.json").unlink(missing_ok=True)  # the report must not show an older run's
     return False
 
@@ -145,8 +139,8 @@ def run_lecture(out: Path = DEFAULT_OUT, quick: bool = False, backend: str = "nu
     blas = (contextlib.nullcontext() if blas_threads is None
             else threadpool_limits(limits=blas_threads, user_api="blas"))
     with blas:
-        from ..runner import run_study
-        from ..study import load_study
+        from ..studies.runner import run_study
+        from ..studies.spec import load_study
 
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()

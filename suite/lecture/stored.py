@@ -40,7 +40,7 @@ class Stored:
     def study(self, name: str, where: Path | None = None) -> pd.DataFrame | None:
         """A study's long table (None if it has no results), tidied: batch_size
         as a string, diverged as bool, inf for a diverged run's losses."""
-        from ..results import ResultsError, load_results
+        from ..studies.store import ResultsError, load_results
 
         folder = Path(where) if where is not None else self.out / name
         if folder not in self._cache:
@@ -66,7 +66,7 @@ class Stored:
 def optimizer_results(out: Path) -> Path | None:
     """Where section 12's mnist1d results are: the lecture's own study if it
     was run, else results/default beside ``out``."""
-    from ..results import completed_cells
+    from ..studies.store import completed_cells
 
     for candidate in (out / "lecture-optimizers", out.parent / "default"):
         if completed_cells(candidate):

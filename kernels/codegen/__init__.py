@@ -1,0 +1,9 @@
+"""Code generators: a rule's update text compiled for each backend.
+
+- :mod:`.expr`: the expression printer the CUDA and Numba generators share;
+- :mod:`.numpy_kernel`: in-place ufunc calls over cache-sized chunks, with
+  scalars that are 0 or 1 in a step folded out;
+- :mod:`.cuda_kernel`: a ``__host__ __device__`` element function and two
+  grid-stride kernels (float4 and scalar), compiled by CuPy on first use;
+- :mod:`.numba_kernel`: one parallel loop per rule, JIT-compiled.
+"""

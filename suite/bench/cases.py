@@ -1,0 +1,360 @@
+"""The timed cases of ``optbench bench`` and the table rows they give: the
+copy, every update rule and dropout at one size, and the model-shaped updates.
+
+Each builder returns a :class:`~suite.bench_timing.Case`; the cases of one
+group (a rule at one size: ours, PyTorch's, and a copy of the same size) are
+timed together, and each gives one row of the table (:data:`COLUMNS`) with
+its effective bandwidth: bytes per parameter (``rule.bytes_per_param``; a
+copy and dropout 8 per element) times the size over the median time.
+
+PyTorch's hyper-parameters follow ours where the rules coincide; where they
+differ (below) the memory traffic is the same, which is what a bandwidth
+comparison needs:
+
+* momentum -> ``SGD(momentum=gamma, dampening=gamma)``: torch's
+  ``buf = momentum * buf + (1 - dampening) * g`` is then our EMA form
+  ``v = gamma v + (1 - gamma) g`` (torch's first step sets buf = g);
+* nesterov -> ``SGD(momentum=gamma, nesterov=True)``: torch requires
+  dampening = 0, i.e. the heavy-ball form ``buf = gamma buf + g``, step
+  ``g + gamma buf``; the same three buffers read and two written as ours;
+* rmsprop -> ``RMSprop(alpha=gamma)``, adam -> ``Adam(betas=(gamma, alpha))``;
+  adadelta -> ``Adadelta(rho=gamma, eps=eps**2)`` (eps inside the roots).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable
+
+import numpy as np
+
+from kernels import RULES, FlatLayout, Optimizer
+from kernels import dropout as dropout_kernels
+from kernels.optimizer import aligned_zeros
+
+from .timing import Case, Env, WallTimer, measure
+
+#: name -> layer widths; the default study's MLP first.
+MODELS = {
+    "mnist1d": [40, 128, 128, 10],
+    "wide": [784, 1024, 1024, 1024, 10],
+    "deep": [64] + [256] * 24 + [10],
+}
+COPY_BYTES = 8      # per element: read + write
+DROPOUT_BYTES = 8   # per element: read x (or grad_out), write out (or grad_in)
+DROPOUT_P = 0.5
+TORCH_VARIANTS = ("torch-foreach", "torch-fused")
+
+#: The table's columns, in order: one row per (section, impl, rule, size[, model, batch]).
+COLUMNS = [
+    "section", "impl", "rule", "size", "model", "n_tensors", "batch", "seconds", "gbps",
+    "copy_gbps", "copy_fraction", "ratio_torch", "examples_per_sec", "bytes_per_param",
+    "repeats", "copies", "cold", "backend", "device", "note",
+]
+
+
+# --- cases ------------------------------------------------------------------------------
+
+def _pad16(n: int) -> int:
+    return -(-max(n, 1) // 16) * 16  # rows of a pool stay 64-byte aligned
+
+
+def _pool(env: Env, copies: int, n: int, fill):
+    """copies x n float32 rows, every row = fill, each starting on a 64-byte
+    boundary (CuPy's allocations are; on the CPU as PyTorch's allocator does,
+    see kernels.optimizer.aligned_zeros)."""
+    if env.gpu:
+        a = env.xp.empty((copies, _pad16(n)), dtype=np.float32)
+    else:
+        a = aligned_zeros(copies * _pad16(n)).reshape(copies, _pad16(n))
+    a[:, :n] = fill
+    return [a[k, :n] for k in range(copies)]
+
+
+def _host_random(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(n, dtype=np.float32)
+
+
+def our_rule_case(env: Env, backend, rule, n: int, w0, g0, note: str = "") -> Case:
+    """Our optimiser's step on n parameters starting at w0 with gradient g0
+    (arrays on the device), rotating over copies of its buffers."""
+    copies, cold = env.copies(len(rule.buffers) * 4 * n)
+    ws, gs = _pool(env, copies, n, w0), _pool(env, copies, n, g0)
+    opts = [Optimizer(rule, w, backend=backend.name) for w in ws]
+    return Case(backend.name, [partial(o.step, g) for o, g in zip(opts, gs)], env.our_timer,
+                env.main.synchronize, note=note, copies=copies, cold=cold)
+
+
+def torch_rule_note(name: str) -> str:
+    return {
+        "sgd": "SGD(lr)",
+        "momentum": "SGD(momentum=gamma, dampening=gamma): buf = gamma buf + (1-gamma) g",
+        "nesterov": "SGD(momentum=gamma, nesterov=True): torch needs dampening=0 (heavy-ball form); "
+                    "same buffers read and written",
+        "rmsprop": "RMSprop(alpha=gamma, eps)",
+        "adadelta": "Adadelta(rho=gamma, eps=eps^2): eps inside the roots",
+        "adam": "Adam(betas=(gamma, alpha), eps)",
+    }.get(name, "")
+
+
+def torch_optimizer(torch, name: str, params, variant: str):
+    """torch.optim's optimiser for our rule ``name`` with our default hyper-parameters."""
+    hp = RULES[name].defaults()
+    kw = {"foreach": True} if variant == "torch-foreach" else {"fused": True}
+    optim = torch.optim
+    if name == "sgd":
+        return optim.SGD(params, lr=hp["lr"], **kw)
+    if name == "momentum":
+        return optim.SGD(params, lr=hp["lr"], momentum=hp["gamma"], dampening=hp["gamma"], **kw)
+    if name == "nesterov":
+        return optim.SGD(params, lr=hp["lr"], momentum=hp["gamma"], nesterov=True, **kw)
+    if name == "rmsprop":
+        return optim.RMSprop(params, lr=hp["lr"], alpha=hp["gamma"], eps=hp["eps"], **kw)
+    if name == "adadelta":
+        return optim.Adadelta(params, lr=hp["lr"], rho=hp["gamma"], eps=hp["eps"] ** 2, **kw)
+    if name == "adam":
+        return optim.Adam(params, lr=hp["lr"], betas=(hp["gamma"], hp["alpha"]), eps=hp["eps"], **kw)
+    raise KeyError(f"no PyTorch optimiser mapped for rule {name!r}")
+
+
+def _torch_params(env: Env, shapes, seed: int):
+    torch = env.torch
+    gen = torch.Generator(device=env.torch_device).manual_seed(seed)
+    params = []
+    for shape in shapes:
+        p = torch.nn.Parameter(torch.randn(shape, device=env.torch_device, generator=gen))
+        p.grad = torch.randn(shape, device=env.torch_device, generator=gen)
+        params.append(p)
+    return params
+
+
+def torch_rule_case(env: Env, variant: str, name: str, shapes, n_buffers: int) -> Case:
+    """PyTorch's optimiser over tensors of ``shapes`` (raises where the variant
+    doesn't exist, e.g. fused Adadelta)."""
+    n = sum(math.prod(s) for s in shapes)
+    copies, cold = env.copies(n_buffers * 4 * n)
+    opts = []
+    for k in range(copies):
+        opt = torch_optimizer(env.torch, name, _torch_params(env, shapes, k), variant)
+        opt.step()  # allocates the state; raises here if the variant can't run
+        opts.append(opt)
+    return Case(variant, [o.step for o in opts], env.torch_timer, env.torch_sync,
+                note=torch_rule_note(name), copies=copies, cold=cold)
+
+
+def copy_case(env: Env, n: int) -> Case:
+    copies, cold = env.copies(2 * 4 * n)
+    srcs, dsts = _pool(env, copies, n, 1.0), _pool(env, copies, n, 0.0)
+    if env.gpu:
+        nbytes = 4 * n
+        fns = [partial(d.data.copy_from_device_async, s.data, nbytes) for s, d in zip(srcs, dsts)]
+        note = "device-to-device cudaMemcpyAsync"
+    else:
+        fns = [partial(np.copyto, d, s) for s, d in zip(srcs, dsts)]
+        note = "np.copyto (one thread)"
+    return Case(env.main.name, fns, env.our_timer, env.main.synchronize, note=note,
+                copies=copies, cold=cold, role="copy")
+
+
+def our_dropout_case(env: Env, direction: str, n: int, x0) -> Case:
+    copies, cold = env.copies(2 * 4 * n)
+    xs, outs = _pool(env, copies, n, x0), _pool(env, copies, n, 0.0)
+    fn = dropout_kernels.dropout_forward if direction == "forward" else dropout_kernels.dropout_backward
+    fns = [partial(fn, x, out, DROPOUT_P, 1234, 0) for x, out in zip(xs, outs)]
+    note = "Philox mask regenerated in both passes; numba uses this NumPy path" if not env.gpu else \
+        "Philox mask regenerated in both passes"
+    name = "numpy" if not env.gpu else env.main.name
+    return Case(name, fns, env.our_timer, env.main.synchronize, note=note, copies=copies, cold=cold)
+
+
+def torch_dropout_case(env: Env, direction: str, n: int) -> Case:
+    torch = env.torch
+    copies, cold = env.copies(9 * n)
+    gen = torch.Generator(device=env.torch_device).manual_seed(0)
+    xs = [torch.randn(n, device=env.torch_device, generator=gen) for _ in range(copies)]
+    if direction == "forward":
+        fns = [partial(torch.native_dropout, x, DROPOUT_P, True) for x in xs]
+        note = "torch.native_dropout (writes a byte mask too)"
+    else:
+        masks = [torch.native_dropout(x, DROPOUT_P, True)[1] for x in xs]
+        back = torch.ops.aten.native_dropout_backward
+        fns = [partial(back, x, m, 1.0 / (1.0 - DROPOUT_P)) for x, m in zip(xs, masks)]
+        note = "aten.native_dropout_backward (reads the byte mask)"
+    return Case("torch", fns, env.torch_timer, env.torch_sync, note=note, copies=copies, cold=cold)
+
+
+# --- sections ---------------------------------------------------------------------------
+
+def table_row(env: Env, section: str, case: Case, rule: str, size: int, nbytes: float,
+              copy_bw: float, **extra) -> dict:
+    """One row of the table (:data:`COLUMNS`) for a timed case: its median time
+    and the bandwidth of ``nbytes`` moved in that time, against a copy's."""
+    secs = case.seconds
+    bw = nbytes / secs if secs > 0 else float("nan")
+    return {
+        "section": section, "impl": case.impl, "rule": rule, "size": int(size), "model": "",
+        "n_tensors": 1, "batch": np.nan, "seconds": secs, "gbps": bw / 1e9,
+        "copy_gbps": copy_bw / 1e9, "copy_fraction": bw / copy_bw if copy_bw else float("nan"),
+        "ratio_torch": np.nan, "examples_per_sec": np.nan,
+        "bytes_per_param": nbytes / size if size else np.nan, "repeats": len(case.samples),
+        "copies": case.copies, "cold": case.cold, "backend": env.main.name, "device": env.device,
+        "note": case.note, **extra,
+    }
+
+
+def set_torch_ratios(rows: list[dict]) -> None:
+    """ratio_torch = best PyTorch time / this row's time, within one group of rows."""
+    torch_secs = [r["seconds"] for r in rows if r["impl"].startswith("torch")
+                  and np.isfinite(r["seconds"])]
+    if torch_secs:
+        best = min(torch_secs)
+        for r in rows:
+            r["ratio_torch"] = best / r["seconds"]
+
+
+def _run_group(env: Env, builders: list[tuple[str, Callable[[], Case]]], log) -> list[Case]:
+    """Build the cases (skipping, with a message, those that can't run) and time them together."""
+    cases = []
+    for label, build in builders:
+        try:
+            cases.append(build())
+        except Exception as exc:  # an unsupported torch variant, a missing kernel, ...
+            log(f"  skipped {label}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+    if cases:
+        measure(cases, env.repeats, env.min_sample_s, env.pause_s)
+    return cases
+
+
+def _group_rows(env: Env, section: str, name: str, n: int, nbytes: float, builders, copies: list,
+                log, **extra) -> list[dict]:
+    """Time ``builders`` together with a copy of n floats (so every fraction of
+    the copy compares samples taken side by side); one row per case but the
+    copy, whose Case goes to ``copies``."""
+    cases = _run_group(env, [("copy", partial(copy_case, env, n))] + builders, log)
+    copy = [c for c in cases if c.role == "copy"]
+    copy_bw = COPY_BYTES * n / copy[0].seconds if copy else float("nan")
+    copies += copy
+    rows = [table_row(env, section, c, name, n, nbytes, copy_bw, **extra) for c in cases if c.role != "copy"]
+    set_torch_ratios(rows)
+    env.free()
+    return rows
+
+
+def copy_row(env: Env, n: int, copies: list[Case], section: str = "copy", **extra) -> list[dict]:
+    """The copy at size n: the median over every sample it took in the groups."""
+    if not copies:
+        return []
+    pooled = Case(copies[0].impl, [], copies[0].timer, copies[0].sync, note=copies[0].note,
+                  copies=copies[0].copies, cold=copies[0].cold, role="copy",
+                  samples=[t for c in copies for t in c.samples])
+    return [table_row(env, section, pooled, "copy", n, COPY_BYTES * n, COPY_BYTES * n / pooled.seconds,
+                      **extra)]
+
+
+def rule_rows(env: Env, n: int, rules=None, log=print, copies: list | None = None) -> list[dict]:
+    """Every rule at size n: our backends and PyTorch's variants (and a copy), timed together."""
+    out, copies = [], copies if copies is not None else []
+    w0, g0 = _inputs(env, n)
+    for name in rules or RULES:
+        rule = RULES[name]
+        builders = [(b.name, partial(our_rule_case, env, b, rule, n, w0, g0)) for b in env.backends]
+        if env.torch is not None:
+            builders += [(f"{v} {name}", partial(torch_rule_case, env, v, name, [(n,)],
+                                                 len(rule.buffers))) for v in TORCH_VARIANTS]
+        out += _group_rows(env, "rule", name, n, rule.bytes_per_param * n, builders, copies, log)
+    return out
+
+
+def dropout_rows(env: Env, n: int, log=print, copies: list | None = None) -> list[dict]:
+    out, copies = [], copies if copies is not None else []
+    x0, _ = _inputs(env, n)
+    for direction in ("forward", "backward"):
+        builders = [("dropout", partial(our_dropout_case, env, direction, n, x0))]
+        if env.torch is not None:
+            builders.append((f"torch dropout {direction}", partial(torch_dropout_case, env, direction, n)))
+        out += _group_rows(env, "dropout", f"dropout-{direction}", n, DROPOUT_BYTES * n, builders,
+                           copies, log)
+    return out
+
+
+def size_rows(env: Env, n: int, rules=None, naive: bool = False, log=print) -> list[dict]:
+    """Everything measured at size n: the rules, dropout, and the copy's row."""
+    copies: list[Case] = []
+    rows = rule_rows(env, n, rules, log, copies)
+    if naive and not env.gpu:
+        adam = [r for r in rows if r["rule"] == "adam" and r["impl"] == "numpy"]
+        if adam:
+            rows += naive_rows(env, n, adam[0]["copy_gbps"] * 1e9, adam[0]["seconds"])
+    rows += dropout_rows(env, n, log, copies)
+    return copy_row(env, n, copies) + rows
+
+
+def naive_adam(w, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam as one NumPy expression per line: the baseline a user would write."""
+    m[:] = b1 * m + (1 - b1) * g
+    v[:] = b2 * v + (1 - b2) * g * g
+    m_hat = m / (1 - b1**t)
+    v_hat = v / (1 - b2**t)
+    w[:] = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def naive_rows(env: Env, n: int, copy_bw: float, adam_seconds: float) -> list[dict]:
+    w, g = _host_random(n, 1), _host_random(n, 2)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    case = Case("numpy-naive", [partial(naive_adam, w, g, m, v, 5)], WallTimer, lambda: None,
+                note="one NumPy expression per line")
+    measure([case], env.repeats, env.min_sample_s)
+    row = table_row(env, "rule", case, "adam (naive numpy)", n, 28 * n, copy_bw)
+    row["ratio_torch"] = np.nan
+    row["note"] += f"; the chunked NumPy Adam is {case.seconds / adam_seconds:.1f}x faster"
+    return [row]
+
+
+_INPUTS: dict = {}
+
+
+def _inputs(env: Env, n: int):
+    """(w0, g0) for size n: host arrays on the CPU, device arrays on the GPU (cached per size)."""
+    if n not in _INPUTS:
+        _INPUTS.clear()
+        if env.gpu:
+            rs = env.xp.random.RandomState(0)
+            _INPUTS[n] = (rs.standard_normal(n, dtype=np.float32), rs.standard_normal(n, dtype=np.float32))
+        else:
+            _INPUTS[n] = (_host_random(n, 0), _host_random(n, 1))
+    return _INPUTS[n]
+
+
+def model_tensors(widths) -> list[tuple[str, tuple[int, ...]]]:
+    out = []
+    for l, (h, m) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        out += [(f"W{l}", (h, m)), (f"b{l}", (m,))]
+    return out
+
+
+def model_rows(env: Env, models=None, rules=None, log=print) -> list[dict]:
+    out = []
+    for model in models or MODELS:
+        tensors = model_tensors(MODELS[model])
+        n = sum(math.prod(s) for _, s in tensors)
+        flat = FlatLayout(tensors).size  # our one buffer: n floats and the padding between tensors
+        rs = np.random.default_rng(3)
+        w0 = env.xp.asarray(rs.standard_normal(flat, dtype=np.float32))
+        g0 = env.xp.asarray(rs.standard_normal(flat, dtype=np.float32))
+        note = f"one launch over the flat buffer ({flat} floats with padding)"
+        extra = {"model": model, "n_tensors": len(tensors)}
+        copies: list[Case] = []
+        rows = []
+        for name in rules or RULES:
+            rule = RULES[name]
+            builders = [(b.name, partial(our_rule_case, env, b, rule, flat, w0, g0, note))
+                        for b in env.backends]
+            if env.torch is not None:
+                builders += [(f"{v} {name} {model}", partial(torch_rule_case, env, v, name,
+                                                             [s for _, s in tensors], len(rule.buffers)))
+                             for v in TORCH_VARIANTS]
+            rows += _group_rows(env, "model", name, n, rule.bytes_per_param * n, builders, copies, log,
+                                **extra)
+        out += copy_row(env, n, copies, "model", **extra) + rows
+    return out

@@ -1,0 +1,240 @@
+"""One training run: a config in, one record per evaluation point out.
+
+The lecture's SGD loop (section 2), with mini-batches (section 3):
+
+1. random initial weights (``init``);
+2. for epoch t = 1, 2, ...: for each mini-batch, w := optimiser step on the
+   batch gradient (one kernel launch over the flat buffer);
+3. after each epoch, the criterion Q over the whole training set, the
+   validation and test loss and accuracy;
+4. until the epochs run out, Q or the weights stabilise (relative change at
+   most ``tol`` for ``patience`` epochs in a row; patience 0 turns this off),
+   or a loss or gradient turns NaN/Inf -- then the run is marked diverged and
+   stops; nothing raises.
+
+Records (one dict per evaluation point, epoch 0 being the initial weights):
+backend and device (what ran), dtype, lr_used (the rule's default when the
+config gives none), data_hash and n_train (the data set's), epoch, step, examples_seen, wall_time (training seconds so far, evaluation
+excluded, device synchronised), examples_per_sec (this epoch), train_loss (Q
+over the training set, inference mode), train_acc, val_loss, val_acc,
+test_loss, test_acc, grad_norm (mean ||dQ/dw|| over the epoch's steps),
+diverged, stop_reason ("" until the last record).
+
+With ``layer_norms=True`` each record also has grad_norm_W1 .. grad_norm_WL:
+||dQ/dW_l|| of layer l's weight matrix (biases excluded), the mean over the
+epoch's steps like grad_norm; at epoch 0 the gradient of Q over the whole
+training set at the initial weights, in inference mode (no dropout, so the
+dropout stream and every other column are the same as with it off). Section
+8's vanishing gradients show up as grad_norm_W1 << grad_norm_WL.
+
+Nesterov keeps the look-ahead point in its buffer (see kernels.rules.nesterov);
+it is evaluated at its true weights w = u + eta gamma v.
+Same config and seed on the NumPy backend give identical records, bit for bit
+(the timing columns apart).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kernels import Optimizer, get_backend, get_rule
+
+from ..data import batches as batch_order
+from ..data import datasets
+from ..nn.checkpoint import load_checkpoint, save_checkpoint
+from ..nn.inits import init_layers
+from ..nn.mlp import MLP
+from .config import RunConfig, check
+
+TIMING_COLUMNS = ("wall_time", "examples_per_sec")
+
+
+@dataclass
+class EpochStats:
+    """What one pass over the training set did."""
+
+    steps: int = 0             # optimiser steps taken
+    examples: int = 0          # objects seen in those steps
+    grad_norms: list = field(default_factory=list)  # ||dQ/dw|| per batch (the diverging one too)
+    diverged: bool = False     # a loss or gradient turned NaN/Inf; the epoch stopped there
+
+
+def train_epoch(model: MLP, opt: Optimizer, X, y, batches, on_step=None) -> EpochStats:
+    """One epoch of the lecture's loop (section 2): for each mini-batch of
+    indices, the loss and its gradient (back-propagation into ``model.grads``),
+    then one optimiser launch over the flat buffer.
+
+    A batch whose loss or gradient norm is not finite stops the epoch before
+    its update (``diverged``). ``on_step(model)`` runs after each finite
+    gradient, before the update (the opt-in per-layer norms). The single run
+    (:func:`run`) and Optimal Brain Damage's retraining both train with this.
+    """
+    xp = model.xp
+    stats = EpochStats()
+    for idx in batches:
+        i = xp.asarray(idx)
+        loss = model.loss_and_grad(X[i], y[i])
+        gnorm = float(xp.linalg.norm(model.grads.data))
+        stats.grad_norms.append(gnorm)
+        if not (math.isfinite(loss) and math.isfinite(gnorm)):
+            stats.diverged = True
+            break
+        if on_step is not None:
+            on_step(model)
+        opt.step(model.grads)
+        stats.steps += 1
+        stats.examples += len(idx)
+    return stats
+
+
+def build(config: RunConfig):
+    """(dataset, model, optimiser, backend, batch size) for a config."""
+    get_rule(config.optimizer)  # unknown names fail before any data is made
+    backend = get_backend(config.backend)
+    ds = datasets.load(config.dataset, seed=config.seed, standardize=config.standardize)
+    batch, loss = check(config, ds)
+    sizes = [ds.n_features, *config.hidden, ds.n_outputs]
+    model = MLP(sizes, config.activation, loss, config.dropout, config.dropout_mode,
+                xp=backend.xp, dropout_seed=config.seed)
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
+    if config.init == "checkpoint":
+        load_checkpoint(model, config.init_from)
+    else:
+        model.set_layers(init_layers(config.init, sizes, rng, X=ds.X_train, y=ds.y_train,
+                                     activation=config.activation))
+    hyper = dict(config.hyper)
+    if config.lr is not None:
+        hyper["lr"] = config.lr
+    opt = Optimizer(config.optimizer, model.params, backend=backend.name, l2=config.l2,
+                    wd=config.wd, **hyper)
+    return ds, model, opt, backend, batch
+
+
+def _finite(x) -> bool:
+    return math.isfinite(x)
+
+
+def run(config: RunConfig, progress=None) -> list[dict]:
+    """Train one run; returns its records (see the module docstring).
+
+    progress: optional callable(epoch, record) called after each evaluation.
+    """
+    # Overflow on the way to divergence is expected and reported as a record.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _run(config, progress)
+
+
+def _run(config: RunConfig, progress) -> list[dict]:
+    ds, model, opt, backend, batch = build(config)
+    xp = backend.xp
+    dev = {k: (xp.asarray(X), xp.asarray(y)) for k, (X, y) in ds.splits().items()}
+    X_train, y_train = dev["train"]
+
+    def evaluate(record):
+        saved = None
+        if opt.rule.weights is not None:  # evaluate Nesterov at w, not at the look-ahead point
+            saved = model.params.data.copy()
+            model.params.data[...] = opt.weights()
+        for split, (X, y) in dev.items():
+            loss, acc = model.evaluate(X, y)
+            if acc is not None and not _finite(loss):
+                acc = float("nan")  # the argmax of NaN outputs is no accuracy
+            record[f"{split}_loss"], record[f"{split}_acc"] = loss, acc
+        if saved is not None:
+            model.params.data[...] = saved
+        return record
+
+    # What ran: the same on every record, so each row of a table says it.
+    ran = {"backend": backend.name, "device": backend.device, "dtype": "float32",
+           "lr_used": opt.hyper["lr"], "data_hash": ds.content_hash, "n_train": ds.n_train}
+    records = []
+    step = seen = 0
+    wall = 0.0
+    record = evaluate({**ran, "epoch": 0, "step": 0, "examples_seen": 0, "wall_time": 0.0,
+                       "examples_per_sec": float("nan"), "grad_norm": float("nan"),
+                       "diverged": False, "stop_reason": ""})
+    if config.layer_norms:
+        record.update(_initial_layer_norms(model, X_train, y_train))
+    records.append(record)
+    stable = {"criterion": 0, "weights": 0}
+    prev_w = model.params.data.copy()
+    stop = ""
+    for epoch in range(1, config.epochs + 1):
+        layer_sums = [0.0] * model.n_layers  # per-layer norms summed over steps (opt-in)
+
+        def add_layer_norms(m):
+            layer_sums[:] = [a + b for a, b in zip(layer_sums, _layer_norms(m))]
+        backend.synchronize()
+        with backend.timer() as t:
+            order = batch_order.batches(ds.n_train, batch, epoch - 1, config.seed, config.order, ds.y_train)
+            stats = train_epoch(model, opt, X_train, y_train, order,
+                                add_layer_norms if config.layer_norms else None)
+            backend.synchronize()
+        norms, diverged = stats.grad_norms, stats.diverged
+        step += stats.steps
+        seen += stats.examples
+        wall += t.seconds
+        epoch_examples = seen - records[-1]["examples_seen"]
+        record = {**ran, "epoch": epoch, "step": step, "examples_seen": seen, "wall_time": wall,
+                  "examples_per_sec": epoch_examples / t.seconds if t.seconds > 0 else float("nan"),
+                  "grad_norm": float(np.mean(norms)) if norms else float("nan"),
+                  "diverged": diverged, "stop_reason": ""}
+        if config.layer_norms:  # averaged over the steps taken (a diverging step is not)
+            n_steps = max(len(norms) - diverged, 1)
+            record.update({f"grad_norm_W{l}": total / n_steps
+                           for l, total in enumerate(layer_sums, start=1)})
+        evaluate(record)
+        if not diverged and not (_finite(record["train_loss"]) and bool(xp.isfinite(model.params.data).all())):
+            record["diverged"] = diverged = True
+        records.append(record)
+        if progress is not None:
+            progress(epoch, record)
+        if diverged:
+            stop = "diverged"
+            break
+        if config.patience > 0:
+            q0, q1 = records[-2]["train_loss"], record["train_loss"]
+            w = model.params.data
+            dw = float(xp.linalg.norm(w - prev_w)) / max(float(xp.linalg.norm(w)), 1e-30)
+            stable["criterion"] = stable["criterion"] + 1 if abs(q1 - q0) <= config.tol * max(abs(q0), 1e-30) else 0
+            stable["weights"] = stable["weights"] + 1 if dw <= config.tol else 0
+            prev_w = w.copy()
+            if stable["criterion"] >= config.patience:
+                stop = "criterion_stable"
+                break
+            if stable["weights"] >= config.patience:
+                stop = "weights_stable"
+                break
+    records[-1]["stop_reason"] = stop or "epochs"
+    if config.checkpoint:
+        save_checkpoint(model, config.checkpoint, config.as_dict(), optimizer=opt)
+    return records
+
+
+def _layer_norms(model) -> list[float]:
+    """||dQ/dW_l|| for every layer l, from the views into the flat gradient buffer."""
+    xp = model.xp
+    return [float(xp.linalg.norm(model.grads[f"W{l}"])) for l in range(1, model.n_layers + 1)]
+
+
+def _initial_layer_norms(model, X, y) -> dict:
+    """Per-layer gradient norms of Q over the training set at the current weights.
+
+    Inference-mode forward (no dropout draw), so the dropout stream that
+    training uses is untouched; with classic dropout the inference factor
+    (1 - p) is not back-propagated (an approximation, at epoch 0 only).
+    model.grads is overwritten, which is harmless because every training step
+    recomputes it before use.
+    """
+    z, cache = model.forward(X, train=False)
+    _, grad_z = model.loss.value_and_grad(model.xp, z, y)
+    model.backward(cache, grad_z)
+    return {f"grad_norm_W{l}": norm for l, norm in enumerate(_layer_norms(model), start=1)}
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    """Records minus the columns that depend on the machine's speed."""
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in records]
