@@ -14,11 +14,11 @@ or reports (that is ``suite``; ``kernels`` never imports it):
 from . import dropout
 from .backend import Backend, BackendUnavailable, get_backend
 from .flat import FlatBuffer, FlatLayout
-from .optimizer import Optimizer
+from .optimizer import NonFiniteGradient, Optimizer
 from .rule import Rule, RuleError
 from .rules import RULES, UnknownRuleError, get_rule
 
 __all__ = [
     "dropout", "Backend", "BackendUnavailable", "get_backend", "FlatBuffer", "FlatLayout",
-    "Optimizer", "Rule", "RuleError", "RULES", "UnknownRuleError", "get_rule",
+    "NonFiniteGradient", "Optimizer", "Rule", "RuleError", "RULES", "UnknownRuleError", "get_rule",
 ]

@@ -18,6 +18,8 @@ CuPy arrays, the chunked in-place NumPy program otherwise -- or, with
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .backend import array_kind, array_module
@@ -93,6 +95,32 @@ def _kernel_backend(arrays: str, backend) -> str:
     return name
 
 
+class NonFiniteGradient(FloatingPointError, ValueError):
+    """A gradient handed to ``Optimizer.step`` holds NaN or Inf."""
+
+
+def _check_finite(g, step: int) -> None:
+    """Raise NonFiniteGradient if ``g`` holds NaN or Inf.
+
+    g . g is NaN or Inf whenever an element is (one fast BLAS pass); only then
+    is the exact element-wise test run, since a finite gradient with a norm
+    above ~1.8e19 also overflows the float32 dot product.
+    """
+    if g.shape[0] == 0:
+        return
+    xp = array_module(g)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow here is what is asked
+        if math.isfinite(float(xp.dot(g, g))):
+            return
+    bad = ~xp.isfinite(g)
+    count = int(bad.sum())
+    if count:
+        first = int(xp.argmax(bad))
+        raise NonFiniteGradient(
+            f"gradient for step {step} holds {count} non-finite value(s) (NaN/Inf), the first at "
+            f"element {first}; no update was made (pass check_finite=False to update anyway)")
+
+
 class Optimizer:
     """Rule ``rule`` over the flat parameter buffer ``params``.
 
@@ -147,9 +175,20 @@ class Optimizer:
         extra = {} if self.mask is None else {"mask": self.mask}
         return {"w": self.params, "g": g, **extra, **self.state}
 
-    def step(self, grads) -> None:
-        """One update of every parameter: w, state := rule(w, g, state)."""
+    def step(self, grads, check_finite: bool = True) -> None:
+        """One update of every parameter: w, state := rule(w, g, state).
+
+        check_finite: refuse a gradient holding NaN or Inf with a
+        :class:`NonFiniteGradient` (nothing is updated, the step is not
+        counted) instead of silently turning the weights to NaN. It costs one
+        dot product over the gradient (g . g, a BLAS call: about 3% of an Adam
+        step at 23k parameters and 10% at 2^24 on a 2-core CPU) and, on a GPU,
+        one host synchronisation; a training loop that tracks the gradient's
+        finiteness itself (``suite.training``) passes False.
+        """
         buffers = self.buffers(grads)
+        if check_finite:
+            _check_finite(buffers["g"], self.t + 1)
         self.t += 1
         self.kernel(buffers, self.rule.step_scalars(self.hyper, self.t))
 

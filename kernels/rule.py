@@ -2,7 +2,10 @@
 
 A rule is data:
 
-* ``hyper``: its hyper-parameters with defaults;
+* ``hyper``: its hyper-parameters with defaults, and ``ranges``: the values
+  each may take, in interval notation (``"(0, inf)"``, ``"[0, 1)"``); every
+  value must also be finite. A value outside is a :class:`RuleError` naming
+  the rule, the hyper-parameter and the interval, before anything runs;
 * ``state``: the names of its state buffers (each the size of the parameters,
   zero at the start);
 * ``scalars(hp, t)``: the per-step scalars, computed on the host in double
@@ -31,6 +34,8 @@ the lecture.
 from __future__ import annotations
 
 import ast
+import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -41,6 +46,46 @@ FUNCTIONS = ("sqrt",)
 
 class RuleError(ValueError):
     """A rule definition or a rule's arguments are invalid."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Allowed values of a hyper-parameter: finite, between ``lo`` and ``hi``,
+    each end open or closed. Written and parsed in interval notation."""
+
+    lo: float
+    hi: float
+    lo_open: bool
+    hi_open: bool
+
+    _SYNTAX = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*$")
+
+    @classmethod
+    def parse(cls, text: str) -> "Interval":
+        m = cls._SYNTAX.match(text)
+        if not m:
+            raise RuleError(f"range {text!r} is not an interval such as '(0, inf)' or '[0, 1)'")
+        lo, hi = float(m.group(2)), float(m.group(3))
+        if not lo <= hi:
+            raise RuleError(f"range {text!r} is empty")
+        return cls(lo, hi, m.group(1) == "(", m.group(4) == ")")
+
+    def __contains__(self, v: float) -> bool:
+        if not math.isfinite(v):
+            return False
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        def end(x):
+            return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:g}"
+
+        return f"{'(' if self.lo_open else '['}{end(self.lo)}, {end(self.hi)}{')' if self.hi_open else ']'}"
+
+
+#: The range of a hyper-parameter whose rule gives none: any finite value.
+ANY = "(-inf, inf)"
 
 
 @dataclass(frozen=True)
@@ -67,10 +112,21 @@ class Rule:
     lookahead: str | None = None
     #: Read-only buffers besides g (``mask`` in a masked variant).
     inputs: tuple[str, ...] = ()
+    #: Allowed values per hyper-parameter, in interval notation (default: any finite value).
+    ranges: Mapping[str, str] = field(default_factory=dict)
     statements: tuple[Statement, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
+        unknown = set(self.ranges) - set(self.hyper)
+        if unknown:
+            raise RuleError(f"rule {self.name!r}: ranges for unknown hyper-parameter(s) {sorted(unknown)}")
+        for key, default in self.hyper.items():
+            if default not in self.interval(key):
+                raise RuleError(f"rule {self.name!r}: default {key} = {default!r} lies outside {self.interval(key)}")
         object.__setattr__(self, "statements", tuple(parse_update(self)))
+
+    def interval(self, key: str) -> Interval:
+        return Interval.parse(self.ranges.get(key, ANY))
 
     @property
     def buffers(self) -> tuple[str, ...]:
@@ -98,12 +154,17 @@ class Rule:
                     f"rule {self.name!r} has no hyper-parameter {key!r}; "
                     f"allowed: {', '.join(hp)}"
                 )
+            if isinstance(value, (bool, str)):  # float(True) and float("1e-3") are not numbers given
+                raise RuleError(f"hyper-parameter {key!r} of rule {self.name!r} must be a number, got {value!r}")
             try:
                 hp[key] = float(value)
             except (TypeError, ValueError):
                 raise RuleError(
                     f"hyper-parameter {key!r} of rule {self.name!r} must be a number, got {value!r}"
                 ) from None
+            if hp[key] not in self.interval(key):
+                raise RuleError(f"hyper-parameter {key!r} of rule {self.name!r} must be finite and in "
+                                f"{self.interval(key)}, got {value!r}")
         return hp
 
     def step_scalars(self, hp: Mapping[str, float], t: int) -> dict[str, float]:

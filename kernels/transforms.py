@@ -29,6 +29,8 @@ from .rule import Rule, RuleError, dedent
 
 def _with(rule: Rule, hyper: dict, symbols: dict, extra_scalars, prologue: str = "", tail: str = "",
           **changes) -> Rule:
+    # A coefficient of L2 or decay is >= 0: a negative one grows the weights.
+    ranges = {**rule.ranges, **{k: "[0, inf)" for k in hyper}}
     clash = set(hyper) & set(rule.hyper)
     if clash:
         raise RuleError(f"rule {rule.name!r} already has hyper-parameter(s) {sorted(clash)}")
@@ -37,7 +39,7 @@ def _with(rule: Rule, hyper: dict, symbols: dict, extra_scalars, prologue: str =
     def scalars(hp, t):
         return {**inner(hp, t), **extra_scalars(hp)}
 
-    return replace(rule, hyper={**rule.hyper, **hyper}, symbols={**rule.symbols, **symbols},
+    return replace(rule, hyper={**rule.hyper, **hyper}, symbols={**rule.symbols, **symbols}, ranges=ranges,
                    scalars=scalars, update=prologue + dedent(rule.update) + tail, **changes)
 
 

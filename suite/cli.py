@@ -6,6 +6,12 @@
     optbench bench [--backend ...] [--quick] [--out DIR]    rules, dropout, model-shaped updates
                                                       and training vs a copy and PyTorch
     optbench bench --sizes 2^20,2^24 | --models | --training [--batch-sizes ...]   one section
+
+Every failure ends with one line, ``optbench: <what went wrong>``, naming the
+file, key or value, and a non-zero exit: 2 for bad input (a study, a value, a
+path, a missing package or device), 1 when ``validate`` finds a kernel wrong
+or something unexpected breaks. ``--debug`` (or ``OPTBENCH_DEBUG=1``) shows
+the traceback instead, for a bug report.
 """
 
 from __future__ import annotations
@@ -14,10 +20,16 @@ import argparse
 import sys
 from pathlib import Path
 
+import os
+
 from kernels import BackendUnavailable, get_backend
 from kernels.backend import BACKENDS
-from suite.studies.spec import StudyError
-from suite.studies.store import ResultsError
+
+#: Errors that mean the input was wrong (exit 2): bad values and files
+#: (ValueError: StudyError, ResultsError, RuleError, ConfigError ...), paths
+#: and disks (OSError), a missing package (ImportError) or device.
+INPUT_ERRORS = (ValueError, OSError, ImportError, BackendUnavailable)
+DEBUG_ENV = "OPTBENCH_DEBUG"
 
 
 #: Where `optbench run` writes by default. Git ignores it: the reference runs
@@ -64,7 +76,8 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else LOCAL_RESULTS / study.name
     summary = run_study(study, out, backend.name, workers=args.workers,
                         scheduler=args.scheduler, gpus=args.gpus, quiet=args.quiet)
-    print(f"{summary.ran} cells run, {summary.skipped} skipped (already complete), "
+    busy = f", {summary.busy} left to another run on this folder" if summary.busy else ""
+    print(f"{summary.ran} cells run, {summary.skipped} skipped (already complete){busy}, "
           f"{summary.diverged} diverged; results in {out}")
     if not args.no_report:
         from suite.studies.report import write_report
@@ -89,8 +102,12 @@ def cmd_report(args) -> int:
         print(f"report: {write_lecture_report(results)}")
         return 0
     from suite.studies.report import write_report
+    from suite.studies.store import damaged_cells
 
     print(f"report: {write_report(results)}")
+    for path, why in sorted(damaged_cells(results).items()):
+        print(f"optbench: warning: {results / path} is damaged ({why}); left out of the report, "
+              "`optbench run` retrains it", file=sys.stderr)
     return 0
 
 
@@ -104,8 +121,19 @@ def cmd_bench(args) -> int:
         repeats=args.repeats, torch=not args.no_torch, naive=args.naive, note=args.note))
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_sizes(text: str) -> list[int]:
-    """'1024,2^20,2**24' -> [1024, 1048576, 16777216]."""
+    """'1024,2^20,2**24' -> [1024, 1048576, 16777216]; every size >= 1."""
     sizes = []
     for item in text.split(","):
         item = item.strip().replace("**", "^")
@@ -116,27 +144,38 @@ def parse_sizes(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(
                 f"bad size {item!r}: use integers or powers like 2^20, separated by commas"
             ) from None
-        if sizes[-1] < 0:
-            raise argparse.ArgumentTypeError(f"size {item!r} is negative")
+        if sizes[-1] < 1:
+            raise argparse.ArgumentTypeError(f"size {item!r} must be at least 1")
     return sizes
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other failure."""
+
+    def error(self, message):
+        self.exit(2, f"optbench: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optbench", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="optbench", description=__doc__.split("\n\n")[0])
+    debug_help = f"show the traceback of a failure (also {DEBUG_ENV}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    common = _Parser(add_help=False)  # --debug after the command too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check every kernel against the float64 reference")
+    p = sub.add_parser("validate", parents=[common], help="check every kernel against the float64 reference")
     _backend_arg(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("run", help="run a study (default: the default study) and write its report")
+    p = sub.add_parser("run", parents=[common], help="run a study (default: the default study) and write its report")
     p.add_argument("study", nargs="?", default="default",
                    help="a built-in study's name (see suite/studies/builtin/), a path to a .toml file, "
                         "or 'lecture' (every lecture experiment and its report)")
     _backend_arg(p)
     p.add_argument("--out", help=f"results directory (default: {LOCAL_RESULTS}/<study>)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, help="run the cells on a local Dask cluster of N processes")
+    where.add_argument("--workers", type=positive_int, help="run the cells on a local Dask cluster of N processes")
     where.add_argument("--scheduler", help="run the cells on an existing Dask cluster at ADDRESS")
     where.add_argument("--gpus", action="store_true",
                        help="one Dask worker per GPU (dask-cuda's LocalCUDACluster)")
@@ -144,14 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="regenerate a study's report from its stored results "
+    p = sub.add_parser("report", parents=[common], help="regenerate a study's report from its stored results "
                                       "(or a throughput report from an optbench bench directory)")
     p.add_argument("results", nargs="?", default=str(LOCAL_RESULTS / "default"),
                    help="a results directory, e.g. results/default (the committed CPU reference run)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
-        "bench", help="update rules, dropout, model-shaped updates and training: "
+        "bench", parents=[common], help="update rules, dropout, model-shaped updates and training: "
                       "bandwidth vs a copy and vs PyTorch; writes results/throughput/<device>")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="our kernels: auto (cupy if it can run, else numpy and numba if installed), "
@@ -169,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only training throughput (examples/s against batch size, and PyTorch's)")
     p.add_argument("--batch-sizes", type=parse_sizes, default=None,
                    help="batch sizes for the training section, e.g. 16,64,256")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed samples per case (median; default: 15 CPU, 50 GPU; --quick 5, 20)")
     p.add_argument("--no-torch", action="store_true", help="don't time PyTorch even if it is installed")
     p.add_argument("--naive", action="store_true",
@@ -180,15 +219,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return args.func(args)
-    except (BackendUnavailable, StudyError, ResultsError) as exc:
-        print(f"optbench: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("optbench: interrupted", file=sys.stderr)
+        print("optbench: interrupted; finished cells are kept, run the same command again to go on",
+              file=sys.stderr)
         return 130
+    except INPUT_ERRORS as exc:
+        if debug:
+            raise
+        print(f"optbench: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: still one line, and how to get the traceback
+        if debug:
+            raise
+        print(f"optbench: unexpected {type(exc).__name__}: {_one_line(exc)} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (OSError: strerror and the path)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ RULE = Rule(
     name="adadelta",
     title="AdaDelta",
     hyper={"lr": 1.0, "gamma": 0.95, "alpha": 0.95, "eps": 1e-3},
+    ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},
     state=("v", "Delta"),
     scalars=lambda hp, t: {

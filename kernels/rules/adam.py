@@ -23,6 +23,7 @@ RULE = Rule(
     name="adam",
     title="Adam",
     hyper={"lr": 1e-3, "gamma": 0.9, "alpha": 0.999, "eps": 1e-8},
+    ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},
     state=("mu", "v"),
     scalars=lambda hp, t: {

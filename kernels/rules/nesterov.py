@@ -34,6 +34,7 @@ RULE = Rule(
     name="nesterov",
     title="Nesterov (NAG)",
     hyper={"lr": 0.01, "gamma": 0.9},
+    ranges={"lr": "(0, inf)", "gamma": "[0, 1)"},
     symbols={"eta": "lr", "gamma": "gamma"},
     state=("v",),
     scalars=lambda hp, t: {

@@ -15,6 +15,7 @@ RULE = Rule(
     name="rmsprop",
     title="RMSProp",
     hyper={"lr": 1e-3, "gamma": 0.9, "eps": 1e-8},
+    ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "epsilon": "eps"},
     state=("v",),
     scalars=lambda hp, t: {

@@ -12,6 +12,7 @@ RULE = Rule(
     name="sgd",
     title="SGD",
     hyper={"lr": 0.01},
+    ranges={"lr": "(0, inf)"},
     symbols={"eta": "lr"},
     state=(),
     scalars=lambda hp, t: {"lr": hp["lr"]},

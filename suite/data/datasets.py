@@ -174,16 +174,27 @@ def _generate_mnist1d() -> dict[str, np.ndarray]:
 
 def make_mnist1d() -> dict[str, np.ndarray]:
     """mnist1d's default data set (x 4000x40, x_test 1000x40, 10 classes),
-    from the local cache, generating and caching it on first use."""
+    from the local cache, generating and caching it on first use.
+
+    A damaged cache file (truncated, not a zip, wrong arrays) is regenerated
+    and replaced atomically; a cache folder that cannot be written only costs
+    the regeneration next time.
+    """
     path = mnist1d_cache_path()
     if path.exists():
         try:
             with np.load(path) as f:
-                return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable cache file: regenerate and overwrite it
+                arrays = {k: f[k] for k in ("x", "y", "x_test", "y_test")}
+            if (arrays["x"].ndim == 2 and arrays["x"].shape[0] == arrays["y"].shape[0]
+                    and arrays["x_test"].shape[0] == arrays["y_test"].shape[0] > 0):
+                return arrays
+        except Exception:  # BadZipFile, EOFError, OSError, KeyError, ValueError ...
+            pass  # unreadable: regenerate and overwrite it
     arrays = _generate_mnist1d()
-    atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
+    except OSError:
+        pass  # e.g. a read-only home: the data are right, just not cached
     return arrays
 
 

@@ -139,19 +139,24 @@ def run_lecture(out: Path = DEFAULT_OUT, quick: bool = False, backend: str = "nu
     blas = (contextlib.nullcontext() if blas_threads is None
             else threadpool_limits(limits=blas_threads, user_api="blas"))
     with blas:
+        from ..studies import store
         from ..studies.runner import run_study
-        from ..studies.spec import load_study
+        from ..studies.spec import check_study, load_study
 
-        out.mkdir(parents=True, exist_ok=True)
+        store.preflight(out)
         start = time.perf_counter()
         seconds, cells = {}, {"ran": 0, "skipped": 0}
         use_default = not quick and default_is_complete(out.parent / "default")
+        studies = []
         for name in STUDIES:
             if name == "lecture-optimizers" and use_default:
                 continue  # section 12 reads results/default instead
             study = load_study(name, backend=backend)
-            if quick:
-                study = quick_study(study)
+            studies.append(quick_study(study) if quick else study)
+        for study in studies:  # every study checked before the first trains
+            check_study(study)
+        for study in studies:
+            name = study.name
             t = time.perf_counter()
             summary = run_study(study, out / name, backend, quiet=True)
             seconds[f"study {name}"] = time.perf_counter() - t

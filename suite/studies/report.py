@@ -115,6 +115,10 @@ def _header(df: pd.DataFrame, meta: dict, results_dir: Path) -> list[str]:
     ]
     if pooled:
         lines.append(f"- also varied, and pooled over in everything below: {', '.join(pooled)}")
+    damaged = store.damaged_cells(results_dir)
+    if damaged:
+        lines.append(f"- **{len(damaged)} damaged cell file(s) left out** (the next `optbench run` retrains them): "
+                     + "; ".join(f"`{path}` ({why})" for path, why in sorted(damaged.items())))
     lines.append(f"- regenerated from `{results_dir}` by `optbench report` (no training)")
     return lines + [""]
 

@@ -57,7 +57,7 @@ NUMERIC = ("lr", "seed", "epoch", "step", "wall_time", "train_loss", "val_loss",
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
     """The tidied long table and the metadata; ResultsError naming the bad file."""
     results_dir = Path(results_dir)
-    df = store.load_results(results_dir)  # missing / empty dir, unreadable CSV
+    df = store.load_results(results_dir, REQUIRED)  # missing / empty dir, unreadable CSV, columns
     meta = store.read_metadata(results_dir)  # corrupt metadata.json
     if not isinstance(meta, dict):  # valid JSON, but not the object run_metadata writes
         raise store.ResultsError(f"{results_dir / store.METADATA} is corrupt: not a JSON object")
@@ -70,12 +70,7 @@ def _cell_file(results_dir: Path, cell) -> Path:
 
 
 def _check_columns(df: pd.DataFrame, results_dir: Path) -> None:
-    """Columns the report needs, and numbers where numbers belong."""
-    for path in sorted((results_dir / store.CELLS).glob("*.csv")):
-        # load_results read every file already; a header-only re-read names the culprit.
-        missing = set(REQUIRED) - set(pd.read_csv(path, nrows=0).columns)
-        if missing:
-            raise store.ResultsError(f"{path} is corrupt: missing columns {sorted(missing)}")
+    """Numbers where numbers belong (load_results checked the columns)."""
     for col in NUMERIC:
         as_num = pd.to_numeric(df[col], errors="coerce")
         bad = as_num.isna() & df[col].notna()

@@ -23,11 +23,18 @@ for example::
     sgd = [0.03, 0.1]
     adam = [0.001, 0.003]
 
-Every cell has a stable hash (sha256 of its config as canonical JSON), so a
-rerun recognises the cells it has already completed. A file that does not
-parse, names an unknown key, gives a value of the wrong kind or an unknown
-name, or expands to no cells is a :class:`StudyError` naming the file, the key
-and what is allowed.
+Every cell has a stable hash (sha256 of its config as canonical JSON; for a
+cell that starts from a checkpoint, the checkpoint's content hash is part of
+it), so a rerun recognises the cells it has already completed.
+
+Checking, all before anything trains: :func:`load_study` refuses a file that
+does not parse, an unknown table or key, a value of the wrong kind (a TOML
+boolean where a boolean belongs), an unknown name, a value out of range (each
+rule declares its hyper-parameters' ranges), a name that is not a name, two
+cells writing one checkpoint (``checkpoint = "ckpt/{optimizer}-{seed}.npz"``
+gives each cell its own), or no cells; :func:`check_study` then checks every
+cell against its data set. Each problem is a :class:`StudyError` naming the
+file, the cell or key, and what is allowed.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -42,27 +50,11 @@ from pathlib import Path
 
 from kernels import RULES
 
-from ..data.batches import ORDERS
-from ..data.datasets import DATASETS
-from ..nn.activations import ACTIVATIONS
-from ..nn.inits import INITS
-from ..nn.losses import LOSSES
-from ..nn.mlp import DROPOUT_MODES
-from ..training.config import RunConfig
+from ..training.config import ConfigError, RunConfig, file_sha256
 
 TABLES = ("study", "fixed", "grid", "lr")
-#: Names a config field may take, checked before anything runs.
-CHOICES = {
-    "dataset": DATASETS,
-    "activation": tuple(ACTIVATIONS),
-    "init": (*INITS, "checkpoint"),
-    "loss": ("auto", *LOSSES),
-    "optimizer": tuple(RULES),
-    "dropout_mode": DROPOUT_MODES,
-    "order": ORDERS,
-    "backend": ("numpy", "numba", "cupy", "auto"),
-}
-
+#: What a study's name may be: it names its results folder, so no path in it.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class StudyError(ValueError):
     """A study file is invalid; the message names the file and the key."""
@@ -76,7 +68,7 @@ class Cell:
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.optimizer} lr={c.lr} bs={c.batch_size} init={c.init} seed={c.seed}"
+        return f"{c.optimizer} lr={'default' if c.lr is None else c.lr} bs={c.batch_size} init={c.init} seed={c.seed}"
 
 
 @dataclass(frozen=True)
@@ -133,13 +125,22 @@ def parse_study(text: str, path: Path, backend: str | None = None) -> Study:
     for key in meta:
         if key not in ("name", "description"):
             raise StudyError(f"{path}: [study] has unknown key {key!r}; allowed: name, description")
+    name = meta.get("name", path.stem)
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise StudyError(f"{path}: [study] name = {name!r} is not a name: letters, digits, '.', '_' and '-', "
+                         "starting with a letter or digit (it names the results folder)")
+    if not isinstance(meta.get("description", ""), str):
+        raise StudyError(f"{path}: [study] description must be a string")
+    for table in ("fixed", "grid", "lr"):
+        if not isinstance(doc.get(table, {}), dict):
+            raise StudyError(f"{path}: [{table}] must be a table")
     fixed = dict(doc.get("fixed", {}))
     grid = dict(doc.get("grid", {}))
     lrs = dict(doc.get("lr", {}))
     if backend is not None:
         fixed["backend"] = backend
         grid.pop("backend", None)
-    names = RunConfig.field_names()
+    names = tuple(n for n in RunConfig.field_names() if n != "init_from_sha256")
     for table, entries in (("fixed", fixed), ("grid", grid)):
         for key in entries:
             if key not in names:
@@ -149,6 +150,8 @@ def parse_study(text: str, path: Path, backend: str | None = None) -> Study:
             raise StudyError(f"{path}: [grid] {key} must be a list of values, got {values!r}")
         if key in fixed:
             raise StudyError(f"{path}: {key!r} is both in [fixed] and in [grid]")
+        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+            raise StudyError(f"{path}: [grid] {key} lists a value twice: {values!r}")
     for opt, values in lrs.items():
         if opt not in RULES:
             raise StudyError(f"{path}: [lr] names unknown optimiser {opt!r}; allowed: {', '.join(RULES)}")
@@ -170,39 +173,71 @@ def parse_study(text: str, path: Path, backend: str | None = None) -> Study:
                 cells.append(cell)
     if not cells:
         raise StudyError(f"{path}: the study expands to zero cells (an empty list in [grid]?)")
-    return Study(meta.get("name", path.stem), meta.get("description", ""), path, tuple(cells), text)
+    writers: dict[str, int] = {}
+    for cell in cells:
+        if cell.config.checkpoint:
+            writers[cell.config.checkpoint] = writers.get(cell.config.checkpoint, 0) + 1
+    for target, count in writers.items():
+        if count > 1:
+            raise StudyError(
+                f"{path}: checkpoint {target!r} would be written by {count} cells, each overwriting the "
+                "last; give a per-cell template, e.g. checkpoint = \"ckpt/{optimizer}-{lr}-{seed}.npz\"")
+    return Study(name, meta.get("description", ""), path, tuple(cells), text)
+
+
+def check_study(study: Study) -> None:
+    """Check every cell against its data set before anything trains: the batch
+    fits the training set, the loss fits the targets, a checkpoint to start
+    from exists and fits the network. Each data set is loaded once. The first
+    problem is a StudyError naming the file and the cell (and how many more
+    cells have one)."""
+    from ..data import datasets
+    from ..training.config import check
+
+    loaded, problems = {}, []
+    for cell in study.cells:
+        name = cell.config.dataset
+        if name not in loaded:
+            loaded[name] = datasets.load(name, seed=0, standardize=False)  # sizes and task only
+        try:
+            check(cell.config, loaded[name])
+        except ConfigError as exc:
+            problems.append(f"cell {cell.label}: {exc}")
+    if problems:
+        more = f" (and {len(problems) - 1} more cells with a problem)" if len(problems) > 1 else ""
+        raise StudyError(f"{study.path}: {problems[0]}{more}; nothing was trained")
 
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _label(values: dict) -> str:
+    keys = ("optimizer", "lr", "batch_size", "init", "seed")
+    given = " ".join(f"{k}={values[k]}" for k in keys if values.get(k) is not None)
+    return f"cell {given}" if given else "every cell"
+
+
 def _config(path: Path, values: dict) -> RunConfig:
-    for key, allowed in CHOICES.items():
-        if key in values and values[key] not in allowed:
-            raise StudyError(f"{path}: {key} = {values[key]!r} is not allowed; allowed: {', '.join(allowed)}")
-    kinds = {f.name: f for f in fields(RunConfig)}
-    out = {}
-    for key, value in values.items():
-        if key == "hidden":
-            if not isinstance(value, list) or not all(isinstance(h, int) and h > 0 for h in value):
-                raise StudyError(f"{path}: hidden must be a list of positive integers, got {value!r}")
-            value = tuple(value)
-        elif key == "dropout" and isinstance(value, list):
-            value = tuple(float(p) for p in value)
-        elif key == "batch_size" and not (value == "full" or (isinstance(value, int) and value > 0)):
-            raise StudyError(f"{path}: batch_size must be a positive integer or \"full\", got {value!r}")
-        elif key in ("lr", "l2", "wd", "tol", "dropout") and value is not None and not _is_number(value):
-            raise StudyError(f"{path}: {key} must be a number, got {value!r}")
-        elif key in ("epochs", "seed", "patience") and not (isinstance(value, int) and value >= 0):
-            raise StudyError(f"{path}: {key} must be a non-negative integer, got {value!r}")
-        elif key == "hyper" and not isinstance(value, dict):
-            raise StudyError(f"{path}: hyper must be a table of hyper-parameters, got {value!r}")
-        out[key] = value
-    assert set(out) <= set(kinds)
-    config = RunConfig(**out)
-    try:  # unknown hyper-parameter names fail now, not in the middle of a sweep
-        RULES[config.optimizer].resolve({**config.hyper, **({"lr": config.lr} if config.lr else {})})
-    except ValueError as exc:
-        raise StudyError(f"{path}: {exc}") from None
-    return config
+    """One cell's RunConfig; an invalid setting is a StudyError naming the file and the cell."""
+    values = dict(values)
+    if isinstance(values.get("hidden"), list):
+        values["hidden"] = tuple(values["hidden"])
+    if isinstance(values.get("dropout"), list):
+        values["dropout"] = tuple(values["dropout"])
+    template = values.get("checkpoint")
+    if isinstance(template, str) and "{" in template:
+        try:  # a per-cell path: any RunConfig field, e.g. "ckpt/{optimizer}-{lr}-{seed}.npz"
+            values["checkpoint"] = template.format(**{**{f.name: f.default for f in fields(RunConfig)}, **values})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise StudyError(f"{path}: checkpoint template {template!r} is invalid ({exc}); "
+                             f"use RunConfig fields, e.g. \"ckpt/{{optimizer}}-{{seed}}.npz\"") from None
+    if values.get("init") == "checkpoint" and isinstance(values.get("init_from"), str):
+        source = Path(values["init_from"])
+        if not source.is_file():
+            raise StudyError(f"{path}: {_label(values)}: init_from: checkpoint {source} does not exist")
+        values["init_from_sha256"] = file_sha256(source)
+    try:
+        return RunConfig(**values)
+    except ConfigError as exc:
+        raise StudyError(f"{path}: {_label(values)}: {exc}") from None

@@ -47,3 +47,45 @@ def test_load_state_dict_refuses_another_rule_or_shape():
     del sd["state"]["v"]
     with pytest.raises(ValueError, match="lacks"):
         Optimizer("adam", np.zeros(8, np.float32)).load_state_dict(sd)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_gradient_is_refused_and_changes_nothing(bad, backend):
+    from kernels import NonFiniteGradient
+
+    w0 = np.linspace(-1, 1, 1031).astype(np.float32)
+    opt = Optimizer("adam", backend.asarray(w0.copy()), backend=backend, lr=0.1)
+    g = np.ones(1031, np.float32)
+    g[700] = bad
+    with pytest.raises(NonFiniteGradient, match="1 non-finite value.*element 700; no update was made"):
+        opt.step(backend.asarray(g))
+    assert opt.t == 0
+    np.testing.assert_array_equal(backend.to_numpy(opt.params), w0)
+    assert not backend.to_numpy(opt.state["v"]).any()
+    with np.errstate(invalid="ignore"):
+        opt.step(backend.asarray(g), check_finite=False)  # the explicit switch: NaN goes through
+    assert opt.t == 1 and not np.isfinite(backend.to_numpy(opt.params)[700])
+
+
+def test_a_huge_but_finite_gradient_is_not_refused():
+    """g . g overflows float32 here, but every element is finite: the exact
+    test clears it."""
+    g = np.full(16, 1e20, np.float32)
+    opt = Optimizer("sgd", np.zeros(16, np.float32), lr=1e-20)
+    opt.step(g)
+    np.testing.assert_allclose(opt.params, -1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("hyper, message", [
+    ({"lr": -1.0}, r"'lr' of rule 'adam' must be finite and in \(0, inf\), got -1.0"),
+    ({"lr": float("nan")}, "must be finite"),
+    ({"gamma": 1.5}, r"'gamma' of rule 'adam' must be finite and in \[0, 1\)"),
+    ({"eps": -1e-8}, "'eps'"),
+    ({"l2": -0.1}, r"'l2' of rule 'adam' must be finite and in \[0, inf\)"),
+    ({"lr": "0.1"}, "must be a number"),
+])
+def test_the_python_api_checks_hyper_parameters(hyper, message):
+    from kernels import RuleError
+
+    with pytest.raises(RuleError, match=message):
+        Optimizer("adam", np.zeros(4, np.float32), **hyper)

@@ -74,7 +74,7 @@ def test_transforms_refuse_a_clash_and_a_rule_without_lr():
         coupled_l2(RULES["sgd"])
     from dataclasses import replace
 
-    no_lr = replace(BARE["sgd"], name="nolr", hyper={"eta": 0.1}, scalars=lambda hp, t: {"lr": hp["eta"]})
+    no_lr = replace(BARE["sgd"], name="nolr", hyper={"eta": 0.1}, ranges={}, scalars=lambda hp, t: {"lr": hp["eta"]})
     with pytest.raises(RuleError, match="learning rate"):
         decoupled_decay(no_lr)
 

@@ -212,20 +212,30 @@ def test_empty_directory(tmp_path):
     assert not (tmp_path / "report.md").exists()
 
 
-def test_corrupt_csv_is_named(smoke, tmp_path):
+def test_damaged_cell_files_are_named_and_left_out(smoke, tmp_path):
+    """A garbage file and a cut-short one: the report names both (with why)
+    and is made from the whole cells."""
     shutil.copytree(smoke / "cells", tmp_path / "cells")
-    bad = tmp_path / "cells" / "0000bad.csv"
-    bad.write_text('epoch,"val_loss\n1,2\n')  # an unterminated quote
-    with pytest.raises(ResultsError, match=re.escape(str(bad))):
-        report.write_report(tmp_path)
+    (tmp_path / "cells" / "0000bad.csv").write_text('epoch,"val_loss\n1,2\n')  # garbage, no footer
+    victim = sorted((tmp_path / "cells").glob("*.csv"))[1]
+    victim.write_bytes(victim.read_bytes()[:-200])  # cut short: its footer is gone
+    text = report.write_report(tmp_path).read_text()
+    assert "2 damaged cell file(s) left out" in text
+    assert "`cells/0000bad.csv` (no completion footer" in text and f"`cells/{victim.name}`" in text
+    whole = len(list((smoke / "cells").glob("*.csv"))) - 1
+    assert f"{whole} cells (one run each" in text
 
 
 def test_non_numeric_value_names_its_file(smoke, tmp_path):
+    """A whole file (its footer recomputed) with a bad value is named."""
+    from suite.studies.store import write_cell
+
     shutil.copytree(smoke / "cells", tmp_path / "cells")
     victim = sorted((tmp_path / "cells").glob("*.csv"))[0]
-    frame = pd.read_csv(victim, keep_default_na=False).astype({"val_loss": str})
+    body, _ = __import__("suite.studies.store", fromlist=["read_cell"]).read_cell(victim)
+    frame = pd.read_csv(__import__("io").StringIO(body), keep_default_na=False).astype({"val_loss": str})
     frame.loc[1, "val_loss"] = "oops"
-    frame.to_csv(victim, index=False)
+    write_cell(tmp_path, victim.stem, frame.to_dict("records"))
     with pytest.raises(ResultsError, match=re.escape(str(victim)) + ".*val_loss"):
         report.write_report(tmp_path)
 

@@ -96,8 +96,14 @@ def test_missing_empty_and_corrupt_results(tmp_path):
     cells = tmp_path / "bad" / "cells"
     cells.mkdir(parents=True)
     (cells / "abc.csv").write_text("this,is\nnot,results\n")
-    with pytest.raises(ResultsError, match="abc.csv is corrupt"):
+    with pytest.raises(ResultsError, match="holds no whole cell files \\(1 damaged"):
         load_results(tmp_path / "bad")
+    from suite.studies.store import damaged_cells, write_cell
+
+    write_cell(tmp_path / "bad", "def", [{"this": 1, "is": 2}])  # whole, but not results
+    with pytest.raises(ResultsError, match="def.csv is corrupt: missing columns"):
+        load_results(tmp_path / "bad")
+    assert list(damaged_cells(tmp_path / "bad")) == ["cells/abc.csv"]
 
 
 def test_keys_and_text_columns_stay_text(tmp_path):

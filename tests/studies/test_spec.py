@@ -68,7 +68,7 @@ def test_builtin_studies_load():
     ("[settings]\nx = 1", r"unknown table \[settings\]"),
     ("[fixed]\nlearning_rate = 0.1", "unknown key 'learning_rate'; allowed: dataset"),
     ("[grid]\noptimizer = []", "expands to zero cells"),
-    ("[grid]\noptimizer = ['adamw']", "optimizer = 'adamw' is not allowed; allowed: sgd"),
+    ("[grid]\noptimizer = ['adamw']", "unknown optimiser 'adamw'; allowed: sgd"),
     ("[fixed]\ndataset = 'imagenet'", "dataset = 'imagenet' is not allowed"),
     ("[grid]\nseed = 3", "seed must be a list"),
     ("[fixed]\nbatch_size = 0", "batch_size must be a positive integer"),
@@ -78,6 +78,23 @@ def test_builtin_studies_load():
     ("[fixed]\nhidden = [0]", "hidden must be a list of positive integers"),
     ("[fixed]\nhyper = {beta1 = 0.9}", "no hyper-parameter 'beta1'"),
     ("[fixed]\nepochs = 2\n[grid]\nepochs = [3]", "both in \\[fixed\\] and in \\[grid\\]"),
+    ("[fixed]\nlr = -1", r"cell lr=-1: hyper-parameter 'lr' of rule 'adam' must be finite and in \(0, inf\)"),
+    ("[fixed]\nlr = inf", "must be finite"),
+    ("[fixed]\nlr = nan", "must be finite"),
+    ("[fixed]\noptimizer = 'adam'\nhyper = {gamma = 1.0}", r"'gamma' of rule 'adam' must be finite and in \[0, 1\)"),
+    ("[fixed]\noptimizer = 'rmsprop'\nhyper = {eps = 0.0}", "'eps' of rule 'rmsprop'"),
+    ("[fixed]\nstandardize = 'false'", "standardize must be true or false"),
+    ("[fixed]\nepochs = 0", "epochs must be a positive integer"),
+    ("[fixed]\ndropout = 1.0", r"dropout must be a probability in \[0, 1\)"),
+    ("[fixed]\ndropout = -0.1", "dropout must be a probability"),
+    ("[study]\nname = '../../x'", "is not a name"),
+    ("[study]\nname = '/abs'", "is not a name"),
+    ("[grid]\nseed = [0, 0]", "lists a value twice"),
+    ("[fixed]\ncheckpoint = 'c.npz'\n[grid]\nseed = [0, 1]", "would be written by 2 cells"),
+    ("[fixed]\ncheckpoint = 'c-{nope}.npz'", "checkpoint template 'c-{nope}.npz' is invalid"),
+    ("[fixed]\ninit = 'checkpoint'\ninit_from = 'missing.npz'", "checkpoint missing.npz does not exist"),
+    ("[fixed]\ninit = 'checkpoint'", "needs init_from"),
+    ("[fixed]\nhyper = {lr = 0.1}", "give lr, l2 and wd as their own settings"),
 ])
 def test_bad_study_files_name_the_file_and_the_key(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -89,3 +106,22 @@ def test_bad_study_files_name_the_file_and_the_key(tmp_path, text, message):
 def test_unknown_study_name_lists_the_builtin_ones():
     with pytest.raises(StudyError, match="unknown study 'nope'.*default"):
         load_study("nope")
+
+
+def test_a_cell_from_a_checkpoint_is_keyed_by_its_content(tmp_path):
+    """Retrain the checkpoint (same path, new bytes) and the cell is a new
+    cell: a rerun trains it instead of keeping stale results."""
+    ckpt = tmp_path / "c.npz"
+    ckpt.write_bytes(b"first version")
+    path = write(tmp_path, f'[fixed]\ninit = "checkpoint"\ninit_from = "{ckpt}"\n')
+    first = load_study(path).cells[0]
+    assert first.config.init_from_sha256 == __import__("hashlib").sha256(b"first version").hexdigest()
+    ckpt.write_bytes(b"retrained")
+    assert load_study(path).cells[0].key != first.key
+
+
+def test_a_checkpoint_template_gives_each_cell_its_own_file(tmp_path):
+    path = write(tmp_path, '[fixed]\ncheckpoint = "ckpt/{optimizer}-{seed}.npz"\n'
+                           '[grid]\noptimizer = ["sgd", "adam"]\nseed = [0, 1]\n')
+    targets = sorted(c.config.checkpoint for c in load_study(path).cells)
+    assert targets == ["ckpt/adam-0.npz", "ckpt/adam-1.npz", "ckpt/sgd-0.npz", "ckpt/sgd-1.npz"]
