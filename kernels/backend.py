@@ -10,8 +10,11 @@ that says what is missing -- never a silent fallback to NumPy.
 ``"numba"`` holds NumPy arrays (so ``xp`` is NumPy and everything but the
 optimiser update is the NumPy path, dropout included) and updates them with
 the Numba loops of :mod:`kernels.codegen.numba_kernel`; pass ``backend="numba"`` to
-:class:`kernels.Optimizer`. ``"auto"`` never picks it: it is an opt-in CPU
-backend (compiling a rule's loop takes about a second on first use).
+:class:`kernels.Optimizer`. ``"auto"`` picks it on a machine without a GPU:
+it is the fastest CPU path (one pass over the buffers, vectorised, threaded
+for large ones), and its compiled loops are cached on disk, so only the first
+process on a machine pays the compilation. The NumPy path stays as the
+fallback (``"auto"`` where Numba is missing) and as the plain reference.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def numba_backend() -> Backend:
         raise BackendUnavailable(
             "backend 'numba' needs Numba, which could not be imported "
             f"({type(exc).__name__}: {exc}); install it with "
-            "pip install 'optbench[numba]', or use --backend numpy"
+            "pip install numba (a dependency of optbench), or use --backend numpy"
         ) from exc
     return Backend("numba", np, _cpu_name(), lambda: None)
 
@@ -159,7 +162,7 @@ def cupy_backend() -> Backend:
 def get_backend(name: str = "auto") -> Backend:
     """Return the backend called ``name`` ("auto", "numpy", "cupy" or "numba").
 
-    "auto" is cupy where it can run, else numpy (never numba: opt in)."""
+    "auto" is cupy where it can run, else numba where it is installed, else numpy."""
     if name == "numpy":
         return numpy_backend()
     if name == "numba":
@@ -167,10 +170,12 @@ def get_backend(name: str = "auto") -> Backend:
     if name == "cupy":
         return cupy_backend()
     if name == "auto":
-        try:
-            return cupy_backend()
-        except BackendUnavailable:
-            return numpy_backend()
+        for make in (cupy_backend, numba_backend):
+            try:
+                return make()
+            except BackendUnavailable:
+                pass
+        return numpy_backend()
     raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
 
 
@@ -190,3 +195,17 @@ def array_module(a):
 
         return cupy
     return np
+
+
+def to_host(*values) -> list[float]:
+    """Scalars as Python floats: 0-d or one-element arrays (NumPy or CuPy) and
+    plain numbers. Device values come back in one transfer (one host
+    synchronisation however many there are), NumPy ones for free."""
+    device = [i for i, v in enumerate(values) if array_module(v) is not np]
+    out = [float(v) for v in (np.nan if i in device else v for i, v in enumerate(values))]
+    if device:
+        xp = array_module(values[device[0]])
+        read = xp.stack([values[i].reshape(()).astype(np.float64) for i in device]).get()
+        for i, v in zip(device, read):
+            out[i] = float(v)
+    return out

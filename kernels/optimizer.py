@@ -63,6 +63,14 @@ def check_buffer(name: str, a, n: int | None = None, backend: str | None = None)
         raise TypeError(f"buffer {name!r} is a {kind} array but the parameters are {backend}")
 
 
+def check_flag(flag, arrays: str) -> None:
+    """An ``active`` flag: int32, at least one element, on the parameters' device."""
+    if array_kind(flag) != arrays:
+        raise TypeError(f"the active flag is a {array_kind(flag)} array but the parameters are {arrays}")
+    if flag.dtype != np.int32 or flag.size < 1:
+        raise TypeError(f"the active flag must be an int32 array, got {flag.dtype} of shape {flag.shape}")
+
+
 #: Cache-line alignment for the CPU state buffers: an unaligned buffer makes
 #: every 64-byte vector load straddle two lines (NumPy's large arrays start 16
 #: bytes into a page). Measured on a 2-core EPYC, one thread at 2^24: SGD
@@ -175,7 +183,7 @@ class Optimizer:
         extra = {} if self.mask is None else {"mask": self.mask}
         return {"w": self.params, "g": g, **extra, **self.state}
 
-    def step(self, grads, check_finite: bool = True) -> None:
+    def step(self, grads, check_finite: bool = True, active=None) -> None:
         """One update of every parameter: w, state := rule(w, g, state).
 
         check_finite: refuse a gradient holding NaN or Inf with a
@@ -185,12 +193,19 @@ class Optimizer:
         step at 23k parameters and 10% at 2^24 on a 2-core CPU) and, on a GPU,
         one host synchronisation; a training loop that tracks the gradient's
         finiteness itself (``suite.training``) passes False.
+
+        active: a one-element int32 array on the parameters' device; where it
+        is 0 the kernel makes no update (a run frozen on the device by
+        ``kernels.steps.StepAccount``: nothing is read back to decide). The
+        step counter ``t`` counts calls either way.
         """
         buffers = self.buffers(grads)
         if check_finite:
             _check_finite(buffers["g"], self.t + 1)
+        if active is not None:
+            check_flag(active, self.arrays)
         self.t += 1
-        self.kernel(buffers, self.rule.step_scalars(self.hyper, self.t))
+        self.kernel(buffers, self.rule.step_scalars(self.hyper, self.t), active)
 
     def weights(self):
         """The weights to evaluate (Nesterov keeps the look-ahead point)."""

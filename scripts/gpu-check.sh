@@ -27,7 +27,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/devi
 python -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" >>"$out/device.txt" 2>&1
 cat "$out/device.txt"
 
-step gpu-tests    python -m pytest -q -m gpu -p no:cacheprovider tests
+# The gpu-marked tests on the real CuPy (in CI they run on tests/cupy_standin);
+# the quick bench runs as its own step below.
+step gpu-tests    python -m pytest -q -m gpu -p no:cacheprovider -k "not test_bench_on_cupy_runs" tests
 step validate     python -m suite.cli validate --backend cupy
 # The quick throughput benchmark (rules 2^10..2^26, dropout, model-shaped, training; CuPy
 # vs PyTorch where it has CUDA): its table, meta.json, report.md and figures go to

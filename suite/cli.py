@@ -114,6 +114,14 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     from suite.bench.command import BenchOptions, main as bench_main
 
+    if args.launches:
+        from suite.bench.launches import BATCH_SIZES, HEADER, count
+
+        print("launch budget, counted on the CuPy stand-in: one epoch of train_epoch and one evaluation,\n"
+              "MLP 40-128-128-10 (ReLU, softmax cross-entropy), Adam, data of mnist1d's shape (3000 x 40)")
+        print(HEADER)
+        count(tuple(args.batch_sizes) if args.batch_sizes else BATCH_SIZES)
+        return 0
     return bench_main(BenchOptions(
         backend=args.backend, quick=args.quick, out=args.out,
         sizes=tuple(args.sizes) if args.sizes is not None else None, models=args.models,
@@ -206,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the model-shaped section (MLP parameter tensors)")
     p.add_argument("--training", action="store_true",
                    help="only training throughput (examples/s against batch size, and PyTorch's)")
+    p.add_argument("--launches", action="store_true",
+                   help="count device launches and host syncs per training step on the CuPy stand-in "
+                        "(tests/cupy_standin, a checkout's; counted, not timed: needs no GPU)")
     p.add_argument("--batch-sizes", type=parse_sizes, default=None,
                    help="batch sizes for the training section, e.g. 16,64,256")
     p.add_argument("--repeats", type=positive_int, default=None,

@@ -1,9 +1,38 @@
-"""Shared fixtures: the backends a test body runs on (CuPy only with a GPU,
-Numba only where it is installed)."""
+"""Shared fixtures: the backends a test body runs on.
+
+``cupy`` is the real CuPy where it sees a device (the lent GPU machine, via
+scripts/gpu-check.sh) and otherwise the strict CPU stand-in of
+``tests/cupy_standin`` (CI), installed for that one test: the same test
+bodies exercise the Python that drives the GPU kernels, the exact CUDA
+source run on the host, every launch and sync counted. ``numba`` runs where
+Numba is installed. ``OPTBENCH_CUPY_STANDIN=1`` installs the stand-in for the
+whole session instead (then ``auto`` picks it, as on a GPU machine).
+"""
+
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
-from kernels import BackendUnavailable, get_backend
+sys.path.insert(0, str(Path(__file__).parent))  # cuda_host, cupy_standin
+
+import cupy_standin  # noqa: E402
+
+from kernels import BackendUnavailable, get_backend  # noqa: E402
+
+
+def _real_cupy_runs() -> bool:
+    try:
+        get_backend("cupy")
+    except BackendUnavailable:
+        return False
+    return not getattr(sys.modules.get("cupy"), "__name__", "").startswith("cupy_standin")
+
+
+REAL_CUPY = _real_cupy_runs()
+if os.environ.get("OPTBENCH_CUPY_STANDIN") == "1" and not REAL_CUPY:
+    cupy_standin.install()
 
 
 def _backend_or_skip(name):
@@ -13,16 +42,33 @@ def _backend_or_skip(name):
         pytest.skip(str(exc))
 
 
+@pytest.fixture
+def standin(monkeypatch):
+    """The CuPy stand-in as ``cupy`` for this test (counters reset); skipped
+    where a real CuPy sees a device (the stand-in must never shadow it)."""
+    if REAL_CUPY:
+        pytest.skip("a real CuPy sees a device here: the stand-in is not installed")
+    for name, module in (("cupy", cupy_standin), ("cupy.cuda", cupy_standin.cuda),
+                         ("cupy.cuda.runtime", cupy_standin.cuda.runtime), ("cupy.linalg", cupy_standin.linalg),
+                         ("cupy.random", cupy_standin.random)):
+        monkeypatch.setitem(sys.modules, name, module)
+    cupy_standin.reset_counts()
+    return cupy_standin
+
+
 @pytest.fixture(params=["numpy", "numba", pytest.param("cupy", marks=pytest.mark.gpu)])
 def backend(request):
-    """Each available backend in turn: numpy always, numba where it is
-    installed, cupy on a GPU machine. The numba backend holds NumPy arrays;
-    tests pass ``backend=backend`` to the Optimizer so it updates them with
-    the Numba kernels."""
+    """Each backend in turn: numpy always, numba where it is installed, cupy
+    on a GPU or else on the stand-in. Tests pass ``backend=backend`` to the
+    Optimizer so the numba backend updates NumPy arrays with its kernels."""
+    if request.param == "cupy" and not REAL_CUPY:
+        request.getfixturevalue("standin")
     return _backend_or_skip(request.param)
 
 
-@pytest.fixture(scope="session")
-def cp():
-    """The cupy module, on a machine where it sees a CUDA device (else skip)."""
+@pytest.fixture
+def cp(request):
+    """The cupy module: the real one on a GPU machine, else the stand-in."""
+    if not REAL_CUPY:
+        request.getfixturevalue("standin")
     return _backend_or_skip("cupy").xp

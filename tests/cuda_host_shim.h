@@ -58,6 +58,7 @@ inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
 // Fast-math float intrinsics: the host has only the precise versions, which
 // are within the intrinsics' documented error of them.
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+using std::isfinite;  // a device function in CUDA; <cmath> puts it in std
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }

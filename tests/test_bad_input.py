@@ -201,7 +201,7 @@ def test_a_damaged_cell_is_named_by_report_and_retrained_by_run(stored, tmp_path
     assert f"{victim} is damaged" in err and "left out of the report" in err
     assert "1 damaged cell file(s) left out" in (out / "report.md").read_text()
     (tmp_path / "s.toml").write_text(TINY)
-    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report"]) == 0
+    assert main(["run", str(tmp_path / "s.toml"), "--backend", "numpy", "--out", str(out), "--no-report"]) == 0
     captured = capsys.readouterr()
     assert f"retraining {victim}: damaged" in captured.err
     assert "1 cells run, 1 skipped" in captured.out
@@ -216,7 +216,8 @@ def test_a_garbage_cell_file_is_retrained_too(stored, tmp_path, capsys):
     victim = sorted((out / "cells").glob("*.csv"))[1]
     victim.write_text("garbage\n")
     (tmp_path / "s.toml").write_text(TINY)
-    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report", "--quiet"]) == 0
+    assert main(["run", str(tmp_path / "s.toml"), "--backend", "numpy", "--out", str(out), "--no-report",
+                 "--quiet"]) == 0
     assert store.read_cell(victim)[0] is not None
 
 
@@ -242,14 +243,15 @@ def test_a_claimed_cell_is_left_to_its_holder(tmp_path, capsys):
     (tmp_path / "s.toml").write_text(TINY)
     out = tmp_path / "out"
     out.mkdir()
-    key = load_study(str(tmp_path / "s.toml")).cells[0].key
+    key = load_study(str(tmp_path / "s.toml"), backend="numpy").cells[0].key
     code = ("import sys, time; from suite.studies.store import Claims\n"
             f"c = Claims({str(out)!r}); assert c.claim({key!r}); print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--no-report", "--quiet"]) == 0
+        assert main(["run", str(tmp_path / "s.toml"), "--backend", "numpy", "--out", str(out), "--no-report",
+                     "--quiet"]) == 0
     finally:
         holder.kill()
     assert "1 cells run, 0 skipped (already complete), 1 left to another run" in capsys.readouterr().out

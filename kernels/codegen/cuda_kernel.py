@@ -10,6 +10,10 @@ For rule ``adam`` the generated source holds
 * ``optbench_adam_scalar``: the same loop one float at a time, for buffers
   that are not (a view that starts mid-buffer).
 
+Both take the buffers, then ``active`` (a device int: 0 skips the update, so
+a training loop can freeze a diverged run without reading anything back),
+``n`` and the step's scalars.
+
 The kernels use no shared memory and no block synchronisation, so running
 every (block, thread) of a launch one after another on the CPU computes what
 the GPU computes: ``tests/test_cuda_host.py`` does exactly that with the
@@ -57,7 +61,8 @@ def cuda_source(rule: Rule) -> str:
         f"float* __restrict__ p_{b}" if b in rule.written else f"const float* __restrict__ p_{b}"
         for b in bufs
     ]
-    kparams = ",\n    ".join(ptr_params + ["const long long n"] + [f"const float {s}" for s in scalars])
+    kparams = ",\n    ".join(ptr_params + ["const int* __restrict__ active", "const long long n"]
+                              + [f"const float {s}" for s in scalars])
     scalar_args = "".join(f", {s}" for s in scalars)
     vec_name, scalar_name = kernel_names(rule)
 
@@ -86,6 +91,7 @@ def cuda_source(rule: Rule) -> str:
 extern "C" __global__ void {vec_name}(
     {kparams})
 {{
+    if (!*active) return;  // a run frozen on the device (a non-finite step): no update
     const long long stride = (long long)gridDim.x * blockDim.x;
     const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long n4 = n >> 2;
@@ -101,6 +107,7 @@ extern "C" __global__ void {vec_name}(
 extern "C" __global__ void {scalar_name}(
     {kparams})
 {{
+    if (!*active) return;
     const long long stride = (long long)gridDim.x * blockDim.x;
     const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long first = 0;
@@ -124,6 +131,7 @@ class CupyKernel:
         self.rule = rule
         self._module = None
         self._sm_count = None
+        self._always = None  # the active flag when the caller gives none
 
     def _functions(self):
         if self._module is None:
@@ -131,9 +139,10 @@ class CupyKernel:
 
             self._module = cp.RawModule(code=cuda_source(self.rule), options=("--std=c++14",))
             self._sm_count = cp.cuda.Device().attributes["MultiProcessorCount"]
+            self._always = cp.ones(1, dtype=np.int32)
         return self._module
 
-    def __call__(self, buffers: Mapping, scalars: Mapping[str, float]) -> None:
+    def __call__(self, buffers: Mapping, scalars: Mapping[str, float], active=None) -> None:
         module = self._functions()
         n = buffers["w"].shape[0]
         if n == 0:
@@ -141,7 +150,8 @@ class CupyKernel:
         vec = all(buffers[b].data.ptr % 16 == 0 for b in self.rule.buffers)
         name = kernel_names(self.rule)[0 if vec else 1]
         blocks, threads = launch_geometry(n, vec, self._sm_count)
-        args = tuple(buffers[b] for b in self.rule.buffers) + (np.int64(n),) + tuple(
+        flag = self._always if active is None else active
+        args = tuple(buffers[b] for b in self.rule.buffers) + (flag, np.int64(n)) + tuple(
             np.float32(scalars[s]) for s in self.rule.scalar_names
         )
         module.get_function(name)((blocks,), (threads,), args)

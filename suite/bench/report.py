@@ -16,7 +16,7 @@ from ..reporting.files import atomic_write_text
 from ..reporting.markdown import md_table
 from .figures import plot_bandwidth, plot_models, plot_ratio, plot_training
 from .scoring import (CPU_TARGET_SIZE, CSV_NAME, IMPL_ORDER, RULE_ORDER, acceptance, best_vs_torch,
-                      is_torch, load, order, size_label)
+                      is_torch, load, order, size_label, update_share)
 
 
 def _f(x, spec=".1f", suffix="") -> str:
@@ -176,6 +176,14 @@ def _markdown(df: pd.DataFrame, meta: dict, device: str, made: dict) -> str:
                          + ["best of ours vs PyTorch's best"], rows_), ""]
         if made.get("training"):
             out += ["![training throughput](figures/training.png)", ""]
+        share = update_share(df)
+        if len(share):
+            out += ["The optimiser update's share of a training step, default study's MLP (mnist1d): "
+                    "one Adam update of its 23,050 parameters (the model-shaped section) over one "
+                    "step's time at that batch size (this section), same implementation:", "",
+                    md_table(["impl", "batch", "update us", "step us", "update share"],
+                             [[r.impl, int(r.batch), _f(r.update_us, ".1f"), _f(r.step_us, ".1f"),
+                               _f(100 * r.share, ".1f", "%")] for r in share.itertuples()]), ""]
 
     out += ["## Method", "", *METHOD, ""]
     notes = df[df.impl.map(is_torch) & (df.section == "rule")][["rule", "note"]].drop_duplicates()
@@ -192,9 +200,11 @@ METHOD = [
     "(fp32, each buffer read or written once): SGD 12, Momentum 20, Nesterov 20, RMSProp 20, "
     "AdaDelta 28, Adam 28 (`rule.bytes_per_param`); dropout 8 per element forward and backward; "
     "the copy 8 per element. PyTorch's rows are counted with the same bytes, whatever it moves.",
-    "- The fraction of the copy divides by a copy of the same size measured in the same run: "
-    "np.copyto on the CPU (one thread, so multi-threaded kernels can exceed 1), a device-to-device "
-    "cudaMemcpyAsync on the GPU.",
+    "- The fraction of the copy divides by the fastest stream of the same size measured in the same "
+    "run, at 8 bytes per element: on the CPU the fastest of np.copyto (one thread), a parallel copy "
+    "and a parallel in-place scale x := a x (all cores; the access pattern of an in-place update -- a "
+    "copy into a second buffer also reads each destination line before writing it, so it understates "
+    "the memory's bandwidth by a third); a device-to-device cudaMemcpyAsync on the GPU.",
     "- Each case is warmed up (first calls: compilation, state allocation) and not timed then; the "
     "implementations of one group (one rule at one size) are timed round-robin, sample by sample, "
     "so a busy neighbour slows them alike; a sample times enough back-to-back calls to last 2 ms "

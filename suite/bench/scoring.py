@@ -27,6 +27,10 @@ CPU_MIN_RATIO = 1.0
 GPU_MIN_COPY_FRACTION = 0.85
 GPU_MIN_FUSED_RATIO = 1.0
 QUICK_LIMIT_S = {"cpu": 180.0, "gpu": 300.0}
+#: The GPU-path issue's target: the update is at most this share of a step,
+#: at the default study's smallest batch size.
+MAX_UPDATE_SHARE = 0.10
+SHARE_BATCH = 32
 
 
 class ThroughputReportError(ValueError):
@@ -155,6 +159,14 @@ def acceptance(df: pd.DataFrame, meta: dict) -> list[dict]:
                                          "tensors): vs PyTorch's fused Adam",
                             "measured": f"{ratio:.2f}x" if np.isfinite(ratio) else "-",
                             "target": "> 1.0x", "ok": bool(ratio > 1.0) if np.isfinite(ratio) else None})
+    share = update_share(df)
+    share = share[share.batch == SHARE_BATCH]
+    if len(share) and not gpu:
+        best = share.loc[share.share.idxmin()]
+        out.append({"criterion": f"CPU: the Adam update's share of a training step (mnist1d MLP, batch "
+                                 f"{int(best.batch)}, {best.impl})",
+                    "measured": f"{100 * best.share:.1f}%", "target": f"<= {100 * MAX_UPDATE_SHARE:.0f}%",
+                    "ok": bool(best.share <= MAX_UPDATE_SHARE)})
     if meta.get("quick") and meta.get("wall_seconds") is not None:
         limit = QUICK_LIMIT_S["gpu" if gpu else "cpu"]
         out.append({"criterion": "quick benchmark wall time", "measured": f"{meta['wall_seconds']:.0f} s",
@@ -167,3 +179,20 @@ def size_label(n) -> str:
     e = round(math.log2(n)) if n > 0 else 0
     return f"2^{e}" if n > 0 and 1 << e == n else str(n)
 
+
+
+def update_share(df: pd.DataFrame, model: str = "mnist1d") -> pd.DataFrame:
+    """Per implementation of ours and batch size: one Adam update of the
+    model's parameters (section "model") over one training step (section
+    "training", the same model), in microseconds, and their ratio."""
+    upd = df[(df.section == "model") & (df.model == model) & (df.rule == "adam") & ~df.impl.map(is_torch)]
+    train = df[(df.section == "training") & (df.model == model) & ~df.impl.map(is_torch)]
+    rows = []
+    for r in train.itertuples():
+        u = upd[upd.impl == r.impl]
+        if len(u) and r.examples_per_sec > 0:
+            step_us = r.batch / r.examples_per_sec * 1e6
+            update_us = float(u.seconds.min()) * 1e6
+            rows.append({"impl": r.impl, "batch": r.batch, "update_us": update_us, "step_us": step_us,
+                         "share": update_us / step_us})
+    return pd.DataFrame(rows, columns=["impl", "batch", "update_us", "step_us", "share"])

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kernels import get_backend
-from kernels.backend import BackendUnavailable
 
 REPEATS = {("cpu", False): 15, ("cpu", True): 5, ("gpu", False): 50, ("gpu", True): 20}
 #: Each sample times back-to-back calls lasting at least this long.
@@ -157,20 +156,14 @@ def import_torch():
 def kernel_backends(requested: str) -> list:
     """Our kernel backends a run measures, first the one asked for.
 
-    auto: cupy where it can run; else numpy plus numba when installed.
-    numba: numba and numpy (the fallback it replaces), side by side.
+    auto: what ``auto`` picks (cupy where it can run, else numba) and, on the
+    CPU, numpy beside it (the fallback).
+    numba: numba and numpy, side by side.
     numpy / cupy: that one alone.
     """
     if requested == "auto":
         first = get_backend("auto")
-        if first.is_gpu:
-            return [first]
-        out = [first]
-        try:
-            out.append(get_backend("numba"))
-        except BackendUnavailable:
-            pass
-        return out
+        return [first] if first.name != "numba" else [first, get_backend("numpy")]
     if requested == "numba":
         return [get_backend("numba"), get_backend("numpy")]
     return [get_backend(requested)]

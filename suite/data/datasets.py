@@ -44,11 +44,12 @@ from typing import Callable
 
 import numpy as np
 
+from kernels.cache import CACHE_ENV, cache_dir  # noqa: F401 (CACHE_ENV: re-exported for users)
+
 from ..reporting.files import atomic_write
 from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, apply_standardization, fit_standardization, split_indices
 
 DATASETS = ("digits", "mnist1d", "spirals", "blobs", "regression")
-CACHE_ENV = "OPTBENCH_CACHE"
 
 
 def _unknown(kind: str, value, allowed) -> ValueError:
@@ -124,12 +125,6 @@ def make_digits() -> tuple[np.ndarray, np.ndarray]:
 
     bunch = load_digits()
     return bunch.data.astype(np.float64), bunch.target.astype(np.int64)
-
-
-def cache_dir() -> Path:
-    """``$OPTBENCH_CACHE`` if set, else ``~/.cache/optbench``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "optbench"
 
 
 def _mnist1d_key() -> str:

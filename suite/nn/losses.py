@@ -8,8 +8,9 @@ times N).
   linear output y~ = z (for regression, or one-hot targets);
 * ``cross_entropy``: softmax cross-entropy, -log softmax(z)_y per object.
 
-``value_and_grad(z, y)`` returns (mean loss, dQ/dz); accuracy is the share
-of objects whose largest output is the true class.
+``value_and_grad(z, y)`` returns (mean loss, dQ/dz). The loss is a 0-d array
+on z's device, not a Python float: reading it back would make a GPU wait at
+every step (``kernels.backend.to_host`` reads it when it is needed).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def squared(xp, z, y):
     """Q = mean over objects of 1/2 sum_q (z_q - y_q)^2; dQ/dz = (z - y) / N."""
     diff = z - _targets(xp, z, y)
     n = z.shape[0]
-    return float(0.5 * (diff * diff).sum() / n), diff / n
+    return 0.5 * (diff * diff).sum() / n, diff / n
 
 
 def cross_entropy(xp, z, y):
@@ -48,7 +49,7 @@ def cross_entropy(xp, z, y):
     e = xp.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
     rows = xp.arange(n)
-    loss = float((xp.log(s[:, 0]) - shifted[rows, y]).sum() / n)
+    loss = (xp.log(s[:, 0]) - shifted[rows, y]).sum() / n
     grad = e / s
     grad[rows, y] -= 1
     grad /= n

@@ -29,6 +29,7 @@ import numpy as np
 
 from kernels import FlatLayout
 from kernels import dropout as dropout_kernels
+from kernels.backend import to_host
 
 from .activations import PRELU_DEFAULT_ALPHA, get_activation
 from .losses import get_loss
@@ -169,8 +170,9 @@ class MLP:
             if grad_alpha is not None:
                 self.grads[f"alpha{l - 1}"][...] = grad_alpha
 
-    def loss_and_grad(self, X, y, masks=None) -> float:
-        """Training loss on (X, y), with gradients left in ``self.grads``."""
+    def loss_and_grad(self, X, y, masks=None):
+        """Training loss on (X, y) as a 0-d array on the model's device, with
+        gradients left in ``self.grads``."""
         z, cache = self.forward(X, train=True, masks=masks)
         loss, grad_z = self.loss.value_and_grad(self.xp, z, y)
         self.backward(cache, grad_z)
@@ -178,15 +180,17 @@ class MLP:
 
     def evaluate(self, X, y, batch: int = 4096):
         """(mean loss, accuracy) at inference, in batches; accuracy is None
-        for continuous targets."""
+        for continuous targets. The sums stay on the device (float64) and are
+        read back once, at the end."""
         xp, n = self.xp, X.shape[0]
         labels = y.ndim == 1 and y.dtype.kind in "iu"
-        total, correct = 0.0, 0
+        total = correct = 0.0
         for start in range(0, n, batch):
             z, _ = self.forward(X[start:start + batch])
             yb = y[start:start + batch]
             loss, _ = self.loss.value_and_grad(xp, z, yb)
-            total += loss * z.shape[0]
+            total = total + loss.astype(np.float64) * z.shape[0]
             if labels:
-                correct += int((z.argmax(axis=1) == yb).sum())
+                correct = correct + (z.argmax(axis=1) == yb).sum()
+        total, correct = to_host(total, correct)
         return total / n, (correct / n if labels else None)

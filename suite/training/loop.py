@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kernels import Optimizer, get_backend, get_rule
+from kernels.backend import to_host
+from kernels.steps import StepAccount
 
 from ..data import batches as batch_order
 from ..data import datasets
@@ -56,38 +58,68 @@ TIMING_COLUMNS = ("wall_time", "examples_per_sec")
 class EpochStats:
     """What one pass over the training set did."""
 
-    steps: int = 0             # optimiser steps taken
-    examples: int = 0          # objects seen in those steps
-    grad_norms: list = field(default_factory=list)  # ||dQ/dw|| per batch (the diverging one too)
-    diverged: bool = False     # a loss or gradient turned NaN/Inf; the epoch stopped there
+    steps: int = 0               # optimiser updates made
+    examples: int = 0            # objects seen in those steps
+    grad_norm_sum: float = 0.0   # sum of ||dQ/dw|| over those steps
+    diverged: bool = False       # a step's loss or gradient was NaN/Inf; no update from it on
+    layer_norm_sums: list = field(default_factory=list)  # per layer, when asked for
+
+    @property
+    def grad_norm(self) -> float:
+        """Mean ||dQ/dw|| over the steps taken (NaN if none was)."""
+        return self.grad_norm_sum / self.steps if self.steps else float("nan")
 
 
-def train_epoch(model: MLP, opt: Optimizer, X, y, batches, on_step=None) -> EpochStats:
+def train_epoch(model: MLP, opt: Optimizer, X, y, order, batch_size: int,
+                layer_norms: bool = False) -> EpochStats:
     """One epoch of the lecture's loop (section 2): for each mini-batch of
-    indices, the loss and its gradient (back-propagation into ``model.grads``),
-    then one optimiser launch over the flat buffer.
+    ``order`` (the epoch's object order, host indices), the loss and its
+    gradient (back-propagation into ``model.grads``), then one optimiser
+    launch over the flat buffer.
 
-    A batch whose loss or gradient norm is not finite stops the epoch before
-    its update (``diverged``). ``on_step(model)`` runs after each finite
-    gradient, before the update (the opt-in per-layer norms). The single run
-    (:func:`run`) and Optimal Brain Damage's retraining both train with this.
+    The first step whose loss or gradient norm is not finite makes no update
+    and ends the run's training (``diverged``). On the CPU the loop reads each
+    step's numbers as they come and stops there. On a GPU nothing is read
+    inside the epoch: the order is uploaded once, each step's numbers go to a
+    device-side account (``kernels.steps.StepAccount``) whose flag makes every
+    later optimiser launch a no-op, and the account is read once at the end.
+    ``layer_norms``: also sum ||dQ/dW_l|| per layer over the steps taken.
+    The single run (:func:`run`) and Optimal Brain Damage's retraining both
+    train with this.
     """
     xp = model.xp
-    stats = EpochStats()
-    for idx in batches:
-        i = xp.asarray(idx)
+    n = len(order)
+    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+    idx = xp.asarray(order)  # one upload per epoch
+    stats = EpochStats(layer_norm_sums=[0.0] * model.n_layers if layer_norms else [])
+    if xp is np:
+        for lo, hi in bounds:
+            loss = model.loss_and_grad(X[idx[lo:hi]], y[idx[lo:hi]])
+            gnorm = float(xp.linalg.norm(model.grads.data))
+            if not (math.isfinite(loss) and math.isfinite(gnorm)):
+                stats.diverged = True
+                break
+            if layer_norms:
+                stats.layer_norm_sums = [a + float(b) for a, b in zip(stats.layer_norm_sums, _layer_norms(model))]
+            opt.step(model.grads, check_finite=False)  # checked above, with the norm we record
+            stats.steps += 1
+            stats.examples += hi - lo
+            stats.grad_norm_sum += gnorm
+        return stats
+    account = StepAccount(xp)
+    layer_sums = xp.zeros(model.n_layers, dtype=np.float32) if layer_norms else None
+    for k, (lo, hi) in enumerate(bounds):
+        i = idx[lo:hi]
         loss = model.loss_and_grad(X[i], y[i])
-        gnorm = float(xp.linalg.norm(model.grads.data))
-        stats.grad_norms.append(gnorm)
-        if not (math.isfinite(loss) and math.isfinite(gnorm)):
-            stats.diverged = True
-            break
-        if on_step is not None:
-            on_step(model)
-        opt.step(model.grads, check_finite=False)  # checked above, with the norm we record
-        stats.steps += 1
-        stats.examples += len(idx)
-    return stats
+        account.step(k, loss, xp.linalg.norm(model.grads.data))
+        if layer_norms:  # this step's norms count while the run is still finite
+            layer_sums += xp.stack(_layer_norms(model)) * account.active
+        opt.step(model.grads, check_finite=False, active=account.active)
+    norm_sum, bad, *layers = to_host(account.norm_sum, account.bad_step,
+                                     *([layer_sums[l] for l in range(model.n_layers)] if layer_norms else []))
+    taken = len(bounds) if bad < 0 else int(bad)
+    return EpochStats(steps=taken, examples=sum(hi - lo for lo, hi in bounds[:taken]), grad_norm_sum=norm_sum,
+                      diverged=bad >= 0, layer_norm_sums=layers)
 
 
 def build(config: RunConfig):
@@ -163,31 +195,25 @@ def _run(config: RunConfig, progress) -> list[dict]:
     prev_w = model.params.data.copy()
     stop = ""
     for epoch in range(1, config.epochs + 1):
-        layer_sums = [0.0] * model.n_layers  # per-layer norms summed over steps (opt-in)
-
-        def add_layer_norms(m):
-            layer_sums[:] = [a + b for a, b in zip(layer_sums, _layer_norms(m))]
         backend.synchronize()
         with backend.timer() as t:
-            order = batch_order.batches(ds.n_train, batch, epoch - 1, config.seed, config.order, ds.y_train)
-            stats = train_epoch(model, opt, X_train, y_train, order,
-                                add_layer_norms if config.layer_norms else None)
+            order = batch_order.epoch_order(ds.n_train, epoch - 1, config.seed, config.order, ds.y_train)
+            stats = train_epoch(model, opt, X_train, y_train, order, batch, config.layer_norms)
             backend.synchronize()
-        norms, diverged = stats.grad_norms, stats.diverged
         step += stats.steps
         seen += stats.examples
         wall += t.seconds
-        epoch_examples = seen - records[-1]["examples_seen"]
+        diverged = stats.diverged
         record = {**ran, "epoch": epoch, "step": step, "examples_seen": seen, "wall_time": wall,
-                  "examples_per_sec": epoch_examples / t.seconds if t.seconds > 0 else float("nan"),
-                  "grad_norm": float(np.mean(norms)) if norms else float("nan"),
-                  "diverged": diverged, "stop_reason": ""}
+                  "examples_per_sec": stats.examples / t.seconds if t.seconds > 0 else float("nan"),
+                  "grad_norm": stats.grad_norm, "diverged": diverged, "stop_reason": ""}
         if config.layer_norms:  # averaged over the steps taken (a diverging step is not)
-            n_steps = max(len(norms) - diverged, 1)
-            record.update({f"grad_norm_W{l}": total / n_steps
-                           for l, total in enumerate(layer_sums, start=1)})
+            record.update({f"grad_norm_W{l}": total / max(stats.steps, 1)
+                           for l, total in enumerate(stats.layer_norm_sums, start=1)})
         evaluate(record)
-        if not diverged and not (_finite(record["train_loss"]) and bool(xp.isfinite(model.params.data).all())):
+        w = model.params.data
+        finite_w, dw, norm_w = to_host(xp.isfinite(w).all(), xp.linalg.norm(w - prev_w), xp.linalg.norm(w))
+        if not diverged and not (_finite(record["train_loss"]) and finite_w):
             record["diverged"] = diverged = True
         records.append(record)
         if progress is not None:
@@ -197,10 +223,9 @@ def _run(config: RunConfig, progress) -> list[dict]:
             break
         if config.patience > 0:
             q0, q1 = records[-2]["train_loss"], record["train_loss"]
-            w = model.params.data
-            dw = float(xp.linalg.norm(w - prev_w)) / max(float(xp.linalg.norm(w)), 1e-30)
+            rel_dw = dw / max(norm_w, 1e-30)
             stable["criterion"] = stable["criterion"] + 1 if abs(q1 - q0) <= config.tol * max(abs(q0), 1e-30) else 0
-            stable["weights"] = stable["weights"] + 1 if dw <= config.tol else 0
+            stable["weights"] = stable["weights"] + 1 if rel_dw <= config.tol else 0
             prev_w = w.copy()
             if stable["criterion"] >= config.patience:
                 stop = "criterion_stable"
@@ -214,10 +239,11 @@ def _run(config: RunConfig, progress) -> list[dict]:
     return records
 
 
-def _layer_norms(model) -> list[float]:
-    """||dQ/dW_l|| for every layer l, from the views into the flat gradient buffer."""
+def _layer_norms(model) -> list:
+    """||dQ/dW_l|| for every layer l (0-d arrays on the model's device), from
+    the views into the flat gradient buffer."""
     xp = model.xp
-    return [float(xp.linalg.norm(model.grads[f"W{l}"])) for l in range(1, model.n_layers + 1)]
+    return [xp.linalg.norm(model.grads[f"W{l}"]) for l in range(1, model.n_layers + 1)]
 
 
 def _initial_layer_norms(model, X, y) -> dict:
@@ -232,7 +258,7 @@ def _initial_layer_norms(model, X, y) -> dict:
     z, cache = model.forward(X, train=False)
     _, grad_z = model.loss.value_and_grad(model.xp, z, y)
     model.backward(cache, grad_z)
-    return {f"grad_norm_W{l}": norm for l, norm in enumerate(_layer_norms(model), start=1)}
+    return {f"grad_norm_W{l}": norm for l, norm in enumerate(to_host(*_layer_norms(model)), start=1)}
 
 
 def without_timing(records: list[dict]) -> list[dict]:

@@ -115,6 +115,7 @@ def test_kernel_backends_side_by_side():
         assert "needs Numba" in str(exc)
     else:
         assert names == ["numba", "numpy"]
+        assert [b.name for b in bench_timing.kernel_backends("auto")] == ["numba", "numpy"]  # no GPU here
 
 
 # --- PyTorch mapping ------------------------------------------------------------------------

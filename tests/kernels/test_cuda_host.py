@@ -40,9 +40,14 @@ FRONT = {"vec4": 4, "scalar": 1}
 BACK = 8
 
 
+#: The active flag a training loop passes: 1 updates, 0 leaves every buffer alone.
+ON, OFF = np.ones(1, np.int32), np.zeros(1, np.int32)
+
+
 def kernel_spec(rule):
     """The kernels' parameters, in the order cuda_source declares them."""
-    return [("ptr", b) for b in rule.buffers] + [("i64", "n")] + [("f32", s) for s in rule.scalar_names]
+    return ([("ptr", b) for b in rule.buffers] + [("i32*", "active"), ("i64", "n")]
+            + [("f32", s) for s in rule.scalar_names])
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +126,7 @@ def test_kernel_matches_reference_and_numpy(host, name, kind, form, n):
             full["g"][lo:hi] = g
             before = {b: a.copy() for b, a in full.items()}
             scalars = rule.step_scalars(hp, t)
-            kernel(grid[0], grid[1], (*views, n, *(scalars[s] for s in rule.scalar_names)))
+            kernel(grid[0], grid[1], (*views, ON, n, *(scalars[s] for s in rule.scalar_names)))
 
             case = f"{name} {kind} n={n} {form} (blocks, threads)={grid} step {t}"
             for b, a in full.items():
@@ -205,7 +210,27 @@ def test_masked_kernel_matches_numpy(host, name, kind, n):
         full["g"][lo:lo + n] = g
         opt.step(g)
         scalars = rule.step_scalars(opt.hyper, t)
-        kernel(*launch_geometry(n, kind == "vec4", 4), (*views, n, *(scalars[s] for s in rule.scalar_names)))
+        kernel(*launch_geometry(n, kind == "vec4", 4), (*views, ON, n, *(scalars[s] for s in rule.scalar_names)))
         got = full["w"][lo:lo + n]
         assert np.all(got[mask == 0] == 0.0)
         assert_close(f"{rule.name} {kind} n={n} step {t}", got, opt.params.astype(np.float64))
+
+
+@pytest.mark.parametrize("kind", ("vec4", "scalar"))
+@pytest.mark.parametrize("name", RULES)
+def test_a_cleared_active_flag_leaves_every_buffer_alone(host, name, kind):
+    """A run frozen on the device (its flag 0) gets no update, bit for bit."""
+    rule = RULES[name]
+    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), kernel_spec(rule)))
+    kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
+    rng = np.random.default_rng(3)
+    n, lo = 1029, FRONT[kind]
+    full = {b: aligned_random(rng, lo + n + BACK) for b in rule.buffers}
+    before = {b: a.copy() for b, a in full.items()}
+    scalars = rule.step_scalars(rule.resolve({"wd": 0.1}), 1)
+    args = [full[b][lo:] for b in rule.buffers]
+    kernel(*launch_geometry(n, kind == "vec4", 132), (*args, OFF, n, *(scalars[s] for s in rule.scalar_names)))
+    for b in rule.buffers:
+        np.testing.assert_array_equal(full[b].view(np.uint32), before[b].view(np.uint32))
+    kernel(*launch_geometry(n, kind == "vec4", 132), (*args, ON, n, *(scalars[s] for s in rule.scalar_names)))
+    assert not np.array_equal(full["w"], before["w"])

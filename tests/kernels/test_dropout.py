@@ -108,7 +108,7 @@ def test_advance_rounds_up_to_whole_blocks():
 
 @pytest.mark.parametrize("chunk,threads", [(1000, 1), (4097, 1), (1 << 16, 1), (1 << 16, 2), (12345, 3)])
 def test_mask_and_output_independent_of_chunking_and_threads(chunk, threads):
-    n, p, offset = dropout.THREAD_MIN + 4103, 0.3, 6  # large enough for the threaded path
+    n, p, offset = 3 * dropout.CHUNK + 4103, 0.3, 6  # large enough for the threaded path
     one_shot = keep_mask(n, p, SEED, offset, chunk=n, threads=1)
     assert np.array_equal(keep_mask(n, p, SEED, offset, chunk=chunk, threads=threads), one_shot)
     x = activations(n)

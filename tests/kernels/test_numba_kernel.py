@@ -122,7 +122,7 @@ def test_backend_must_fit_the_arrays():
 
 def test_numba_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # makes "import numba" fail
-    with pytest.raises(BackendUnavailable, match=r"needs Numba.*optbench\[numba\].*--backend numpy"):
+    with pytest.raises(BackendUnavailable, match=r"needs Numba.*pip install numba.*--backend numpy"):
         get_backend("numba")
     with pytest.raises(BackendUnavailable, match="needs Numba"):
         Optimizer("sgd", np.zeros(4, np.float32), backend="numba")
@@ -174,3 +174,23 @@ def test_cpu_state_buffers_are_cache_line_aligned():
         assert a.shape == (n,) and a.dtype == np.float32 and a.ctypes.data % 64 == 0 and not a.any()
     opt = Optimizer("adam", np.ones(1 << 20, np.float32))
     assert all(s.ctypes.data % 64 == 0 and s.flags.c_contiguous for s in opt.state.values())
+
+
+def test_a_second_process_loads_the_compiled_rule_from_the_disk_cache(tmp_path):
+    """The first process compiles and writes the cache; the second one loads
+    the machine code (a cache hit, no miss) instead of compiling again."""
+    pytest.importorskip("numba")
+    code = ("import numpy as np\n"
+            "from kernels import Optimizer\n"
+            "o = Optimizer('rmsprop', np.zeros(16, np.float32), backend='numba')\n"
+            "o.step(np.ones(16, np.float32))\n"
+            "s = o.kernel.function(False).stats\n"
+            "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()), float(o.params[0]))\n")
+    env = {**os.environ, "OPTBENCH_CACHE": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    hits1, misses1, w1 = first.stdout.split()
+    hits2, misses2, w2 = second.stdout.split()
+    assert (hits1, misses1) == ("0", "1") and (hits2, misses2) == ("1", "0") and w1 == w2
+    assert list((tmp_path / "numba").glob("rmsprop_numba_serial_*.py"))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kernels import RULES, Optimizer, RuleError, UnknownRuleError, get_rule, reference
-from kernels.codegen.numpy_kernel import THREAD_MIN, NumpyKernel
+from kernels.codegen.numpy_kernel import CHUNK, NumpyKernel
 from kernels.validate import TOLERANCE_PER_STEP, rel_err
 
 
@@ -67,10 +67,12 @@ def test_matches_reference_over_many_steps(backend, row, form, n):
 
 
 @ROWS
-def test_threaded_numpy_path_matches_one_thread(row):
-    """The threaded split must compute exactly what one thread does."""
+def test_threaded_numpy_path_matches_one_thread(row, monkeypatch):
+    """The threaded split must compute exactly what one thread does (the
+    byte threshold lowered, so a small buffer is split too)."""
+    monkeypatch.setattr("kernels.codegen.numpy_kernel.THREAD_MIN_BYTES", 0)
     rule = get_rule(row.name)
-    n = THREAD_MIN * 2 + 7
+    n = CHUNK * 2 + 7
     rng = np.random.default_rng(1)
     w0, g = rng.standard_normal((2, n)).astype(np.float32)
     results = []

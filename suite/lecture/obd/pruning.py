@@ -64,7 +64,7 @@ from kernels.backend import array_module
 
 from ...nn.mlp import MLP
 from ...training.loop import train_epoch
-from ...data.batches import batches
+from ...data.batches import epoch_order
 
 CRITERIA = ("obd", "magnitude", "random")
 #: The stop rule's "significantly worse": after retraining, the training or
@@ -259,7 +259,8 @@ class Trainer:
     def train(self, epochs: int) -> None:
         X, y = self.splits["train"]
         for _ in range(int(epochs)):
-            train_epoch(self.model, self.opt, X, y, batches(self.n_train, self.batch_size, self.epoch, self.seed))
+            train_epoch(self.model, self.opt, X, y, epoch_order(self.n_train, self.epoch, self.seed),
+                        self.batch_size)
             self.epoch += 1
 
     def evaluate(self, splits=("train", "val")) -> dict:

@@ -1,0 +1,114 @@
+"""The CuPy stand-in itself: as strict as CuPy, and counting right.
+
+If the stand-in let a host conversion through or missed a synchronisation,
+the GPU-path tests that run on it would pass on the CPU and fail (or crawl)
+on a GPU; so its own behaviour is pinned here.
+"""
+
+import numpy as np
+import pytest
+
+
+def test_implicit_conversions_to_numpy_raise(standin):
+    cp = standin
+    x = cp.arange(6, dtype=np.float32)
+    for convert in (np.asarray, np.array, lambda a: np.concatenate([a, a]),
+                    lambda a: a + np.ones(6, np.float32), lambda a: np.ones(6, np.float32) * a,
+                    lambda a: np.add(a, 1.0), lambda a: cp.maximum(a, np.zeros(6, np.float32)),
+                    lambda a: a.__setitem__(slice(None), np.ones(6, np.float32))):
+        with pytest.raises(TypeError):
+            convert(x)
+    assert not isinstance(x, np.ndarray) and type(x).__module__ == "cupy"
+
+
+def test_explicit_transfers_work_and_reads_are_counted_as_syncs(standin):
+    cp = standin
+    x = cp.asarray(np.arange(4, dtype=np.float32))
+    assert standin.counts() == {"launches": 1, "syncs": 0, "h2d": 1}
+    assert x.get().tolist() == [0, 1, 2, 3] and cp.asnumpy(x).tolist() == [0, 1, 2, 3]
+    s = x.sum()  # a reduction stays on the device: a 0-d array, no sync
+    assert isinstance(s, cp.ndarray) and s.shape == ()
+    before = standin.counts()["syncs"]
+    assert float(s) == 6.0 and int(s) == 6 and bool(s) and s.item() == 6.0 and x.tolist()[1] == 1.0
+    assert standin.counts()["syncs"] == before + 5
+    cp.cuda.Device().synchronize()
+    assert standin.counts()["syncs"] == before + 6
+
+
+def test_every_device_operation_is_one_launch(standin):
+    cp = standin
+    x = cp.ones((4, 3), dtype=np.float32)       # 1 (a fill)
+    w = cp.zeros((3, 2), dtype=np.float32)      # 2
+    standin.reset_counts()
+    z = x @ w                                    # matmul
+    z += 1                                       # in-place ufunc
+    e = cp.exp(z)                                # ufunc
+    m = e.max(axis=1, keepdims=True)             # reduction
+    g = e[cp.arange(2), cp.asarray(np.array([0, 1]))]  # arange, h2d copy, gather
+    v = e[1:, :]                                 # a view: no launch
+    assert standin.counts() == {"launches": 7, "syncs": 0, "h2d": 1}
+    assert m.shape == (4, 1) and g.shape == (2,) and v.shape == (3, 2)
+
+
+def test_allocations_are_256_byte_aligned(standin):
+    cp = standin
+    for make in (lambda: cp.empty(7, np.float32), lambda: cp.zeros((3, 5), np.float32),
+                 lambda: cp.asarray(np.arange(10, dtype=np.float32)[1:]), lambda: cp.ones(3) * 2):
+        assert make().data.ptr % 256 == 0
+    x = cp.zeros(16, np.float32)
+    assert x[1:].data.ptr % 256 == 4  # a view starts where it starts, as on a GPU
+
+
+def test_device_model_events_and_runtime(standin):
+    cp = standin
+    assert cp.cuda.Device().attributes["MultiProcessorCount"] == 132
+    assert cp.cuda.runtime.getDeviceCount() == 1
+    assert b"H100" in cp.cuda.runtime.getDeviceProperties(0)["name"]
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    stop.record()
+    stop.synchronize()
+    assert cp.cuda.get_elapsed_time(start, stop) >= 0
+
+
+SOURCE = r"""
+extern "C" __global__ void axpy(const float* __restrict__ x, float* __restrict__ y,
+                                const long long n, const float a)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        y[i] = a * x[i] + y[i];
+}
+"""
+
+
+def test_raw_module_runs_the_exact_source_and_checks_arguments(standin):
+    cp = standin
+    module = cp.RawModule(code=SOURCE)
+    x = cp.asarray(np.arange(1000, dtype=np.float32))
+    y = cp.ones(1000, np.float32)
+    standin.reset_counts()
+    module.get_function("axpy")((3,), (64,), (x, y, np.int64(1000), np.float32(2.0)))
+    assert standin.counts()["launches"] == 1
+    np.testing.assert_array_equal(y.get(), 2 * np.arange(1000, dtype=np.float32) + 1)
+    with pytest.raises(TypeError, match="must be a device array"):
+        module.get_function("axpy")((1,), (32,), (np.zeros(1000, np.float32), y, np.int64(1000), np.float32(1)))
+    with pytest.raises(TypeError, match="takes 4 arguments"):
+        module.get_function("axpy")((1,), (32,), (x, y))
+    with pytest.raises((TypeError, ValueError)):
+        module.get_function("axpy")((1,), (32,), (x, cp.ones(1000, np.float64), np.int64(1000), np.float32(1)))
+    with pytest.raises(AttributeError, match="no kernel 'nope'"):
+        module.get_function("nope")
+
+
+def test_the_fixture_installs_it_as_cupy(standin):
+    """``import cupy`` in the project's code gets the stand-in (the fixture's
+    monkeypatch removes it again after the test)."""
+    import sys
+
+    import cupy
+
+    from kernels import get_backend
+
+    assert cupy is standin and sys.modules["cupy.cuda"] is standin.cuda
+    assert get_backend("cupy").xp is standin and "stand-in" in get_backend("cupy").device

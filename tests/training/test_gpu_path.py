@@ -1,0 +1,141 @@
+"""The GPU path, run in CI on the CuPy stand-in (tests/cupy_standin): the
+training loop, a study, validate and bench on backend cupy give what NumPy
+gives, and an epoch reads nothing back to the host while it trains.
+
+On the lent GPU machine the same tests run on the real CuPy (the ``cp``
+fixture), where the counters do not exist; the counting tests then skip.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from suite.cli import main
+from suite.training.config import RunConfig
+from suite.training.loop import run, without_timing
+
+SMALL = dict(dataset="digits", hidden=(32,), epochs=3, batch_size=64, seed=1)
+
+
+def _records(config):
+    return without_timing(run(config))
+
+
+def _same(a, b, rtol=1e-5):
+    """Records equal but for backend and device, floats within rtol."""
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        for key in ra:
+            if key in ("backend", "device"):
+                continue
+            va, vb = ra[key], rb[key]
+            if isinstance(va, float) and not (np.isnan(va) and np.isnan(vb)):
+                assert vb == pytest.approx(va, rel=rtol, abs=1e-7), key
+            elif not (isinstance(va, float) and np.isnan(va)):
+                assert va == vb, key
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("change", [{}, {"optimizer": "nesterov", "lr": 0.05, "wd": 0.01},
+                                    {"dropout": 0.3}, {"dropout": 0.2, "dropout_mode": "classic",
+                                                       "activation": "prelu"},
+                                    {"layer_norms": True, "optimizer": "rmsprop"}])
+def test_a_run_on_cupy_gives_the_numpy_records(cp, change):
+    """Same config and seed: the same records within float32 rounding. With
+    dropout too, since the Philox masks are bit-identical on both."""
+    numpy = _records(RunConfig(**SMALL, **change, backend="numpy"))
+    cupy = _records(RunConfig(**SMALL, **change, backend="cupy"))
+    assert cupy[-1]["backend"] == "cupy"
+    _same(numpy, cupy)
+
+
+@pytest.mark.gpu
+def test_a_diverging_run_on_cupy_stops_where_numpy_stops(cp):
+    """The device freezes the run at its first non-finite step (no read
+    back); the records -- diverged, the step count, the weights evaluated --
+    are NumPy's, which stops the loop right there."""
+    config = dict(SMALL, optimizer="sgd", lr=1e6, epochs=4)
+    numpy = _records(RunConfig(**config, backend="numpy"))
+    cupy = _records(RunConfig(**config, backend="cupy"))
+    assert numpy[-1]["diverged"] and numpy[-1]["stop_reason"] == "diverged"
+    _same(numpy, cupy)
+
+
+def test_an_epoch_reads_nothing_back_while_it_trains(standin):
+    """Host syncs per epoch are a small constant, whatever the number of steps
+    (batch 16: 68 steps an epoch; batch 512: 3)."""
+    per_epoch = {}
+    for batch in (16, 512):
+        standin.reset_counts()
+        run(RunConfig(**{**SMALL, "batch_size": batch, "epochs": 1}, backend="cupy"))
+        one = standin.counts()["syncs"]
+        standin.reset_counts()
+        run(RunConfig(**{**SMALL, "batch_size": batch, "epochs": 3}, backend="cupy"))
+        per_epoch[batch] = (standin.counts()["syncs"] - one) / 2
+    assert per_epoch[16] == per_epoch[512] <= 10, per_epoch
+
+
+def test_the_training_loop_alone_syncs_once_per_epoch(standin):
+    """train_epoch: one read of the step account at the end, one upload of the
+    epoch's order; launches grow with the steps, syncs do not."""
+    from suite.bench.launches import count
+
+    rows = count((32, 256), log=lambda *a: None)
+    for r in rows:
+        assert r["syncs_per_epoch"] == 1 and r["h2d_per_epoch"] == 1 and r["eval_syncs"] == 1
+        assert 20 < r["launches_per_step"] < 60
+
+
+@pytest.mark.gpu
+def test_a_small_study_on_cupy_matches_numpy(cp, tmp_path):
+    from suite.studies.runner import run_study
+    from suite.studies.spec import load_study
+    from suite.studies.store import load_results
+
+    frames = {}
+    for backend in ("numpy", "cupy"):
+        out = tmp_path / backend
+        run_study(load_study("smoke", backend=backend), out, backend, quiet=True)
+        df = load_results(out).drop(columns=["cell", "backend", "device", "wall_time", "examples_per_sec"])
+        frames[backend] = df.sort_values(["optimizer", "batch_size", "seed", "epoch"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(frames["numpy"], frames["cupy"], rtol=1e-5, check_dtype=False)
+
+
+@pytest.mark.gpu
+def test_validate_on_cupy_passes(cp, capsys):
+    assert main(["validate", "--backend", "cupy"]) == 0
+    out = capsys.readouterr().out
+    assert "all checks passed on cupy" in out and "FAIL" not in out
+
+
+@pytest.mark.gpu
+def test_bench_on_cupy_runs(cp, tmp_path, capsys):
+    """Timings on the stand-in mean nothing; every section must run."""
+    assert main(["bench", "--backend", "cupy", "--quick", "--repeats", "1", "--no-torch",
+                 "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "throughput.csv")
+    assert set(df.section) == {"copy", "rule", "dropout", "model", "training"}
+    assert set(df[df.section == "rule"].impl) == {"cupy"}
+    assert (tmp_path / "report.md").is_file()
+
+
+def test_bench_launches_prints_the_budget(capsys):
+    assert main(["bench", "--launches", "--batch-sizes", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "launches/step" in out and "\n    64 " in out
+
+
+def test_auto_on_a_machine_without_a_gpu_trains_with_numba():
+    """auto picks the fastest CPU kernels, and every row says so."""
+    records = run(RunConfig(**{**SMALL, "epochs": 1}, backend="auto"))
+    assert {r["backend"] for r in records} == {"numba"}
+
+
+@pytest.mark.gpu
+def test_a_checkpoint_made_on_cupy_loads_on_numpy(cp, tmp_path):
+    """Saving reads the device buffers back explicitly; the file is the same
+    whichever device wrote it."""
+    path = tmp_path / "c.npz"
+    on_gpu = run(RunConfig(**SMALL, backend="cupy", checkpoint=str(path)))
+    again = run(RunConfig(**{**SMALL, "epochs": 1}, backend="numpy", init="checkpoint", init_from=str(path)))
+    assert again[0]["train_loss"] == pytest.approx(on_gpu[-1]["train_loss"], rel=1e-5)
