@@ -43,6 +43,14 @@ Dropped elements are multiplied by 0 (not replaced by 0), so a NaN or Inf in
 x stays NaN in out, which the training loop reports as divergence; a finite
 dropped x gives +-0.
 
+Populations: P runs ("members") training in lockstep hold one layer's
+activations in one (P, ...) array; member m has its own seed, all share p_l,
+the mode and the per-call offset. :func:`dropout_forward_population` gives
+member m exactly what :func:`dropout_forward` gives x[m] under seed m -- the
+addressing above with the key of seed m -- in one pass over the whole array
+(one kernel launch on CUDA, Philox run once over every member's blocks of a
+chunk on NumPy). :func:`member_keys` builds the (P, 2) key array once.
+
 Backends: NumPy arrays run a chunked, threaded NumPy program (vectorised
 Philox per chunk, cache-sized temporaries, nothing the size of x); CuPy arrays
 run the kernels of :func:`cuda_source`, compiled by NVRTC on first use and
@@ -51,6 +59,7 @@ cached. Importing this module never needs CuPy.
 
 from __future__ import annotations
 
+import math
 import operator
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +93,13 @@ DEFAULT_THREADS = 1
 VEC4_KERNEL = "optbench_dropout_vec4"
 SCALAR_KERNEL = "optbench_dropout_scalar"
 DRAWS_KERNEL = "optbench_dropout_draws"
+POP_VEC4_KERNEL = "optbench_dropout_pop_vec4"
+POP_SCALAR_KERNEL = "optbench_dropout_pop_scalar"
+KERNELS = (VEC4_KERNEL, SCALAR_KERNEL, DRAWS_KERNEL, POP_VEC4_KERNEL, POP_SCALAR_KERNEL)
+#: The most blocks a launch may have in y (CUDA's limit). The population
+#: kernels take members beyond it in turn, so any P is one launch; a module
+#: constant so that tests can lower it and exercise that loop.
+MAX_GRID_Y = 65535
 
 
 # ---------------------------------------------------------------- parameters
@@ -119,6 +135,22 @@ def seed_key(seed: int) -> tuple[int, int]:
     """The Philox key (k0, k1): the low and high 32-bit words of the 64-bit seed."""
     seed = _check_u64("seed", seed)
     return seed & 0xFFFFFFFF, seed >> 32
+
+
+def member_keys(seeds, xp=np):
+    """The Philox keys of a population's members: a (P, 2) uint32 array on the
+    array module ``xp`` (numpy or cupy) whose row m is seed_key(seeds[m]) =
+    (low word, high word) of member m's 64-bit seed.
+
+    Build it once per population and pass it to every call of
+    :func:`dropout_forward_population` / :func:`dropout_backward_population`
+    (on a GPU it is uploaded once, here). Members may share a seed (they then
+    draw the same masks).
+    """
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of integers, got {type(seeds).__name__}")
+    keys = np.array([seed_key(s) for s in seeds], dtype=np.uint32).reshape(-1, 2)
+    return keys if xp is np else xp.asarray(keys)
 
 
 def advance(offset: int, n: int) -> int:
@@ -158,20 +190,39 @@ def cuda_source() -> str:
       aligned and offset % 4 == 0 (see :func:`use_vec4`);
     * ``optbench_dropout_scalar``: same arguments, any alignment and offset;
     * ``optbench_dropout_draws(unsigned int* out, long long n,
-      unsigned long long offset, unsigned int key0, unsigned int key1)``.
+      unsigned long long offset, unsigned int key0, unsigned int key1)``;
+    * ``optbench_dropout_pop_vec4(const float* x, float* y, const unsigned
+      int* keys, long long members, long long n, long long ld, unsigned long
+      long offset, unsigned long long threshold, float scale)``: member m's
+      n elements at x + m * ld and y + m * ld, its key (keys[2m],
+      keys[2m + 1]); member = blockIdx.y (in turn past gridDim.y), and per
+      member the float4 loop of ``optbench_dropout_vec4``, so it needs
+      ld % 4 == 0 as well (:func:`use_vec4`);
+    * ``optbench_dropout_pop_scalar``: same arguments, per member the loop of
+      ``optbench_dropout_scalar``.
 
-    :func:`scalar_args` gives the arguments after the pointers,
-    :func:`launch_geometry` the grid.
+    :func:`scalar_args` / :func:`population_args` give the arguments after
+    the pointers, :func:`launch_geometry` / :func:`population_geometry` the grid.
     """
     from .sources import cuda_file
 
     return cuda_file("dropout.cu")
 
 
-def use_vec4(x_ptr: int, y_ptr: int, offset: int) -> bool:
+def use_vec4(x_ptr: int, y_ptr: int, offset: int, ld: int = 0) -> bool:
     """Whether the float4 kernel applies: both buffers 16-byte aligned and the
-    call starting on a Philox block (offset % 4 == 0)."""
-    return x_ptr % 16 == 0 and y_ptr % 16 == 0 and offset % 4 == 0
+    call starting on a Philox block (offset % 4 == 0); for a population also
+    every member's row (member stride ``ld`` elements, ld % 4 == 0; a single
+    run leaves ld at 0)."""
+    return x_ptr % 16 == 0 and y_ptr % 16 == 0 and offset % 4 == 0 and ld % 4 == 0
+
+
+def population_args(members: int, n: int, ld: int, offset: int, p: float, mode: str = "inverted") -> tuple:
+    """The population kernels' arguments after the three pointers (x, y, keys),
+    typed for a launch: (members int64, n int64, ld int64, offset uint64,
+    threshold uint64, scale float32)."""
+    return (np.int64(members), np.int64(n), np.int64(ld), np.uint64(offset),
+            np.uint64(threshold(p)), np.float32(training_scale(p, mode)))
 
 
 def philox_blocks(n: int, offset: int) -> int:
@@ -189,6 +240,18 @@ def launch_geometry(n: int, offset: int, sm_count: int) -> tuple[int, int]:
     work = philox_blocks(n, offset)
     blocks = max(1, min(-(-work // THREADS), sm_count * BLOCKS_PER_SM))
     return blocks, THREADS
+
+
+def population_geometry(members: int, n: int, offset: int, sm_count: int) -> tuple[tuple[int, int], int]:
+    """((blocks_x, blocks_y), threads) of a population launch: one y block row
+    per member up to :data:`MAX_GRID_Y` (the kernels loop over the rest), and
+    in x what :func:`launch_geometry` gives one member, cut so that the whole
+    grid aims at the BLOCKS_PER_SM resident blocks per SM a single run gets.
+    Never changes a mask, only how the work is spread."""
+    blocks_y = max(1, min(members, MAX_GRID_Y))
+    per_member = -(-philox_blocks(n, offset) // THREADS)
+    blocks_x = max(1, min(per_member, -(-sm_count * BLOCKS_PER_SM // blocks_y)))
+    return (blocks_x, blocks_y), THREADS
 
 
 # ------------------------------------------------------------- checks
@@ -253,6 +316,30 @@ def _check_pair(src_name: str, src, dst_name: str, dst) -> str:
     return kind
 
 
+def _check_population(src_name, src, dst_name, dst, keys) -> tuple[str, int, int]:
+    """(backend, members P, elements per member n) of a population call, or a
+    clear error about what is wrong."""
+    kind = _check_pair(src_name, src, dst_name, dst)
+    if src.ndim == 0:
+        raise ValueError(f"dropout: {src_name!r} needs a leading member axis, shape (P, ...); got a 0-d array")
+    try:
+        keys_kind = array_kind(keys)
+    except TypeError:
+        raise TypeError(f"dropout: 'keys' must be the array member_keys gives, got {type(keys).__name__}") from None
+    if keys_kind != kind:
+        raise TypeError(f"'keys' is a {keys_kind} array but {src_name!r} is a {kind} array "
+                        f"(build it with member_keys(seeds, xp))")
+    if keys.dtype != np.uint32:
+        raise TypeError(f"dropout: 'keys' must be uint32 (see member_keys), got {keys.dtype}")
+    members = src.shape[0]
+    if keys.shape != (members, 2):
+        raise ValueError(f"dropout: 'keys' has shape {keys.shape} but {src_name!r} has {members} members: "
+                         f"one (k0, k1) row per member, shape ({members}, 2)")
+    if not keys.flags.c_contiguous:
+        raise ValueError("dropout: 'keys' must be C-contiguous")
+    return kind, members, math.prod(src.shape[1:])
+
+
 # ------------------------------------------------------------- NumPy path
 
 class _Workspace:
@@ -280,52 +367,72 @@ def _workspace(chunk: int) -> _Workspace:
     return spaces[chunk]
 
 
-def _block_words(ws: _Workspace, e0: int, m: int, k0: int, k1: int):
-    """Philox output of every block touching stream positions e0 .. e0+m-1.
+def _block_words(ws: _Workspace, e0: int, m: int, rows: int, keys: list):
+    """Philox output of every block touching stream positions e0 .. e0+m-1,
+    for ``rows`` keys at once (the members of a population; 1 for a single run).
 
-    Returns (a, b, skip): block (e0 >> 2) + i has output words
-    a[i] = r0 * 2^32 + r1 and b[i] = r2 * 2^32 + r3 (``philox.philox_pairs``),
-    and stream position e0 is word ``skip`` = e0 & 3 of the first block.
+    ``keys`` is ``philox.pair_round_keys`` of Python ints (rows = 1) or of
+    (rows, 1) arrays, row r's key in row r. Returns (a, b, skip), a and b of
+    shape (rows, nb): block (e0 >> 2) + i under row r's key has output words
+    a[r, i] = r0 * 2^32 + r1 and b[r, i] = r2 * 2^32 + r3
+    (``philox.philox_pairs``), and stream position e0 is word ``skip`` =
+    e0 & 3 of the first block. Needs rows * nb <= the workspace's blocks.
     """
     q_first = e0 >> 2
     nb = ((e0 + m - 1) >> 2) - q_first + 1
-    a, b, t0, t1 = ws.a[:nb], ws.b[:nb], ws.t0[:nb], ws.t1[:nb]
-    s32 = np.uint64(32)
+    a, b, t0, t1 = (w[: rows * nb].reshape(rows, nb) for w in (ws.a, ws.b, ws.t0, ws.t1))
+    s32, q, c = np.uint64(32), t0[0], a[0]
     # counter (q mod 2^32, q >> 32, 0, 0): a = (q mod 2^32) * 2^32 + (q >> 32),
     # the 64-bit rotation of q; b = 0. q < 2^62, so q_first + i never wraps.
-    np.add(ws.ramp[:nb], np.uint64(q_first), out=t0)
-    np.left_shift(t0, s32, out=a)
-    np.right_shift(t0, s32, out=t0)
-    np.bitwise_or(a, t0, out=a)
+    np.add(ws.ramp[:nb], np.uint64(q_first), out=q)
+    np.left_shift(q, s32, out=c)
+    np.right_shift(q, s32, out=q)
+    np.bitwise_or(c, q, out=c)
+    a[1:] = c  # every member draws the same stream positions; only its key differs
     b.fill(0)
-    philox.philox_pairs(a, b, k0, k1, t0, t1)
+    philox.philox_pairs_keyed(a, b, keys, t0, t1)
     return a, b, e0 & 3
 
 
-def _draws_chunk(ws, out: np.ndarray, e0: int, k0: int, k1: int) -> None:
+def _draws_chunk(ws, out: np.ndarray, e0: int, keys: list) -> None:
     m = out.shape[0]
-    a, b, skip = _block_words(ws, e0, m, k0, k1)
+    a, b, skip = _block_words(ws, e0, m, 1, keys)
+    a, b = a[0], b[0]
     s32, lo = np.uint64(32), np.uint64(0xFFFFFFFF)
     words = np.stack([a >> s32, a & lo, b >> s32, b & lo], axis=1).astype(np.uint32)
     out[:] = words.reshape(-1)[skip : skip + m]
 
 
-def _apply_chunk(ws, x: np.ndarray, y: np.ndarray, e0: int, k0: int, k1: int,
-                 thr: int, scale: np.float32) -> None:
-    """y = x * (draw >= thr ? scale : 0) for one chunk at stream position e0."""
-    m = x.shape[0]
-    a, b, skip = _block_words(ws, e0, m, k0, k1)
-    keep = ws.keep[: a.shape[0]]
+def _apply_rows(ws, x: np.ndarray, y: np.ndarray, e0: int, keys: list,
+                thr: int, scale: np.float32) -> None:
+    """y = x * (draw >= thr ? scale : 0) for a (rows, m) tile at stream
+    positions e0 .. e0+m-1, row r drawn under row r's key (see _block_words)."""
+    rows, m = x.shape
+    a, b, skip = _block_words(ws, e0, m, rows, keys)
+    keep = ws.keep[: a.size].reshape(rows, -1, 4)
     # Compare the words where they lie: r0 >= thr iff a >= thr * 2^32 (r1 only
     # adds less than 2^32), and r1 >= thr iff (a << 32) >= thr * 2^32.
     s32, thr_hi = np.uint64(32), np.uint64(thr << 32)
     for j, w in ((0, a), (2, b)):
-        np.greater_equal(w, thr_hi, out=keep[:, j])
+        np.greater_equal(w, thr_hi, out=keep[..., j])
         np.left_shift(w, s32, out=w)
-        np.greater_equal(w, thr_hi, out=keep[:, j + 1])
-    factor = ws.factor[:m]
-    np.multiply(keep.reshape(-1)[skip : skip + m], scale, out=factor)  # keep ? scale : 0
+        np.greater_equal(w, thr_hi, out=keep[..., j + 1])
+    factor = ws.factor[: rows * m].reshape(rows, m)
+    np.multiply(keep.reshape(rows, -1)[:, skip : skip + m], scale, out=factor)  # keep ? scale : 0
     np.multiply(x, factor, out=y)
+
+
+def _apply_chunk(ws, x: np.ndarray, y: np.ndarray, e0: int, keys: list,
+                 thr: int, scale: np.float32) -> None:
+    """One chunk of a single run: a one-row tile."""
+    _apply_rows(ws, x[np.newaxis], y[np.newaxis], e0, keys, thr, scale)
+
+
+def _check_chunk(chunk) -> int:
+    chunk = operator.index(chunk)
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    return chunk
 
 
 def _run_chunks(fn, n: int, offset: int, chunk: int, threads: int | None,
@@ -334,9 +441,7 @@ def _run_chunks(fn, n: int, offset: int, chunk: int, threads: int | None,
     threaded if large. Chunking changes nothing in the result: each chunk
     addresses the stream by its own position e0 = offset + start.
     """
-    chunk = operator.index(chunk)
-    if chunk <= 0:
-        raise ValueError(f"chunk must be positive, got {chunk}")
+    chunk = _check_chunk(chunk)
     workers = max(1, threads if threads is not None else DEFAULT_THREADS)
     if n < 2 * chunk:
         workers = 1
@@ -366,9 +471,42 @@ def _numpy_train(x1, y1, offset, p, seed, mode, chunk, threads) -> None:
         # product as the general path (x * scale or x * 0), so bit-identical.
         np.multiply(x1, scale if thr == 0 else np.float32(0.0), out=y1)
         return
-    k0, k1 = seed_key(seed)
+    keys = philox.pair_round_keys(*seed_key(seed))  # once per call, not per chunk
     _run_chunks(_apply_chunk, x1.shape[0], offset, chunk, threads,
-                (x1, y1), (k0, k1, thr, scale))
+                (x1, y1), (keys, thr, scale))
+
+
+def _numpy_train_population(x2, y2, offset, p, keys, mode, chunk) -> None:
+    """Training dropout of every member (row) of the (P, n) arrays x2 -> y2.
+
+    Tiles of (rows members) x (cols stream positions) go through Philox in
+    one pass each, so P small members cost a few passes, not P. A tile fits
+    the single run's chunk workspace: rows * cols <= chunk elements and
+    rows * (cols + 6) // 4 blocks (a row of cols positions starting anywhere
+    in a block touches at most (cols + 6) // 4 blocks) <= chunk // 4 + 2.
+    Members longer than a chunk get one row per tile, as a single run does.
+    Tiling changes nothing in the result: each tile addresses the stream by
+    its own position and each row by its own key.
+    """
+    thr, scale = threshold(p), np.float32(training_scale(p, mode))
+    if thr == 0 or thr == _TWO32:  # as in _numpy_train
+        np.multiply(x2, scale if thr == 0 else np.float32(0.0), out=y2)
+        return
+    members, n = x2.shape
+    # Even splits (no sliver of a tile at the end of each member or group).
+    cols = -(-n // -(-n // chunk))
+    rows = min(chunk // cols, (chunk // 4 + 2) // ((cols + 6) // 4))
+    rows = -(-members // -(-members // rows))
+    # Each round key as a (P, 1) column, once per call; a tile takes its rows.
+    round_keys = philox.pair_round_keys(keys[:, :1], keys[:, 1:])
+    ws = _workspace(chunk)
+    for g0 in range(0, members, rows):
+        g1 = min(members, g0 + rows)
+        tile_keys = [(k0[g0:g1], k1[g0:g1]) for k0, k1 in round_keys]
+        for start in range(0, n, cols):
+            stop = min(n, start + cols)
+            _apply_rows(ws, x2[g0:g1, start:stop], y2[g0:g1, start:stop], offset + start,
+                        tile_keys, thr, scale)
 
 
 def draws(n: int, seed: int, offset: int = 0, backend: str = "numpy",
@@ -387,7 +525,7 @@ def draws(n: int, seed: int, offset: int = 0, backend: str = "numpy",
         raise ValueError(f"unknown backend {backend!r}; allowed: numpy, cupy")
     out = np.empty(n, dtype=np.uint32)
     if n:
-        _run_chunks(_draws_chunk, n, offset, chunk, threads, (out,), (k0, k1))
+        _run_chunks(_draws_chunk, n, offset, chunk, threads, (out,), (philox.pair_round_keys(k0, k1),))
     return out
 
 
@@ -442,6 +580,22 @@ def _cupy_train(x1, y1, offset, p, seed, mode) -> None:
     n = x1.shape[0]
     name = VEC4_KERNEL if use_vec4(x1.data.ptr, y1.data.ptr, offset) else SCALAR_KERNEL
     _cupy_launch(name, n, offset, (x1, y1) + scalar_args(n, offset, p, seed, mode))
+
+
+def _cupy_train_population(x2, y2, offset, p, keys, mode) -> None:
+    """One launch for every member, whatever P (see population_geometry)."""
+    import cupy as cp
+
+    thr, scale = threshold(p), np.float32(training_scale(p, mode))
+    if thr == 0 or thr == _TWO32:  # as in _numpy_train
+        cp.multiply(x2, scale if thr == 0 else np.float32(0.0), out=y2)
+        return
+    members, n = x2.shape
+    ld = n  # rows of a C-contiguous (P, n) array
+    name = POP_VEC4_KERNEL if use_vec4(x2.data.ptr, y2.data.ptr, offset, ld) else POP_SCALAR_KERNEL
+    grid, threads = population_geometry(members, n, offset, _sm_count(cp.cuda.Device().id))
+    _cupy_module().get_function(name)(grid, (threads,),
+                                      (x2, y2, keys) + population_args(members, n, ld, offset, p, mode))
 
 
 def _cupy_draws(n: int, offset: int, k0: int, k1: int):
@@ -510,3 +664,75 @@ def dropout_backward(grad_out, grad_in, p: float, seed: int, offset: int = 0,
     """
     return _apply("grad_out", grad_out, "grad_in", grad_in, p, seed, offset, mode,
                   training, chunk, threads)
+
+
+def _apply_population(src_name, src, dst_name, dst, p, keys, offset, mode, training, chunk):
+    kind, members, n = _check_population(src_name, src, dst_name, dst, keys)
+    p, mode = _check_p(p), _check_mode(mode)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False, got {training!r}")
+    offset = _check_offset(offset, n)
+    chunk = _check_chunk(chunk)
+    if src.size == 0:
+        return dst
+    x2, y2 = src.reshape(members, n), dst.reshape(members, n)  # views: both are C-contiguous
+    xp = np if kind == "numpy" else __import__("cupy")
+    if not training:  # no mask: the whole population is one elementwise operation
+        if mode == "inverted":
+            xp.copyto(y2, x2)
+        else:
+            xp.multiply(x2, np.float32(inference_scale(p, mode)), out=y2)
+    elif kind == "numpy":
+        _numpy_train_population(x2, y2, offset, p, keys, mode, chunk)
+    else:
+        _cupy_train_population(x2, y2, offset, p, keys, mode)
+    return dst
+
+
+def dropout_forward_population(x, out, p: float, keys, offset: int = 0, mode: str = "inverted",
+                               training: bool = True, *, chunk: int = CHUNK):
+    """out := dropout(x) for every member of a population; returns ``out``.
+
+    Member m's result is bit for bit
+    ``dropout_forward(x[m], out[m], p, seeds[m], offset, mode, training)``:
+
+        out[m, h] = x[m, h] * (xi_h^(m) ? scale : 0)     (training)
+        xi_h^(m) = [word (e mod 4) of Philox4x32-10((q mod 2^32, q >> 32, 0, 0),
+                    keys[m]) >= threshold(p)],   e = offset + h, q = e >> 2
+
+    with h the flat (C-order) index within the member and scale as in
+    :func:`dropout_forward`; inference is the single run's rule for all.
+
+    x:      the members' activations a_h, shape (P, ...): x[m] is member m's
+            (every member the same shape), C-contiguous float32.
+    out:    x_h^(l+1), same shape and backend; may be ``x`` itself.
+    p:      p_l, shared by all members, in [0, 1].
+    keys:   :func:`member_keys` (seeds, xp) -- (P, 2) uint32 on x's backend,
+            row m = (low, high) word of member m's seed.
+    offset: stream position of each member's element 0 (the same for all
+            members: the next call's is ``advance(offset, x[0].size)``).
+    mode:   "inverted" or "classic", shared, as in :func:`dropout_forward`.
+    training: False gives the inference rule (no mask is drawn).
+    chunk:  NumPy path only: elements per tile (never changes the result).
+
+    NumPy runs Philox once per tile of several members' blocks (each row of
+    counters under its member's key); CuPy launches one kernel for the whole
+    population, member m in blockIdx.y.
+    """
+    return _apply_population("x", x, "out", out, p, keys, offset, mode, training, chunk)
+
+
+def dropout_backward_population(grad_out, grad_in, p: float, keys, offset: int = 0,
+                                mode: str = "inverted", training: bool = True, *,
+                                chunk: int = CHUNK):
+    """grad_in := d loss / d x for every member, given grad_out = d loss / d out;
+    returns ``grad_in``.
+
+    Member m's result is bit for bit
+    ``dropout_backward(grad_out[m], grad_in[m], p, seeds[m], offset, mode, training)``:
+    grad_in[m, h] = grad_out[m, h] * xi_h^(m) * scale (training), the mask
+    regenerated from (keys[m], offset) -- pass the forward's. Arguments as in
+    :func:`dropout_forward_population`; grad_in may be ``grad_out``.
+    """
+    return _apply_population("grad_out", grad_out, "grad_in", grad_in, p, keys, offset, mode,
+                             training, chunk)

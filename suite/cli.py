@@ -40,7 +40,7 @@ LOCAL_RESULTS = Path("results") / "local"
 
 def _backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="array backend (auto: cupy if it can run, else numpy)")
+                   help="array backend (auto: cupy if it can run, else numba, else numpy)")
 
 
 def cmd_validate(args) -> int:
@@ -74,8 +74,9 @@ def cmd_run(args) -> int:
         return 0
     study = load_study(args.study, backend=backend.name)
     out = Path(args.out) if args.out else LOCAL_RESULTS / study.name
-    summary = run_study(study, out, backend.name, workers=args.workers,
-                        scheduler=args.scheduler, gpus=args.gpus, quiet=args.quiet)
+    summary = run_study(study, out, backend.name, workers=args.workers, scheduler=args.scheduler,
+                        gpus=args.gpus, quiet=args.quiet, population=not args.no_population,
+                        population_size=args.population_size)
     busy = f", {summary.busy} left to another run on this folder" if summary.busy else ""
     print(f"{summary.ran} cells run, {summary.skipped} skipped (already complete){busy}, "
           f"{summary.diverged} diverged; results in {out}")
@@ -115,17 +116,22 @@ def cmd_bench(args) -> int:
     from suite.bench.command import BenchOptions, main as bench_main
 
     if args.launches:
-        from suite.bench.launches import BATCH_SIZES, HEADER, count
+        from suite.bench.launches import BATCH_SIZES, HEADER, count, count_population
 
         print("launch budget, counted on the CuPy stand-in: one epoch of train_epoch and one evaluation,\n"
               "MLP 40-128-128-10 (ReLU, softmax cross-entropy), Adam, data of mnist1d's shape (3000 x 40)")
         print(HEADER)
         count(tuple(args.batch_sizes) if args.batch_sizes else BATCH_SIZES)
+        print("\nthe same, trained as one population (batch 32):")
+        for members in tuple(args.members or (1, 16, 108)):
+            count_population(members)
         return 0
     return bench_main(BenchOptions(
         backend=args.backend, quick=args.quick, out=args.out,
         sizes=tuple(args.sizes) if args.sizes is not None else None, models=args.models,
-        training=args.training, batch_sizes=tuple(args.batch_sizes) if args.batch_sizes else None,
+        training=args.training, population=args.population,
+        members=tuple(args.members) if args.members else None,
+        batch_sizes=tuple(args.batch_sizes) if args.batch_sizes else None,
         repeats=args.repeats, torch=not args.no_torch, naive=args.naive, note=args.note))
 
 
@@ -187,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", help="run the cells on an existing Dask cluster at ADDRESS")
     where.add_argument("--gpus", action="store_true",
                        help="one Dask worker per GPU (dask-cuda's LocalCUDACluster)")
+    p.add_argument("--population-size", type=positive_int, default=None, metavar="N",
+                   help="train at most N cells together as one population (default: as many as share a "
+                        "shape and the memory budget allows)")
+    p.add_argument("--no-population", action="store_true",
+                   help="train cell by cell instead of in populations")
     p.add_argument("--no-report", action="store_true", help="don't write the report afterwards")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
@@ -214,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the model-shaped section (MLP parameter tensors)")
     p.add_argument("--training", action="store_true",
                    help="only training throughput (examples/s against batch size, and PyTorch's)")
+    p.add_argument("--population", action="store_true",
+                   help="only the population section: cost per member-step against the number of members P, "
+                        "against a single run and JAX's vmap (where JAX is installed)")
+    p.add_argument("--members", type=parse_sizes, default=None,
+                   help="population sizes P for --population, e.g. 1,16,108")
     p.add_argument("--launches", action="store_true",
                    help="count device launches and host syncs per training step on the CuPy stand-in "
                         "(tests/cupy_standin, a checkout's; counted, not timed: needs no GPU)")

@@ -17,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # cuda_host, cupy_standin
 
+import cuda_host  # noqa: E402
 import cupy_standin  # noqa: E402
 
 from kernels import BackendUnavailable, get_backend  # noqa: E402
@@ -40,6 +41,15 @@ def _backend_or_skip(name):
         return get_backend(name)
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def host_compiler(tmp_path_factory):
+    """The host build of CUDA sources (tests/cuda_host.py), shared by every
+    test that runs a kernel on the CPU; skipped where no C++ compiler is."""
+    if cuda_host.find_compiler() is None:
+        pytest.skip("no C++ compiler (g++/c++) found: the CUDA kernels are not run on the host")
+    return cuda_host.HostCompiler(tmp_path_factory.mktemp("cuda_host"))
 
 
 @pytest.fixture

@@ -64,6 +64,23 @@ SCALARS = {
 }
 
 
+#: Elements allocated before and after the n a kernel is given (guards that
+#: catch a write out of bounds). 4 floats in front keep the vec4 kernels'
+#: buffers 16-byte aligned; 1 in front misaligns the scalar kernels' buffers,
+#: the case they exist for (a view that starts mid-buffer).
+FRONT = {"vec4": 4, "scalar": 1}
+BACK = 8
+
+
+def aligned_random(rng, size: int) -> np.ndarray:
+    """``size`` random float32s starting on a 64-byte boundary."""
+    raw = np.empty(size + 16, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    a = raw[start : start + size]
+    a[:] = rng.standard_normal(size)
+    return a
+
+
 def find_compiler() -> str | None:
     """The host C++ compiler: $CXX, else g++, else c++; None if there is none."""
     for name in (os.environ.get("CXX"), "g++", "c++"):

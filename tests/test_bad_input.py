@@ -170,6 +170,7 @@ def test_a_read_only_or_unwritable_folder_is_found_before_training(tmp_path, cap
     monkeypatch.setattr(store, "atomic_write_text", refuse)
     trained = []
     monkeypatch.setattr(runner, "cell_rows", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(runner, "population_rows", lambda *a, **k: trained.append(1))
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "cannot write to results folder" in err and "Permission denied" in err and not trained
@@ -184,6 +185,7 @@ def test_a_full_disk_is_found_before_training(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, (1 << 30) - (1 << 20), 1 << 20))
     trained = []
     monkeypatch.setattr(runner, "cell_rows", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(runner, "population_rows", lambda *a, **k: trained.append(1))
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert "only 1.0 MB free" in capsys.readouterr().err and not trained
 
@@ -271,14 +273,14 @@ def test_ctrl_c_keeps_the_finished_cells(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(runner, "cell_rows", interrupt_second)
     out = tmp_path / "out"
-    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 130
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--quiet", "--no-population"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert len(store.completed_cells(out)) == 1 and store.read_metadata(out)["study"] == "tiny"
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     (tmp_path / "s.toml").write_text(TINY)
-    monkeypatch.setattr(runner, "cell_rows", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(runner, "population_rows", lambda *a, **k: 1 / 0)
     argv = ["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--quiet"]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()

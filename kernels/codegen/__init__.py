@@ -6,4 +6,8 @@
 - :mod:`.cuda_kernel`: a ``__host__ __device__`` element function and two
   grid-stride kernels (float4 and scalar), compiled by CuPy on first use;
 - :mod:`.numba_kernel`: one parallel loop per rule, JIT-compiled.
+
+Each also has a population form (``population``): P members' (P, n)
+buffers updated at once, a row per member with its own scalars, each row bit
+for bit what the single-run form makes of it (:mod:`kernels.population`).
 """

@@ -8,16 +8,28 @@ For rule ``adam`` the generated source holds
   and stores of every buffer), then a grid-stride loop over the 0-3 elements
   of the tail; used when every buffer is 16-byte aligned;
 * ``optbench_adam_scalar``: the same loop one float at a time, for buffers
-  that are not (a view that starts mid-buffer).
+  that are not (a view that starts mid-buffer);
+* ``optbench_adam_pop_vec4`` and ``optbench_adam_pop_scalar``: the population
+  form, P independent runs ("members") whose buffers are (P, n) arrays with
+  rows ``ld`` elements apart. Member m = blockIdx.y (then m + gridDim.y, ...,
+  so a grid of at most :data:`MAX_GRID_Y` rows covers any P in one launch)
+  runs the single-run loops above over its row, with its own scalars read from
+  row m of a (P, k) float32 table. The vec4 form also needs ld % 4 == 0.
 
-Both take the buffers, then ``active`` (a device int: 0 skips the update, so
-a training loop can freeze a diverged run without reading anything back),
-``n`` and the step's scalars.
+The single-run kernels take the buffers, then ``active`` (a device int: 0
+skips the update, so a training loop can freeze a diverged run without
+reading anything back), ``n`` and the step's scalars. The population kernels
+take the buffers (each the start of its (P, n) array), then ``active`` (P
+ints, one flag per member), ``scalars`` ((P, k) row-major, k =
+len(rule.scalar_names), in that order), ``members`` (P), ``n`` and ``ld``.
+Every kernel calls the same element function with the same float scalars, so
+a member's update is bit for bit what the single-run kernel makes of its row.
 
 The kernels use no shared memory and no block synchronisation, so running
 every (block, thread) of a launch one after another on the CPU computes what
-the GPU computes: ``tests/test_cuda_host.py`` does exactly that with the
-same source string, built by the host C++ compiler.
+the GPU computes: ``tests/kernels/test_cuda_host.py`` and
+``tests/kernels/test_population.py`` do exactly that with the same source
+string, built by the host C++ compiler.
 
 Importing this module never needs CuPy; the kernel is compiled (by NVRTC,
 through ``cupy.RawModule``) on the first launch and cached.
@@ -25,6 +37,7 @@ through ``cupy.RawModule``) on the first launch and cached.
 
 from __future__ import annotations
 
+import textwrap
 from functools import lru_cache
 from typing import Mapping
 
@@ -36,9 +49,22 @@ from .expr import CUDA
 THREADS = 256
 #: Resident blocks per SM the grid-stride launch aims for; more is wasted.
 BLOCKS_PER_SM = 8
+#: The most blocks a grid may have in y (CUDA's limit). A population launch
+#: gives each member a block row up to it and the kernels take the members
+#: beyond it in turn, so any P is one launch; a module constant so that tests
+#: can lower it and exercise that loop.
+MAX_GRID_Y = 65535
+WARP = 32
+
+
 def kernel_names(rule: Rule) -> tuple[str, str]:
     """(vectorised kernel, scalar kernel) names in the rule's source."""
     return f"optbench_{rule.name}_vec4", f"optbench_{rule.name}_scalar"
+
+
+def population_kernel_names(rule: Rule) -> tuple[str, str]:
+    """(vectorised, scalar) names of the rule's population kernels (same source)."""
+    return f"optbench_{rule.name}_pop_vec4", f"optbench_{rule.name}_pop_scalar"
 
 
 def element_function(rule: Rule) -> str:
@@ -53,67 +79,75 @@ def element_function(rule: Rule) -> str:
     return f"{sig}\n{{\n" + "\n".join(lines) + "\n}\n"
 
 
+def _loops(rule: Rule, ptr: str) -> dict[str, str]:
+    """The grid-stride loops over ``n`` elements at pointers ``{ptr}<buffer>``
+    ("vec4": float4 groups then the tail; "scalar": one float at a time), with
+    ``stride``, ``tid`` and the scalars (under their names) in scope."""
+    bufs = rule.buffers
+    scalar_args = "".join(f", {s}" for s in rule.scalar_names)
+    load4 = "\n".join(f"    float4 {b}4 = reinterpret_cast<const float4*>({ptr}{b})[k];" for b in bufs)
+    calls4 = "\n".join(
+        f"    {rule.name}_element(" + ", ".join(f"{b}4.{c}" for b in bufs) + scalar_args + ");" for c in "xyzw"
+    )
+    store4 = "\n".join(f"    reinterpret_cast<float4*>({ptr}{b})[k] = {b}4;" for b in rule.written)
+    load1 = "\n".join(f"    float {b}1 = {ptr}{b}[k];" for b in bufs)
+    call1 = f"    {rule.name}_element(" + ", ".join(f"{b}1" for b in bufs) + scalar_args + ");"
+    store1 = "\n".join(f"    {ptr}{b}[k] = {b}1;" for b in rule.written)
+    tail = f"for (long long k = first + tid; k < n; k += stride) {{\n{load1}\n{call1}\n{store1}\n}}"
+    return {
+        "vec4": (f"const long long n4 = n >> 2;\nfor (long long k = tid; k < n4; k += stride) {{\n"
+                 f"{load4}\n{calls4}\n{store4}\n}}\nconst long long first = n4 << 2;\n{tail}"),
+        "scalar": f"const long long first = 0;\n{tail}",
+    }
+
+
+def _pointer_params(rule: Rule, prefix: str = "p_") -> list[str]:
+    return [f"float* __restrict__ {prefix}{b}" if b in rule.written else f"const float* __restrict__ {prefix}{b}"
+            for b in rule.buffers]
+
+
+_GRID = """const long long stride = (long long)gridDim.x * blockDim.x;
+const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;"""
+
+
+def _kernel(name: str, params: list[str], body: str) -> str:
+    return (f'extern "C" __global__ void {name}(\n    ' + ",\n    ".join(params) + ")\n{\n"
+            + textwrap.indent(body, "    ") + "\n}\n")
+
+
 @lru_cache(maxsize=None)
 def cuda_source(rule: Rule) -> str:
-    """The complete CUDA source CuPy compiles for ``rule`` (no #includes)."""
-    bufs, scalars = rule.buffers, rule.scalar_names
-    ptr_params = [
-        f"float* __restrict__ p_{b}" if b in rule.written else f"const float* __restrict__ p_{b}"
-        for b in bufs
-    ]
-    kparams = ",\n    ".join(ptr_params + ["const int* __restrict__ active", "const long long n"]
-                              + [f"const float {s}" for s in scalars])
-    scalar_args = "".join(f", {s}" for s in scalars)
+    """The complete CUDA source CuPy compiles for ``rule`` (no #includes):
+    the element function, the single-run and the population kernels."""
+    single = _loops(rule, "p_")
+    row = _loops(rule, "r_")
+    single_params = (_pointer_params(rule) + ["const int* __restrict__ active", "const long long n"]
+                     + [f"const float {s}" for s in rule.scalar_names])
+    pop_params = _pointer_params(rule) + [
+        "const int* __restrict__ active", "const float* __restrict__ scalars",
+        "const long long members", "const long long n", "const long long ld"]
+    k = len(rule.scalar_names)
+    member = "\n".join(
+        ["if (!active[member]) continue;  // a member frozen on the device, or left out: no update"]
+        + [f"{p} = p_{b} + member * ld;" for p, b in zip(_pointer_params(rule, "r_"), rule.buffers)]
+        + [f"const float {s} = scalars[member * {k} + {j}];" for j, s in enumerate(rule.scalar_names)])
+
+    def population(loops: str) -> str:
+        return (f"{_GRID}\nfor (long long member = blockIdx.y; member < members; member += gridDim.y) {{\n"
+                + textwrap.indent(f"{member}\n{loops}", "    ") + "\n}")
+
     vec_name, scalar_name = kernel_names(rule)
-
-    def call(lanes: str) -> str:
-        return f"{rule.name}_element(" + ", ".join(f"{b}{lanes}" for b in bufs) + scalar_args + ");"
-
-    load4 = "\n".join(
-        f"        float4 {b}4 = reinterpret_cast<const float4*>(p_{b})[k];" for b in bufs
-    )
-    calls4 = "\n".join(
-        f"        {rule.name}_element(" + ", ".join(f"{b}4.{c}" for b in bufs) + scalar_args + ");"
-        for c in "xyzw"
-    )
-    store4 = "\n".join(
-        f"        reinterpret_cast<float4*>(p_{b})[k] = {b}4;" for b in rule.written
-    )
-    load1 = "\n".join(f"        float {b}1 = p_{b}[k];" for b in bufs)
-    store1 = "\n".join(f"        p_{b}[k] = {b}1;" for b in rule.written)
-    tail = f"""    for (long long k = first + tid; k < n; k += stride) {{
-{load1}
-        {call("1")}
-{store1}
-    }}"""
-    return f"""// optbench: rule '{rule.name}', generated by kernels/codegen/cuda_kernel.py
-{element_function(rule)}
-extern "C" __global__ void {vec_name}(
-    {kparams})
-{{
-    if (!*active) return;  // a run frozen on the device (a non-finite step): no update
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const long long n4 = n >> 2;
-    for (long long k = tid; k < n4; k += stride) {{
-{load4}
-{calls4}
-{store4}
-    }}
-    const long long first = n4 << 2;
-{tail}
-}}
-
-extern "C" __global__ void {scalar_name}(
-    {kparams})
-{{
-    if (!*active) return;
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const long long first = 0;
-{tail}
-}}
-"""
+    pop_vec_name, pop_scalar_name = population_kernel_names(rule)
+    return "\n".join([
+        f"// optbench: rule '{rule.name}', generated by kernels/codegen/cuda_kernel.py",
+        element_function(rule),
+        _kernel(vec_name, single_params,
+                "if (!*active) return;  // a run frozen on the device (a non-finite step): no update\n"
+                f"{_GRID}\n{single['vec4']}"),
+        _kernel(scalar_name, single_params, f"if (!*active) return;\n{_GRID}\n{single['scalar']}"),
+        _kernel(pop_vec_name, pop_params, population(row["vec4"])),
+        _kernel(pop_scalar_name, pop_params, population(row["scalar"])),
+    ])
 
 
 def launch_geometry(n: int, vec: bool, sm_count: int) -> tuple[int, int]:
@@ -124,8 +158,22 @@ def launch_geometry(n: int, vec: bool, sm_count: int) -> tuple[int, int]:
     return blocks, THREADS
 
 
+def population_geometry(members: int, n: int, vec: bool, sm_count: int) -> tuple[tuple[int, int], int]:
+    """((blocks_x, blocks_y), threads) of a population launch: a block row per
+    member up to :data:`MAX_GRID_Y`; threads per block at most one per work
+    item of a row, rounded up to a warp (a short row leaves no 256-thread
+    block mostly idle); blocks in x at most what one row needs, cut so that
+    the whole grid aims at the BLOCKS_PER_SM resident blocks per SM a single
+    run gets. Never changes a result, only how the work is spread."""
+    blocks_y = max(1, min(members, MAX_GRID_Y))
+    work = (n >> 2) if vec else n
+    threads = min(THREADS, max(WARP, -(-work // WARP) * WARP))
+    blocks_x = max(1, min(-(-work // threads), -(-sm_count * BLOCKS_PER_SM // blocks_y)))
+    return (blocks_x, blocks_y), threads
+
+
 class CupyKernel:
-    """Launches a rule's generated kernel on CuPy buffers (built lazily)."""
+    """Launches a rule's generated kernels on CuPy buffers (built lazily)."""
 
     def __init__(self, rule: Rule):
         self.rule = rule
@@ -155,3 +203,23 @@ class CupyKernel:
             np.float32(scalars[s]) for s in self.rule.scalar_names
         )
         module.get_function(name)((blocks,), (threads,), args)
+
+    def population(self, buffers: Mapping, scalars, active) -> None:
+        """One launch over P members: ``buffers`` (P, n) float32 device arrays
+        with unit element stride and one row stride, ``scalars`` the (P, k)
+        float32 C-contiguous table, ``active`` (P,) int32 (0 skips a member)."""
+        module = self._functions()
+        arrays = [buffers[b] for b in self.rule.buffers]
+        members, n = arrays[0].shape
+        if members == 0 or n == 0:
+            return
+        if any(a.shape != arrays[0].shape or a.strides != arrays[0].strides for a in arrays) \
+                or arrays[0].strides[1] != 4:
+            raise ValueError(f"{self.rule.name} population: every buffer needs the shape and strides of "
+                             f"'w' (unit element stride), got {[(a.shape, a.strides) for a in arrays]}")
+        ld = arrays[0].strides[0] // 4
+        vec = ld % 4 == 0 and all(a.data.ptr % 16 == 0 for a in arrays)
+        grid, threads = population_geometry(members, n, vec, self._sm_count)
+        name = population_kernel_names(self.rule)[0 if vec else 1]
+        module.get_function(name)(grid, (threads,), (*arrays, active, scalars, np.int64(members),
+                                                      np.int64(n), np.int64(ld)))

@@ -16,6 +16,13 @@ treats as divergence anyway.
 
 Large buffers are split between threads (NumPy releases the GIL inside a
 ufunc's loop), each thread with its own temporaries.
+
+The population form (:meth:`NumpyKernel.population`) runs the same program
+on P members' (P, n) buffers at once: on tiles of about a chunk (whole rows
+where a row is shorter than a chunk), each member's scalars a column of the
+tile broadcast along its row. The ufuncs compute the same float32 operations
+per element as for a single run, so each member's row is bit for bit what a
+single run of its own would make of it.
 """
 
 from __future__ import annotations
@@ -196,40 +203,116 @@ class NumpyKernel:
             temps.append(np.empty(self.chunk, dtype=np.float32))
         return temps[:n_temps]  # the plan's constant slots follow its own temps
 
+    def _plan(self, prog: Program) -> tuple[list, list]:
+        """``prog`` over one list of operands per chunk: the buffers' chunks
+        first, then the temporaries, then the scalars and constants the ops
+        read. Returns (plan, extra): plan lists (ufunc, operand slots, out
+        slot); extra the ("s", name) and ("c", value) refs of the last slots."""
+        names = self.rule.buffers
+        slot = {("b", b): i for i, b in enumerate(names)}
+        slot.update({("t", i): len(names) + i for i in range(prog.n_temps)})
+        extra: list = []
+        for _, args, _ in prog.ops:
+            for r in args:
+                if r[0] in "sc" and r not in slot:
+                    slot[r] = len(names) + prog.n_temps + len(extra)
+                    extra.append(r)
+        return [(ufunc, [slot[r] for r in args], slot[out]) for ufunc, args, out in prog.ops], extra
+
     def __call__(self, buffers: Mapping[str, np.ndarray], scalars: Mapping[str, float], active=None) -> None:
         if active is not None and not active[0]:
             return  # a frozen run: no update
         prog = self.program(scalars)
-        names = self.rule.buffers
-        arrays = [buffers[b] for b in names]
+        arrays = [buffers[b] for b in self.rule.buffers]
         n = arrays[0].shape[0]
-        # Operands become slots of one list per chunk: buffers' chunk views
-        # first, then temporaries, then this step's constants (float32, as
-        # the CUDA kernel receives them).
-        slot = {("b", b): i for i, b in enumerate(names)}
-        slot.update({("t", i): len(names) + i for i in range(prog.n_temps)})
-        consts: list = []
-        for _, args, _ in prog.ops:
-            for r in args:
-                if r[0] in "sc" and r not in slot:
-                    slot[r] = len(names) + prog.n_temps + len(consts)
-                    consts.append(np.float32(scalars[r[1]] if r[0] == "s" else r[1]))
-        plan = [(ufunc, [slot[r] for r in args], slot[out]) for ufunc, args, out in prog.ops]
+        plan, extra = self._plan(prog)
+        # This step's scalars and constants, float32 as the CUDA kernel receives them.
+        consts = [np.float32(scalars[r[1]] if r[0] == "s" else r[1]) for r in extra]
         workers = self.threads if n * self.rule.bytes_per_param >= THREAD_MIN_BYTES else 1
         if workers == 1:
             self._run(plan, arrays, consts, 0, n, self._temps_for(0, prog.n_temps))
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="optbench")
         # Contiguous shares, cut on chunk boundaries so chunks stay aligned.
         per = -(-n // (workers * self.chunk)) * self.chunk
-        futures = [
-            self._pool.submit(self._run, plan, arrays, consts, lo, min(n, lo + per),
-                              self._temps_for(i, prog.n_temps))
-            for i, lo in enumerate(range(0, n, per))
-        ]
-        for f in futures:
+        self._in_threads([(self._run, plan, arrays, consts, lo, min(n, lo + per), self._temps_for(i, prog.n_temps))
+                          for i, lo in enumerate(range(0, n, per))])
+
+    def _in_threads(self, calls: list[tuple]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="optbench")
+        for f in [self._pool.submit(*call) for call in calls]:
             f.result()
+
+    def population(self, buffers: Mapping[str, np.ndarray], scalars: np.ndarray, active: np.ndarray) -> None:
+        """Every active member's update, in place.
+
+        buffers: (P, n) float32 arrays (rows may be strided views), row m
+        member m's; scalars: the (P, k) float32 table, row m member m's
+        scalars in ``rule.scalar_names`` order; active: (P,) flags, 0 skips a
+        member (its rows are neither read nor written).
+
+        Tiles hold about a chunk: rows x n where a row is shorter than a
+        chunk, else a chunk of one row. Scalars that are 0 or 1 for every
+        active member are folded out, as in a single run. All members active,
+        or one contiguous range of active rows: the tiles are views into the
+        buffers; otherwise each tile's active rows are gathered into chunk
+        buffers, and the written ones scattered back.
+        """
+        if scalars.dtype != np.float32:
+            raise TypeError(f"population scalars must be a float32 table, got {scalars.dtype}")
+        arrays = [buffers[b] for b in self.rule.buffers]
+        n = arrays[0].shape[1]
+        rows = np.flatnonzero(active)
+        if rows.size == 0 or n == 0:
+            return
+        m, lo = rows.size, int(rows[0])
+        gather = None if rows[-1] - lo + 1 == m else rows
+        if gather is None:
+            arrays, table = [a[lo : lo + m] for a in arrays], scalars[lo : lo + m]
+        else:
+            table = scalars[rows]
+        names = self.rule.scalar_names
+        fold = {}
+        if self.fold:
+            same = (table == 0).all(axis=0) | (table == 1).all(axis=0)
+            fold = {s: float(table[0, j]) for j, s in enumerate(names) if same[j]}
+        prog = self.program(fold)
+        plan, extra = self._plan(prog)
+        # (operand, is a column): a member's scalar is its row of a (m, 1) column.
+        operands = [(table[:, names.index(r[1]), None], True) if r[0] == "s" else (np.float32(r[1]), False)
+                    for r in extra]
+        cols = min(n, self.chunk)
+        per = max(1, self.chunk // cols)
+        tiles = [(j, min(m, j + per), c, min(n, c + cols)) for j in range(0, m, per) for c in range(0, n, cols)]
+        workers = self.threads if m * n * self.rule.bytes_per_param >= THREAD_MIN_BYTES else 1
+        if workers == 1:
+            self._run_tiles(plan, arrays, operands, gather, tiles, prog.n_temps, 0)
+            return
+        share = -(-len(tiles) // workers)
+        self._in_threads([(self._run_tiles, plan, arrays, operands, gather, tiles[i : i + share], prog.n_temps, w)
+                          for w, i in enumerate(range(0, len(tiles), share))])
+
+    def _run_tiles(self, plan, arrays, operands, gather, tiles, n_temps: int, worker: int) -> None:
+        temps = self._temps_for(worker, n_temps + (len(arrays) if gather is not None else 0))
+        written = [i for i, b in enumerate(self.rule.buffers) if b in self.rule.written]
+        for j0, j1, c0, c1 in tiles:
+            shape = (j1 - j0, c1 - c0)
+            shaped = [t[: shape[0] * shape[1]].reshape(shape) for t in temps]
+            if gather is None:
+                env = [a[j0:j1, c0:c1] for a in arrays]
+            else:
+                idx, env = gather[j0:j1], shaped[n_temps:]
+                for a, buf in zip(arrays, env):
+                    np.take(a[:, c0:c1], idx, axis=0, out=buf, mode="clip")  # clip: no buffering of out
+            env = env + shaped[:n_temps] + [o[j0:j1] if column else o for o, column in operands]
+            for ufunc, args, out in plan:
+                if len(args) == 2:
+                    ufunc(env[args[0]], env[args[1]], out=env[out])
+                else:
+                    ufunc(env[args[0]], out=env[out])
+            if gather is not None:
+                for i in written:
+                    arrays[i][idx, c0:c1] = env[i]
 
     def _run(self, plan, arrays, consts, lo: int, hi: int, temps) -> None:
         chunk = self.chunk

@@ -40,14 +40,14 @@ __host__ __device__ __forceinline__ unsigned int optbench_dropout_word(
 
 // x, y 16-byte aligned and offset % 4 == 0: float4 group k is exactly Philox
 // block (offset >> 2) + k, one generator call per 4 elements. Then the 0-3
-// tail elements, all in the block after the last full group.
-extern "C" __global__ void optbench_dropout_vec4(
+// tail elements, all in the block after the last full group. One thread's
+// share (work items tid, tid + stride, ...) of one call.
+__host__ __device__ __forceinline__ void optbench_dropout_vec4_loop(
     const float* x, float* y, const long long n, const unsigned long long offset,
     const unsigned int key0, const unsigned int key1,
-    const unsigned long long threshold, const float scale)
+    const unsigned long long threshold, const float scale,
+    const long long tid, const long long stride)
 {
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long n4 = n >> 2;
     const unsigned long long q0 = offset >> 2;
     for (long long k = tid; k < n4; k += stride) {
@@ -68,18 +68,17 @@ extern "C" __global__ void optbench_dropout_vec4(
     }
 }
 
-// Any alignment, any offset: thread work item g is Philox block
-// (offset >> 2) + g, and it handles the (up to 4) elements of the call that
-// fall in that block with scalar loads. Element index of word j of block q:
-// h = 4q + j - offset, computed mod 2^64 so that positions before the call
-// wrap to huge values and fail h < n.
-extern "C" __global__ void optbench_dropout_scalar(
+// Any alignment, any offset: work item g is Philox block (offset >> 2) + g,
+// and it handles the (up to 4) elements of the call that fall in that block
+// with scalar loads. Element index of word j of block q: h = 4q + j - offset,
+// computed mod 2^64 so that positions before the call wrap to huge values
+// and fail h < n. One thread's share of one call.
+__host__ __device__ __forceinline__ void optbench_dropout_scalar_loop(
     const float* x, float* y, const long long n, const unsigned long long offset,
     const unsigned int key0, const unsigned int key1,
-    const unsigned long long threshold, const float scale)
+    const unsigned long long threshold, const float scale,
+    const long long tid, const long long stride)
 {
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (n <= 0) return;
     const unsigned long long q0 = offset >> 2;
     const long long blocks = (long long)(((offset + (unsigned long long)n - 1ull) >> 2) - q0) + 1;
@@ -95,6 +94,62 @@ extern "C" __global__ void optbench_dropout_scalar(
                 y[h] = optbench_dropout_element(x[h], d[j], threshold, scale);
         }
     }
+}
+
+extern "C" __global__ void optbench_dropout_vec4(
+    const float* x, float* y, const long long n, const unsigned long long offset,
+    const unsigned int key0, const unsigned int key1,
+    const unsigned long long threshold, const float scale)
+{
+    optbench_dropout_vec4_loop(x, y, n, offset, key0, key1, threshold, scale,
+                               (long long)blockIdx.x * blockDim.x + threadIdx.x,
+                               (long long)gridDim.x * blockDim.x);
+}
+
+extern "C" __global__ void optbench_dropout_scalar(
+    const float* x, float* y, const long long n, const unsigned long long offset,
+    const unsigned int key0, const unsigned int key1,
+    const unsigned long long threshold, const float scale)
+{
+    optbench_dropout_scalar_loop(x, y, n, offset, key0, key1, threshold, scale,
+                                 (long long)blockIdx.x * blockDim.x + threadIdx.x,
+                                 (long long)gridDim.x * blockDim.x);
+}
+
+// Population: `members` runs in lockstep, member m's n elements at
+// x + m * ld and y + m * ld (ld >= n; ld = n for a (P, ...) array), its
+// Philox key (keys[2m], keys[2m + 1]) of a (P, 2) row-major array, every
+// member at the same stream offset. The member is blockIdx.y; members past
+// gridDim.y (which CUDA caps at 65535) are taken by the same blocks in turn,
+// so one launch covers any P. Per member, blockIdx.x and threadIdx.x run the
+// single-run loop with that member's pointers and key: member m's output is
+// the single run's, whatever the grid.
+
+// The float4 loop per member: also needs ld % 4 == 0, so that every
+// member's rows start 16-byte aligned.
+extern "C" __global__ void optbench_dropout_pop_vec4(
+    const float* x, float* y, const unsigned int* keys, const long long members,
+    const long long n, const long long ld, const unsigned long long offset,
+    const unsigned long long threshold, const float scale)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (long long m = blockIdx.y; m < members; m += gridDim.y)
+        optbench_dropout_vec4_loop(x + m * ld, y + m * ld, n, offset, keys[2 * m], keys[2 * m + 1],
+                                   threshold, scale, tid, stride);
+}
+
+// The scalar loop per member: any alignment, offset and ld.
+extern "C" __global__ void optbench_dropout_pop_scalar(
+    const float* x, float* y, const unsigned int* keys, const long long members,
+    const long long n, const long long ld, const unsigned long long offset,
+    const unsigned long long threshold, const float scale)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (long long m = blockIdx.y; m < members; m += gridDim.y)
+        optbench_dropout_scalar_loop(x + m * ld, y + m * ld, n, offset, keys[2 * m], keys[2 * m + 1],
+                                     threshold, scale, tid, stride);
 }
 
 // The raw draws: out[h] = the 32-bit word of element h (tests and

@@ -56,6 +56,7 @@ import pandas as pd
 from ..reporting import provenance
 from ..reporting.files import atomic_write_csv, atomic_write_text
 from .cases import COLUMNS, model_rows, size_rows
+from .population import population_rows
 from .report import write_throughput_report
 from .scoring import CSV_NAME, META_NAME
 from .timing import L2_MULTIPLE, ROTATION_CAP, TORCH_THP_ENV, Env, make_env
@@ -88,6 +89,8 @@ class BenchOptions:
     sizes: tuple[int, ...] | None = None
     models: bool = False
     training: bool = False
+    population: bool = False
+    members: tuple[int, ...] | None = None
     batch_sizes: tuple[int, ...] | None = None
     repeats: int | None = None
     torch: bool = True
@@ -164,7 +167,7 @@ def run(args: BenchOptions, log=print, out_dir: Callable[[dict], Path | None] = 
                                            and x["impl"] == "numpy" and x["size"] == r["size"])
                 log(f"adam at {r['size']}: {ratio:.1f}x faster than the naive NumPy Adam")
     if "models" in sections:
-        log(f"\nmodel-shaped: one launch over the flat buffer vs PyTorch over separate tensors")
+        log("\nmodel-shaped: one launch over the flat buffer vs PyTorch over separate tensors")
         log(f"{'model':<8} {'params':>8} {'tensors':>7} {'rule':<9} {'impl':<14} {'us/step':>10} "
             f"{'GB/s':>7} {'vs torch':>8}")
         for r in model_rows(env, log=log):
@@ -174,12 +177,16 @@ def run(args: BenchOptions, log=print, out_dir: Callable[[dict], Path | None] = 
             rows.append(r)
         checkpoint()
     if "training" in sections:
-        log(f"\ntraining throughput (Adam, float32, ReLU, softmax cross-entropy)")
+        log("\ntraining throughput (Adam, float32, ReLU, softmax cross-entropy)")
         log(f"{'data':<8} {'batch':>6} {'impl':<12} {'examples/s':>11} {'vs torch':>8}")
         for r in training_rows(env, args.batch_sizes, log=log):
             log(f"{r['model']:<8} {r['batch']:>6} {r['impl']:<12} {r['examples_per_sec']:>11.0f} "
                 f"{_fmt(r['ratio_torch'], '.2f', 8)}")
             rows.append(r)
+    if "population" in sections:
+        log("\npopulations: microseconds per member-step against P (MLP 40-128-128-10, batch 32, Adam)")
+        rows += population_rows(env, args.members, log=log)
+        checkpoint()
     meta = metadata(env, args, sections, sizes, time.perf_counter() - t_start, load_before)
     meta["complete"] = True
     return rows, meta
@@ -188,8 +195,8 @@ def run(args: BenchOptions, log=print, out_dir: Callable[[dict], Path | None] = 
 def wanted_sections(args: BenchOptions) -> list[str]:
     """--sizes: the per-size rules; --models, --training: those; none: everything."""
     picked = [s for s, on in (("rules", args.sizes is not None), ("models", args.models),
-                              ("training", args.training)) if on]
-    return picked or ["rules", "models", "training"]
+                              ("training", args.training), ("population", args.population)) if on]
+    return picked or ["rules", "models", "training", "population"]
 
 
 def _loadavg():
@@ -242,7 +249,8 @@ def default_out(args: BenchOptions, meta: dict) -> Path | None:
     """Where a run is kept: --out, or for a complete full run results/throughput/<device>."""
     if args.out:
         return Path(args.out)
-    full = not args.quick and args.sizes is None and not args.models and not args.training
+    full = not args.quick and args.sizes is None and not args.models and not args.training \
+        and not args.population
     return Path("results") / "throughput" / meta["device_dir"] if full else None
 
 

@@ -160,3 +160,22 @@ def plot_training(df: pd.DataFrame, path: Path, title: str) -> bool:
     fig.suptitle(title)
     _save(fig, path)
     return True
+
+
+def plot_population(df: pd.DataFrame, path: Path, title: str) -> bool:
+    """Microseconds per member-step against the number of members (log-log)."""
+    d = df[df.section == "population"]
+    if d.empty:
+        return False
+    impls = order(d.impl, ())
+    pal, marks = _palette(impls), _markers(impls)
+    fig, axes = _figure(1, width=5.2)
+    ax = axes[0][0]
+    for impl in impls:
+        g = d[d.impl == impl].sort_values("size")
+        ax.plot(g["size"], g.seconds * 1e6, marker=marks[impl], color=pal[impl], label=impl)
+    ax.set(xscale="log", yscale="log", xlabel="members P", ylabel="microseconds per member-step", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, path)
+    return True

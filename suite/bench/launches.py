@@ -97,5 +97,43 @@ def _count(cp, batch_sizes, rule, log) -> list[dict]:
     return rows
 
 
+def count_population(P: int, rule: str = "adam", batch: int = 32, log=print) -> dict:
+    """One epoch of P members trained as one population (the same MLP and
+    data shape): launches per population step, syncs and host-to-device
+    copies per epoch. The point: they do not grow with P."""
+    with standin() as cp:
+        from kernels import PopulationOptimizer
+
+        from ..data.batches import epoch_order
+        from ..nn.population import PopulationMLP
+        from ..training.population import population_epoch
+
+        n, d, k = SHAPE
+        rng = np.random.default_rng(0)
+        X = cp.asarray(rng.standard_normal((1, n, d)).astype(np.float32))
+        y = cp.asarray(rng.integers(0, k, (1, n)))
+        rows = cp.zeros(P, dtype=np.int64)
+        model = PopulationMLP(P, [d, *HIDDEN, k], "relu", "cross_entropy", xp=cp)
+        model.params[...] = cp.asarray(rng.standard_normal(model.params.shape).astype(np.float32) * 0.05)
+        opt = PopulationOptimizer(model.params, [rule] * P, [{"lr": 1e-3 * (m + 1)} for m in range(P)],
+                                  backend="cupy")
+        bounds = [(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
+        active = cp.ones(P, dtype=np.int32)
+
+        def orders(epoch):
+            return cp.asarray(np.stack([epoch_order(n, epoch, m) for m in range(P)]))
+
+        population_epoch(model, opt, X, y, rows, orders(0), bounds, active)  # builds every kernel first
+        order = orders(1)
+        cp.reset_counts()
+        population_epoch(model, opt, X, y, rows, order, bounds, active)
+        c = cp.counts()
+    row = {"members": P, "batch": batch, "steps": len(bounds), "launches_per_step": c["launches"] / len(bounds),
+           "syncs_per_epoch": c["syncs"], "h2d_per_epoch": c["h2d"]}
+    log(f"population of {P:>5}: {row['launches_per_step']:.1f} launches/step, {row['syncs_per_epoch']} syncs "
+        f"and {row['h2d_per_epoch']} host-to-device copies per epoch")
+    return row
+
+
 HEADER = (f"{'batch':>6} {'steps':>6} {'launches/step':>13} {'syncs/epoch':>12} {'h2d/epoch':>10} "
           f"{'eval launches':>12} {'eval syncs':>10}")

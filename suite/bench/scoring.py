@@ -31,6 +31,8 @@ QUICK_LIMIT_S = {"cpu": 180.0, "gpu": 300.0}
 #: at the default study's smallest batch size.
 MAX_UPDATE_SHARE = 0.10
 SHARE_BATCH = 32
+#: The population issue's target: below JAX's per member-step cost at this P.
+POPULATION_P = 108
 
 
 class ThroughputReportError(ValueError):
@@ -167,6 +169,14 @@ def acceptance(df: pd.DataFrame, meta: dict) -> list[dict]:
                                  f"{int(best.batch)}, {best.impl})",
                     "measured": f"{100 * best.share:.1f}%", "target": f"<= {100 * MAX_UPDATE_SHARE:.0f}%",
                     "ok": bool(best.share <= MAX_UPDATE_SHARE)})
+    pop = df[(df.section == "population") & (df["size"] == POPULATION_P)]
+    ours = pop[pop.impl.str.endswith("-population")]
+    jax = pop[pop.impl == "jax-vmap"]
+    if len(ours) and len(jax):
+        ratio = float(jax.seconds.min()) / float(ours.seconds.min())
+        out.append({"criterion": f"population of {POPULATION_P}: per member-step, ours ({ours.impl.iloc[0]}) vs "
+                                 "JAX vmap+jit", "measured": f"{ratio:.2f}x", "target": "> 1.0x",
+                    "ok": bool(ratio > 1.0)})
     if meta.get("quick") and meta.get("wall_seconds") is not None:
         limit = QUICK_LIMIT_S["gpu" if gpu else "cpu"]
         out.append({"criterion": "quick benchmark wall time", "measured": f"{meta['wall_seconds']:.0f} s",

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path

@@ -36,6 +36,19 @@ from .losses import get_loss
 
 DROPOUT_MODES = dropout_kernels.MODES
 
+#: Objects per batch at inference, per device. On the CPU a batch's
+#: activations (1024 x 128 floats: 0.5 MB) stay in a core's L2 cache:
+#: measured on the 2-core EPYC for the default MLP on mnist1d's 3000 training
+#: objects, 1.4 ms in batches of 1024 against 3.5 ms in one batch of 3000.
+#: A GPU wants batches large enough to fill it. Single runs and populations
+#: use the same batches, so their per-batch sums agree.
+EVAL_BATCH = {"cpu": 1 << 10, "gpu": 1 << 16}
+
+
+def eval_batch(xp) -> int:
+    """The inference batch for array module ``xp`` (see EVAL_BATCH)."""
+    return EVAL_BATCH["cpu" if xp is np else "gpu"]
+
 
 @dataclass
 class Cache:
@@ -46,6 +59,17 @@ class Cache:
     acts: list = field(default_factory=list)     # sigma(z^(l)) before dropout
     offsets: list = field(default_factory=list)  # dropout offset per hidden layer (None: off)
     masks: list | None = None
+
+
+def mlp_layout(sizes, activation) -> FlatLayout:
+    """The flat buffer of a network: W1, b1 (alpha1 for PReLU), W2, ..."""
+    tensors = []
+    n_layers = len(sizes) - 1
+    for l, (h, m) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        tensors += [(f"W{l}", (h, m)), (f"b{l}", (m,))]
+        if activation.has_alpha and l < n_layers:
+            tensors.append((f"alpha{l}", (1,)))
+    return FlatLayout(tensors)
 
 
 class MLP:
@@ -74,12 +98,7 @@ class MLP:
         self.dropout_seed = int(dropout_seed)
         self.dropout_offset = 0  # advances with every training forward pass
         self.xp = xp
-        tensors = []
-        for l, (h, m) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            tensors += [(f"W{l}", (h, m)), (f"b{l}", (m,))]
-            if self.activation.has_alpha and l < self.n_layers:
-                tensors.append((f"alpha{l}", (1,)))
-        self.layout = FlatLayout(tensors)
+        self.layout = mlp_layout(sizes, self.activation)
         self.params = self.layout.allocate(xp, dtype)
         self.grads = self.params.like()
         if self.activation.has_alpha:
@@ -178,11 +197,12 @@ class MLP:
         self.backward(cache, grad_z)
         return loss
 
-    def evaluate(self, X, y, batch: int = 4096):
-        """(mean loss, accuracy) at inference, in batches; accuracy is None
-        for continuous targets. The sums stay on the device (float64) and are
-        read back once, at the end."""
+    def evaluate(self, X, y, batch: int | None = None):
+        """(mean loss, accuracy) at inference, in batches (default
+        :func:`eval_batch`); accuracy is None for continuous targets. The sums
+        stay on the device (float64) and are read back once, at the end."""
         xp, n = self.xp, X.shape[0]
+        batch = batch or eval_batch(xp)
         labels = y.ndim == 1 and y.dtype.kind in "iu"
         total = correct = 0.0
         for start in range(0, n, batch):

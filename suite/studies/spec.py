@@ -185,12 +185,12 @@ def parse_study(text: str, path: Path, backend: str | None = None) -> Study:
     return Study(name, meta.get("description", ""), path, tuple(cells), text)
 
 
-def check_study(study: Study) -> None:
+def check_study(study: Study) -> dict[str, tuple[int, int, int]]:
     """Check every cell against its data set before anything trains: the batch
     fits the training set, the loss fits the targets, a checkpoint to start
     from exists and fits the network. Each data set is loaded once. The first
     problem is a StudyError naming the file and the cell (and how many more
-    cells have one)."""
+    cells have one). Returns each data set's (n_features, n_outputs, n_train)."""
     from ..data import datasets
     from ..training.config import check
 
@@ -206,6 +206,7 @@ def check_study(study: Study) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more cells with a problem)" if len(problems) > 1 else ""
         raise StudyError(f"{study.path}: {problems[0]}{more}; nothing was trained")
+    return {name: (ds.n_features, ds.n_outputs, ds.n_train) for name, ds in loaded.items()}
 
 
 def _is_number(v) -> bool:

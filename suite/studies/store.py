@@ -32,7 +32,9 @@ Columns of the table (one row per run and evaluation point):
 - device (GPU or CPU name), dtype ("float32"), data_hash (the data set's
   content hash), n_train;
 - epoch, step, examples_seen, wall_time (training seconds so far, evaluation
-  excluded), examples_per_sec, train_loss (the criterion Q over the training
+  excluded; for a cell trained in a population, the population's training
+  time divided by its members: the time per member), examples_per_sec
+  (this epoch's, from that time), train_loss (the criterion Q over the training
   set), train_acc, val_loss, val_acc, test_loss, test_acc, grad_norm,
   diverged, stop_reason (on the last row of a run; "" before).
 """

@@ -8,7 +8,6 @@ installed, the acceptance scoring on hand-made tables, and that
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -96,9 +95,8 @@ def test_gpu_cases_rotate_past_twice_the_l2_cache():
 def test_sanitize_and_sections():
     assert bench.sanitize("NVIDIA H100 80GB HBM3") == "NVIDIA-H100-80GB-HBM3"
     assert bench.sanitize("AMD EPYC x2") == "AMD-EPYC-x2"
-    ns = lambda **kw: argparse.Namespace(**{"sizes": None, "models": False, "training": False,  # noqa: E731
-                                           "quick": False, "out": None, **kw})
-    assert bench.wanted_sections(ns()) == ["rules", "models", "training"]
+    ns = bench.BenchOptions
+    assert bench.wanted_sections(ns()) == ["rules", "models", "training", "population"]
     assert bench.wanted_sections(ns(sizes=[1024], training=True)) == ["rules", "training"]
     meta = {"device_dir": "AMD-EPYC-x2"}
     assert str(bench.default_out(ns(), meta)) == "results/throughput/AMD-EPYC-x2"

@@ -16,7 +16,8 @@ import zlib
 import numpy as np
 import pytest
 
-import cuda_host  # tests/ is not a package: pytest puts this folder on sys.path
+# tests/ is on sys.path (conftest)
+from cuda_host import BACK, FRONT, aligned_random
 from kernels import RULES, Optimizer, reference
 from kernels.codegen.cuda_kernel import cuda_source, kernel_names, launch_geometry
 from kernels.transforms import masked
@@ -32,14 +33,6 @@ SM_COUNTS = (1, 4, 132)
 #: (blocks, threads) that leave most of the work to the grid-stride loop.
 TINY_GRIDS = ((1, 1), (1, 32), (3, 7))
 RTOL = 4e-6
-#: Elements allocated before and after the n the kernel is given. 4 floats
-#: in front keep the vec4 kernel's buffers 16-byte aligned; 1 in front makes
-#: the scalar kernel's buffers misaligned, the case it exists for (a view
-#: that starts mid-buffer).
-FRONT = {"vec4": 4, "scalar": 1}
-BACK = 8
-
-
 #: The active flag a training loop passes: 1 updates, 0 leaves every buffer alone.
 ON, OFF = np.ones(1, np.int32), np.zeros(1, np.int32)
 
@@ -50,24 +43,15 @@ def kernel_spec(rule):
             + [("f32", s) for s in rule.scalar_names])
 
 
-@pytest.fixture(scope="session")
-def host(tmp_path_factory):
-    if cuda_host.find_compiler() is None:
-        pytest.skip("no C++ compiler (g++/c++) found: the CUDA kernels are not run on the host")
-    return cuda_host.HostCompiler(tmp_path_factory.mktemp("cuda_host"))
+@pytest.fixture
+def host(host_compiler):
+    return host_compiler
 
 
 def geometries(n: int, vec: bool) -> list[tuple[int, int]]:
     return sorted({launch_geometry(n, vec, sm) for sm in SM_COUNTS} | set(TINY_GRIDS))
 
 
-def aligned_random(rng, size: int) -> np.ndarray:
-    """``size`` random float32s starting on a 64-byte boundary."""
-    raw = np.empty(size + 16, np.float32)
-    start = (-raw.ctypes.data % 64) // 4
-    a = raw[start : start + size]
-    a[:] = rng.standard_normal(size)
-    return a
 
 
 def assert_close(what: str, got: np.ndarray, want: np.ndarray) -> None:

@@ -8,7 +8,6 @@ import subprocess
 import numpy as np
 import pytest
 
-import cuda_host  # tests/ is not a package: pytest puts this folder on sys.path
 from kernels import philox
 
 # Known-answer vectors published with Random123 (Salmon et al. 2011), copied
@@ -115,13 +114,10 @@ KAT_SPEC = [("u32*", "ctr"), ("u32*", "key"), ("u32*", "out"), ("i64", "n")]
 
 
 @pytest.fixture(scope="module")
-def host_philox(tmp_path_factory):
+def host_philox(host_compiler):
     """The CUDA C Philox built for the CPU by cuda_host.py (g++ behind its
     shim, where __CUDA_ARCH__ is undefined: the 64-bit-product mulhi)."""
-    if cuda_host.find_compiler() is None:
-        pytest.skip("no C++ compiler (g++/c++) found: the CUDA Philox is not run on the host")
-    host = cuda_host.HostCompiler(tmp_path_factory.mktemp("philox_host"))
-    fn = host.module(philox.cuda_source() + _KAT_KERNEL, {"philox_batch": KAT_SPEC}).get_function("philox_batch")
+    fn = host_compiler.module(philox.cuda_source() + _KAT_KERNEL, {"philox_batch": KAT_SPEC}).get_function("philox_batch")
 
     def run(counters: np.ndarray, keys: np.ndarray) -> np.ndarray:
         counters = np.ascontiguousarray(counters, np.uint32)

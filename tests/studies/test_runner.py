@@ -51,8 +51,9 @@ def test_results_rows_metadata(study, tmp_path):
 
 
 def test_interrupted_run_resumes_with_the_same_rows(study, tmp_path, monkeypatch):
+    """Cell by cell: Ctrl-C during the 4th cell keeps the first three."""
     whole = tmp_path / "whole"
-    runner.run_study(study, whole, "numpy", quiet=True)
+    runner.run_study(study, whole, "numpy", quiet=True, population=False)
 
     real = runner.cell_rows
     calls = {"n": 0}
@@ -66,23 +67,52 @@ def test_interrupted_run_resumes_with_the_same_rows(study, tmp_path, monkeypatch
     part = tmp_path / "part"
     monkeypatch.setattr(runner, "cell_rows", dies_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
-        runner.run_study(study, part, "numpy", quiet=True)
+        runner.run_study(study, part, "numpy", quiet=True, population=False)
     assert len(completed_cells(part)) == 3
     assert not list((part / "cells").glob("*.tmp"))  # no half-written file
     monkeypatch.setattr(runner, "cell_rows", real)
 
-    summary = runner.run_study(study, part, "numpy", quiet=True)
+    summary = runner.run_study(study, part, "numpy", quiet=True, population=False)
     assert (summary.skipped, summary.ran) == (3, 3)
     resumed, full = load_results(part), load_results(whole)
     assert not resumed.duplicated(["cell", "epoch"]).any()
     pd.testing.assert_frame_equal(comparable(resumed), comparable(full))
 
 
-def test_dask_cluster_gives_the_same_rows_as_in_process(study, tmp_path):
+def test_an_interrupted_population_is_trained_again(study, tmp_path, monkeypatch):
+    """Populations of two: Ctrl-C during the second keeps the first's two
+    cells and none of the second's; the rerun trains the rest, and the rows
+    equal an uninterrupted run's."""
+    whole = tmp_path / "whole"
+    runner.run_study(study, whole, "numpy", quiet=True, population_size=2)
+    real = runner.population_rows
+    calls = {"n": 0}
+
+    def dies_in_the_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(runner, "population_rows", dies_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(study, part, "numpy", quiet=True, population_size=2)
+    assert len(completed_cells(part)) == 2
+    monkeypatch.setattr(runner, "population_rows", real)
+    summary = runner.run_study(study, part, "numpy", quiet=True, population_size=2)
+    assert (summary.skipped, summary.ran) == (2, 4)
+    pd.testing.assert_frame_equal(comparable(load_results(part)), comparable(load_results(whole)))
+
+
+@pytest.mark.parametrize("population", [False, True])
+def test_dask_cluster_gives_the_same_rows_as_in_process(study, tmp_path, population):
+    """Dask runs cells, or populations (the unit of work then)."""
     pytest.importorskip("dask.distributed")
     local, dask = tmp_path / "local", tmp_path / "dask"
-    runner.run_study(study, local, "numpy", quiet=True)
-    summary = runner.run_study(study, dask, "numpy", workers=2, quiet=True)
+    runner.run_study(study, local, "numpy", quiet=True, population=population, population_size=3)
+    summary = runner.run_study(study, dask, "numpy", workers=2, quiet=True, population=population,
+                               population_size=3)
     assert summary.ran == 6
     pd.testing.assert_frame_equal(comparable(load_results(dask)), comparable(load_results(local)))
 

@@ -111,10 +111,10 @@ def test_validate_on_cupy_passes(cp, capsys):
 @pytest.mark.gpu
 def test_bench_on_cupy_runs(cp, tmp_path, capsys):
     """Timings on the stand-in mean nothing; every section must run."""
-    assert main(["bench", "--backend", "cupy", "--quick", "--repeats", "1", "--no-torch",
+    assert main(["bench", "--backend", "cupy", "--quick", "--repeats", "1", "--no-torch", "--members", "1,4",
                  "--out", str(tmp_path)]) == 0
     df = pd.read_csv(tmp_path / "throughput.csv")
-    assert set(df.section) == {"copy", "rule", "dropout", "model", "training"}
+    assert set(df.section) == {"copy", "rule", "dropout", "model", "training", "population"}
     assert set(df[df.section == "rule"].impl) == {"cupy"}
     assert (tmp_path / "report.md").is_file()
 

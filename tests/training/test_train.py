@@ -3,7 +3,6 @@ stopping rules, divergence, determinism, checkpoints and bad configs."""
 
 import math
 
-import numpy as np
 import pytest
 
 # The lent GPU machine lacks these and runs only the gpu-marked tests.

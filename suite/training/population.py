@@ -1,0 +1,334 @@
+"""Populations: runs that share a shape, trained together in lockstep.
+
+A study is hundreds of small independent runs. One at a time, each training
+step is a few dozen tiny launches, and on a GPU the device idles between
+them. Trained as a population, P runs ("members") share every launch: their
+parameters are one (P, n) buffer (each row exactly a single run's flat
+buffer), forward and backward are batched products over the members
+(:class:`~suite.nn.population.PopulationMLP`), and each rule updates all its
+members in one launch (:class:`kernels.PopulationOptimizer`).
+
+Members share what gives the arrays one shape and the loop one schedule
+(:data:`SHARED`: data set, layer widths, activation, loss, batch size,
+epochs, dropout, standardisation, order, backend, stopping rule) and may
+differ in everything else: optimiser and hyper-parameters, initialisation,
+seed (a member's seed sets its init, its split, its batch order and its
+dropout stream, exactly as in a single run).
+
+:func:`run_population` returns each member's records in the single run's
+format (:func:`suite.training.loop.run`), so a study's rows have one schema
+whichever way they were trained. A member whose loss or gradient turns
+non-finite is frozen on the device at that step (kernels.steps.StepAccount:
+its updates become no-ops, nothing is read back) and recorded as diverged
+when the epoch ends; a member that meets its stopping rule stops; neither
+costs optimiser work afterwards. Timing: members train together, so each
+member's ``wall_time`` is the population's training time divided by its
+size (the time per member), and ``examples_per_sec`` follows from it.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from kernels import FlatBuffer, PopulationOptimizer, get_backend
+from kernels.steps import StepAccount
+
+from ..data import batches as batch_order
+from ..data import datasets
+from ..nn.activations import PRELU_DEFAULT_ALPHA
+from ..nn.checkpoint import load_checkpoint, save_checkpoint
+from ..nn.inits import init_layers
+from ..nn.population import PopulationMLP
+from .config import RunConfig, check
+
+#: What members of one population must share.
+SHARED = ("dataset", "hidden", "activation", "loss", "batch_size", "epochs", "dropout", "dropout_mode",
+          "standardize", "order", "backend", "tol", "patience", "layer_norms")
+
+
+def population_key(config: RunConfig) -> tuple:
+    """The settings a population's members share (hashable)."""
+    return tuple((k, getattr(config, k)) for k in SHARED)
+
+
+def activation_bytes(config: RunConfig, n_features: int, n_outputs: int, n_train: int) -> int:
+    """The bytes of one member's activations in a training step (about four
+    arrays per layer kept for backward): a step's working set."""
+    batch = n_train if config.batch_size == "full" else int(config.batch_size)
+    return 4 * 4 * batch * sum([n_features, *config.hidden, n_outputs])
+
+
+def member_bytes(config: RunConfig, n_params: int, n_features: int, n_outputs: int, n_train: int) -> int:
+    """Device memory one member needs, roughly: parameters, gradients and up
+    to three optimiser states, and its activations."""
+    return 4 * 5 * n_params + activation_bytes(config, n_features, n_outputs, n_train)
+
+
+class _Member:
+    """One member as the checkpoint code sees a model: its row of the buffer."""
+
+    def __init__(self, pop: PopulationMLP, m: int, params=None):
+        data = pop.params[m] if params is None else params
+        self.layout, self.sizes, self.xp = pop.layout, pop.sizes, pop.xp
+        self.params = FlatBuffer(pop.layout, data)
+
+
+def run_population(configs: list[RunConfig], progress=None) -> list[list[dict]]:
+    """Train ``configs`` (all with one :func:`population_key`) together; the
+    records of each, in order, as :func:`suite.training.loop.run` gives them.
+
+    progress: optional callable(epoch) called after each epoch's evaluation.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _Population(configs).train(progress)
+
+
+class _Population:
+    def __init__(self, configs: list[RunConfig]):
+        if not configs:
+            raise ValueError("a population needs at least one member")
+        keys = {population_key(c) for c in configs}
+        if len(keys) > 1:
+            raise ValueError("the members of a population must share " + ", ".join(SHARED))
+        # Members of one rule are contiguous rows: one launch per rule.
+        self.order = sorted(range(len(configs)), key=lambda i: configs[i].optimizer)
+        self.configs = [configs[i] for i in self.order]
+        first = self.configs[0]
+        self.backend = get_backend(first.backend)
+        xp = self.xp = self.backend.xp
+        self.P = len(self.configs)
+
+        seeds = sorted({c.seed for c in self.configs})
+        self.data = {s: datasets.load(first.dataset, seed=s, standardize=first.standardize) for s in seeds}
+        self.batch, loss = check(first, self.data[seeds[0]])
+        for c in self.configs:  # a checkpoint to start from, per member
+            check(c, self.data[c.seed])
+        ns = {ds.n_train for ds in self.data.values()}
+        if len(ns) > 1:
+            raise ValueError(f"the seeds' training splits differ in size: {sorted(ns)}")
+        self.n_train = ns.pop()
+        row_of_seed = {s: i for i, s in enumerate(seeds)}
+        self.rows_host = np.array([row_of_seed[c.seed] for c in self.configs], dtype=np.int64)
+        self.rows = xp.asarray(self.rows_host)  # member -> its seed's data
+        self.seed_of_row = seeds
+        self.splits = {name: (xp.asarray(np.stack([self.data[s].splits()[name][0] for s in seeds])),
+                              xp.asarray(np.stack([self.data[s].splits()[name][1] for s in seeds])))
+                       for name in ("train", "val", "test")}
+
+        ds = self.data[seeds[0]]
+        self.sizes = [ds.n_features, *first.hidden, ds.n_outputs]
+        self.model = PopulationMLP(self.P, self.sizes, first.activation, loss, first.dropout,
+                                   first.dropout_mode, xp=xp, seeds=[c.seed for c in self.configs])
+        self._initialise()
+        hypers = []
+        for c in self.configs:
+            hp = {**c.hyper, "l2": c.l2, "wd": c.wd}
+            if c.lr is not None:
+                hp["lr"] = c.lr
+            hypers.append(hp)
+        self.opt = PopulationOptimizer(self.model.params, [c.optimizer for c in self.configs], hypers,
+                                       backend=self.backend.name)
+
+    def _initialise(self) -> None:
+        """Every member's initial weights, made on the host as its single run
+        makes them, then uploaded in one copy."""
+        host = np.zeros(self.model.params.shape, dtype=np.float32)
+        for m, c in enumerate(self.configs):
+            member = SimpleNamespace(layout=self.model.layout, sizes=self.sizes, xp=np,
+                                     params=FlatBuffer(self.model.layout, host[m]))
+            if self.model.activation.has_alpha:
+                for l in range(1, len(self.sizes) - 1):
+                    member.params[f"alpha{l}"][...] = PRELU_DEFAULT_ALPHA
+            if c.init == "checkpoint":
+                load_checkpoint(member, c.init_from)
+            else:
+                ds = self.data[c.seed]
+                rng = np.random.default_rng(np.random.SeedSequence([c.seed, 7]))
+                for l, (W, b) in enumerate(init_layers(c.init, self.sizes, rng, X=ds.X_train, y=ds.y_train,
+                                                       activation=c.activation), start=1):
+                    member.params[f"W{l}"][...] = W
+                    member.params[f"b{l}"][...] = b
+        self.model.params[...] = self.xp.asarray(host)
+
+    # --- evaluation ------------------------------------------------------------
+    def _evaluate(self) -> dict[str, np.ndarray]:
+        """{split}_loss and {split}_acc per member (host arrays), one read per
+        split; rules with a look-ahead point are evaluated at their weights."""
+        xp, model = self.xp, self.model
+        saved = None
+        if any(g.rule.lookahead is not None for g in self.opt.groups):
+            saved = model.params.copy()
+            model.params[...] = self.opt.weights()
+        out = {}
+        for split, (X, y) in self.splits.items():
+            loss, acc = model.evaluate(X, y, self.rows)
+            both = xp.stack([loss, acc if acc is not None else xp.full(self.P, np.nan)])
+            host = both.get() if xp is not np else both
+            out[f"{split}_loss"] = host[0]
+            out[f"{split}_acc"] = host[1] if acc is not None else [None] * self.P
+        if saved is not None:
+            model.params[...] = saved
+        return out
+
+    # --- the loop ------------------------------------------------------------------
+    def train(self, progress=None) -> list[list[dict]]:
+        xp, P, first = self.xp, self.P, self.configs[0]
+        ran = [{"backend": self.backend.name, "device": self.backend.device, "dtype": "float32",
+                "lr_used": float(self.opt.member(m).hyper["lr"]), "data_hash": self.data[c.seed].content_hash,
+                "n_train": self.n_train} for m, c in enumerate(self.configs)]
+        records: list[list[dict]] = [[] for _ in range(P)]
+        evals = self._evaluate()
+        for m in range(P):
+            records[m].append(_finite_acc({**ran[m], "epoch": 0, "step": 0, "examples_seen": 0, "wall_time": 0.0,
+                                           "examples_per_sec": float("nan"), "grad_norm": float("nan"),
+                                           "diverged": False, "stop_reason": "",
+                                           **{k: v[m] for k, v in evals.items()}}))
+        if first.layer_norms:
+            for m, norms in enumerate(self._initial_layer_norms()):
+                records[m][0].update(norms)
+        live = np.ones(P, dtype=bool)        # members still training (host)
+        active = xp.ones(P, dtype=np.int32)  # the same, as the kernels see it
+        stable = np.zeros((P, 2), dtype=int)  # epochs in a row: criterion, weights
+        prev_w = self.model.params.copy()
+        steps = np.zeros(P, dtype=int)
+        seen = np.zeros(P, dtype=int)
+        wall = 0.0
+        bounds = [(lo, min(lo + self.batch, self.n_train)) for lo in range(0, self.n_train, self.batch)]
+        for epoch in range(1, first.epochs + 1):
+            orders = np.stack([batch_order.epoch_order(self.n_train, epoch - 1, s, first.order,
+                                                       self.data[s].y_train) for s in self.seed_of_row])
+            self.backend.synchronize()
+            with self.backend.timer() as t:
+                stats = self._epoch(xp.asarray(orders[self.rows_host]), bounds, active)  # one upload
+                self.backend.synchronize()
+            wall += t.seconds / P
+            norm_sum, bad_step, layer_sums = stats
+            evals = self._evaluate()
+            w = self.model.params
+            checks = xp.stack([xp.isfinite(w).all(axis=1).astype(np.float64),
+                               xp.linalg.norm(w - prev_w, axis=1).astype(np.float64),
+                               xp.linalg.norm(w, axis=1).astype(np.float64)])
+            finite_w, dw, norm_w = checks.get() if xp is not np else checks
+            prev_w = w.copy()
+            stop_now = []
+            for m in np.flatnonzero(live):
+                c = self.configs[m]
+                taken = len(bounds) if bad_step[m] < 0 else int(bad_step[m])
+                steps[m] += taken
+                examples = sum(hi - lo for lo, hi in bounds[:taken])
+                seen[m] += examples
+                record = {**ran[m], "epoch": epoch, "step": int(steps[m]), "examples_seen": int(seen[m]),
+                          "wall_time": wall,
+                          "examples_per_sec": examples / (t.seconds / P) if t.seconds > 0 else float("nan"),
+                          "grad_norm": float(norm_sum[m]) / taken if taken else float("nan"),
+                          "diverged": bool(bad_step[m] >= 0), "stop_reason": "",
+                          **{k: v[m] for k, v in evals.items()}}
+                if c.layer_norms:
+                    record.update({f"grad_norm_W{l}": float(layer_sums[m, l - 1]) / max(taken, 1)
+                                   for l in range(1, len(self.sizes))})
+                record = _finite_acc(record)
+                if not record["diverged"] and not (math.isfinite(record["train_loss"]) and finite_w[m]):
+                    record["diverged"] = True
+                records[m].append(record)
+                stop = "diverged" if record["diverged"] else ""
+                if not stop and c.patience > 0:
+                    q0, q1 = records[m][-2]["train_loss"], record["train_loss"]
+                    stable[m, 0] = stable[m, 0] + 1 if abs(q1 - q0) <= c.tol * max(abs(q0), 1e-30) else 0
+                    stable[m, 1] = stable[m, 1] + 1 if dw[m] / max(norm_w[m], 1e-30) <= c.tol else 0
+                    if stable[m, 0] >= c.patience:
+                        stop = "criterion_stable"
+                    elif stable[m, 1] >= c.patience:
+                        stop = "weights_stable"
+                if stop:
+                    record["stop_reason"] = stop
+                    live[m] = False
+                    stop_now.append(m)
+            if stop_now:  # stopped members cost no more optimiser work
+                active[xp.asarray(np.array(stop_now))] = 0
+            if progress is not None:
+                progress(epoch)
+            if not live.any():
+                break
+        for m in np.flatnonzero(live):
+            records[m][-1]["stop_reason"] = "epochs"
+        self._checkpoints()
+        out = [None] * P
+        for m, i in enumerate(self.order):
+            out[i] = records[m]
+        return out
+
+    def _epoch(self, orders, bounds, active):
+        X, y = self.splits["train"]
+        return population_epoch(self.model, self.opt, X, y, self.rows, orders, bounds, active,
+                                self.configs[0].layer_norms)
+
+    def _initial_layer_norms(self) -> list[dict]:
+        """Per member, ||dQ/dW_l|| of Q over its whole training set at the
+        initial weights, in inference mode (as the single run records it)."""
+        xp, model = self.xp, self.model
+        X, y = self.splits["train"]
+        z, cache = model.forward(X[self.rows], train=False)
+        _, grad_z = model._loss(xp, z, y[self.rows])
+        model.backward(cache, grad_z)
+        norms = xp.stack([xp.linalg.norm(model.grad_tensor(f"W{l}").reshape(self.P, -1), axis=1)
+                          for l in range(1, len(self.sizes))], axis=1).astype(np.float64)
+        host = norms.get() if xp is not np else norms
+        return [{f"grad_norm_W{l}": float(host[m, l - 1]) for l in range(1, len(self.sizes))}
+                for m in range(self.P)]
+
+    def _checkpoints(self) -> None:
+        for m, c in enumerate(self.configs):
+            if c.checkpoint:
+                save_checkpoint(_Member(self.model, m), c.checkpoint, c.as_dict(), optimizer=self.opt.member(m))
+
+
+def population_epoch(model: PopulationMLP, opt: PopulationOptimizer, X, y, rows, orders, bounds, active,
+                     layer_norms: bool = False):
+    """One epoch of every member whose ``active`` flag is set, nothing read
+    back until its end: per step, each member's batch (its own order, its own
+    data row), the batched loss and gradients, the device-side step account,
+    one update launch per rule. X (S, N, d), y (S, N): the data rows; rows
+    (P,) device ints: each member's; orders (P, N) device ints: each member's
+    order this epoch; bounds: the steps' [lo, hi) into the orders.
+
+    Returns host arrays: norm_sum (P,), bad_step (P,) (-1: finite
+    throughout) and, with ``layer_norms``, the (P, L) sums of ||dQ/dW_l||.
+    """
+    xp, P, L = model.xp, model.P, model.n_layers
+    account = StepAccount(xp, P, active=active)
+    layer_sums = xp.zeros((P, L), dtype=np.float32) if layer_norms else None
+    member_rows = rows[:, None]
+    opt.begin_epoch(len(bounds))
+    for k, (lo, hi) in enumerate(bounds):
+        idx = orders[:, lo:hi]
+        loss = model.loss_and_grad(X[member_rows, idx], y[member_rows, idx])
+        # Each member's ||g||, without a (P, n) temporary (half the time of norm(axis=1) at P = 108).
+        g = model.grads
+        account.step(k, loss, xp.sqrt(xp.einsum("ij,ij->i", g, g)))
+        if layer_norms:
+            norms = xp.stack([xp.linalg.norm(model.grad_tensor(f"W{l}").reshape(P, -1), axis=1)
+                              for l in range(1, L + 1)], axis=1)
+            layer_sums += norms * account.active[:, None]
+        opt.step(model.grads, active=account.active)
+    parts = [account.norm_sum.astype(np.float64), account.bad_step.astype(np.float64)]
+    if layer_norms:
+        parts.append(layer_sums.T.astype(np.float64))
+    host = xp.concatenate([p.reshape(-1) for p in parts])  # one read
+    host = host.get() if xp is not np else host
+    sums = host[2 * P:].reshape(-1, P).T if layer_norms else None
+    return host[:P], host[P:2 * P].astype(int), sums
+
+
+def _finite_acc(record: dict) -> dict:
+    """The argmax of NaN outputs is no accuracy (as in the single run)."""
+    for split in ("train", "val", "test"):
+        acc = record.get(f"{split}_acc")
+        if acc is not None and not math.isfinite(record[f"{split}_loss"]):
+            record[f"{split}_acc"] = float("nan")
+        elif acc is not None:
+            record[f"{split}_acc"] = float(acc)
+        record[f"{split}_loss"] = float(record[f"{split}_loss"])
+    return record
