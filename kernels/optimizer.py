@@ -10,7 +10,8 @@
 -0.1
 
 ``step`` checks its inputs (same size, float32, contiguous, same device),
-computes the step's scalars on the host in double, and runs the rule's
+computes the step's scalars on the host in double (with the step's lr under
+a learning-rate ``schedule``: :mod:`kernels.schedules`), and runs the rule's
 kernel for the backend that owns the buffers: the generated CUDA kernel for
 CuPy arrays, the chunked in-place NumPy program otherwise -- or, with
 ``backend="numba"``, the generated Numba loop over the same NumPy arrays.
@@ -29,7 +30,8 @@ from .codegen.numpy_kernel import NumpyKernel
 from .flat import FlatBuffer
 from .rule import Rule
 from .rules import get_rule
-from .transforms import masked
+from .schedules import Schedule, as_schedule, check_bound, scheduled
+from .transforms import decay_masked, masked
 
 _KERNELS: dict[tuple[str, str], object] = {}
 _KERNEL_CLASSES = {"numpy": NumpyKernel, "numba": NumbaKernel, "cupy": CupyKernel}
@@ -136,12 +138,24 @@ class Optimizer:
     backend: whose kernels run the update: "numpy" or "numba" for NumPy
         arrays, "cupy" for CuPy arrays (a name or a :class:`kernels.Backend`);
         None: the first of :data:`ARRAY_KERNELS` for the arrays' kind;
+    mask: optionally a 0/1 buffer like params: pruned parameters held at 0
+        (:meth:`set_mask`);
+    schedule: a learning-rate schedule (:mod:`kernels.schedules`: a
+        :class:`Schedule`, bound to the run's total steps where its kind
+        needs them, or a dict such as ``{"kind": "exponential", "gamma":
+        0.999}``); None: constant. Step t's scalars are computed from
+        lr x factor(t), so the decoupled decay (lr x wd) follows it too;
+    decay_mask: optionally a float32 buffer like params, 1.0 where L2 and
+        decoupled decay apply and 0.0 where they do not (biases and PReLU
+        alphas: :func:`kernels.transforms.decay_mask`); the update stays one
+        launch (:func:`kernels.transforms.decay_masked`);
     hyper: the rule's hyper-parameters (see ``kernels.rules``), e.g. lr=0.01.
     state: dict of zero-initialised buffers the size of params.
     t: number of steps taken so far.
     """
 
-    def __init__(self, rule: str | Rule, params, mask=None, backend=None, **hyper: float):
+    def __init__(self, rule: str | Rule, params, mask=None, backend=None, schedule=None, decay_mask=None,
+                 **hyper: float):
         self.rule = rule if isinstance(rule, Rule) else get_rule(rule)
         self.params = params.data if isinstance(params, FlatBuffer) else params
         check_buffer("w", self.params)
@@ -149,6 +163,16 @@ class Optimizer:
         self.arrays = array_kind(self.params)
         #: "numpy", "numba" or "cupy": whose kernels run the update.
         self.backend = _kernel_backend(self.arrays, backend)
+        #: The learning-rate schedule (None: constant).
+        self.schedule: Schedule | None = as_schedule(schedule)
+        check_bound(self.schedule)
+        if self.schedule is not None and "lr" not in self.rule.hyper:
+            raise ValueError(f"rule {self.rule.name!r} has no learning rate 'lr' for a schedule to scale")
+        self.decay_mask = None
+        if decay_mask is not None:
+            decay_mask = decay_mask.data if isinstance(decay_mask, FlatBuffer) else decay_mask
+            check_buffer("decay_mask", decay_mask, self.params.shape[0], self.arrays)
+            self.decay_mask = decay_mask
         self.mask = None
         if mask is not None:
             self.set_mask(mask)
@@ -160,19 +184,26 @@ class Optimizer:
             self.state = {s: cp.zeros_like(self.params) for s in self.rule.state}
         self.t = 0
         if self.mask is None:
-            self.kernel = kernel_for(self.rule, self.backend)
+            self.kernel = kernel_for(self.kernel_rule(), self.backend)
+
+    def kernel_rule(self) -> Rule:
+        """The rule the kernel runs: the optimiser's rule with its decay mask
+        and pruning mask applied (each transform is one cached object)."""
+        rule = self.rule if self.decay_mask is None else decay_masked(self.rule)
+        return rule if self.mask is None else masked(rule)
 
     def set_mask(self, mask) -> None:
         """Keep parameters where ``mask`` is 1 and hold them at exactly 0
         where it is 0, inside every later update (one launch, masked rule).
         The parameters under a 0 are zeroed now. None removes the mask."""
         if mask is None:
-            self.mask, self.kernel = None, kernel_for(self.rule, self.backend)
+            self.mask = None
+            self.kernel = kernel_for(self.kernel_rule(), self.backend)
             return
         mask = mask.data if isinstance(mask, FlatBuffer) else mask
         check_buffer("mask", mask, self.params.shape[0], self.arrays)
         self.mask = mask
-        self.kernel = kernel_for(masked(self.rule), self.backend)
+        self.kernel = kernel_for(self.kernel_rule(), self.backend)
         self.params *= mask
         for s in getattr(self, "state", {}).values():
             s *= mask
@@ -181,6 +212,8 @@ class Optimizer:
         g = grads.data if isinstance(grads, FlatBuffer) else grads
         check_buffer("g", g, self.params.shape[0], self.arrays)
         extra = {} if self.mask is None else {"mask": self.mask}
+        if self.decay_mask is not None:
+            extra["decay_mask"] = self.decay_mask
         return {"w": self.params, "g": g, **extra, **self.state}
 
     def step(self, grads, check_finite: bool = True, active=None) -> None:
@@ -205,18 +238,29 @@ class Optimizer:
         if active is not None:
             check_flag(active, self.arrays)
         self.t += 1
-        self.kernel(buffers, self.rule.step_scalars(self.hyper, self.t), active)
+        self.kernel(buffers, self.rule.step_scalars(self.hyper_at(self.t), self.t), active)
+
+    def hyper_at(self, t: int):
+        """The hyper-parameters of step ``t``: ``hyper`` with lr x the
+        schedule's factor(t) (``hyper`` itself without a schedule)."""
+        return scheduled(self.hyper, self.schedule, t)
 
     def weights(self):
-        """The weights to evaluate (Nesterov keeps the look-ahead point)."""
-        return self.rule.weights(self.params, self.state, self.hyper)
+        """The weights to evaluate (Nesterov keeps the look-ahead point; under
+        a schedule it is mapped back with the lr of the last step taken)."""
+        return self.rule.weights(self.params, self.state, scheduled(self.hyper, self.schedule, max(self.t, 1)))
 
     def state_dict(self) -> dict:
         """The optimiser's state, to save or to restore later: the rule's name,
         its hyper-parameters, the step counter ``t`` and a copy of every state
-        buffer (same array kind as the parameters)."""
-        return {"rule": self.rule.name, "hyper": dict(self.hyper), "t": self.t,
-                "state": {k: v.copy() for k, v in self.state.items()}}
+        buffer (same array kind as the parameters); with a schedule, also
+        ``schedule`` (its description and total steps, for the record: the
+        schedule itself is the constructor's, and ``t`` is where it stands)."""
+        sd = {"rule": self.rule.name, "hyper": dict(self.hyper), "t": self.t,
+              "state": {k: v.copy() for k, v in self.state.items()}}
+        if self.schedule is not None:
+            sd["schedule"] = {**self.schedule.as_dict(), "total": self.schedule.total}
+        return sd
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore what :meth:`state_dict` returned (possibly saved to disk and

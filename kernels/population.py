@@ -21,6 +21,15 @@ hyper-parameters makes of its row from the same gradients on the same backend.
 (A rule's ``scalars`` must therefore apply to arrays: arithmetic and ``**``,
 as every built-in rule's are; ``math`` functions would not.)
 
+Each member may have its own learning-rate schedule (:mod:`kernels.schedules`).
+Step t's factor is computed for each member by the same
+:meth:`~kernels.schedules.Schedule.factor` a single run calls, in Python
+floats (once per distinct schedule), and multiplies the member's lr in
+double (NumPy's float64 multiply rounds as Python's does) before the rule's
+``scalars`` see it: the tables stay bit for bit the single runs'.
+A member may also have a decay mask (``decay_masks``: where its L2 and
+decoupled decay apply, :func:`kernels.transforms.decay_masked`).
+
 The step counter ``t`` is shared. ``step(grads, active)`` takes an optional
 (P,) int32 flag array on the parameters' device (``kernels.steps.StepAccount.active``):
 a member whose flag is 0 is skipped -- its rows are neither read nor written --
@@ -53,7 +62,8 @@ from .codegen.expr import evaluate
 from .optimizer import Optimizer, _kernel_backend, aligned_zeros, check_flag, kernel_for
 from .rule import Rule, RuleError, parse_expression
 from .rules import get_rule
-from .transforms import masked
+from .schedules import Schedule, as_schedule, check_bound
+from .transforms import decay_masked, masked
 
 _POW = np.frompyfunc(operator.pow, 2, 1)
 
@@ -84,18 +94,47 @@ def hyper_values(rule: Rule, hypers: Sequence[Mapping[str, float]]) -> dict[str,
     return {key: np.array([float(h[key]) for h in hypers], dtype=np.float64).view(_Values) for key in rule.hyper}
 
 
-def scalar_table(rule: Rule, values: Mapping[str, np.ndarray], first: int, steps: int) -> np.ndarray:
+def lr_factors(schedules: Sequence[Schedule | None] | None, first: int, steps: int) -> np.ndarray | None:
+    """(steps, P_r) float64: [i, m] is member m's schedule factor at step
+    ``first + i`` (1.0 for a member without a schedule), each the Python
+    float its :meth:`Schedule.factor` returns; None when no member has a
+    schedule. Computed once per distinct schedule."""
+    if schedules is None or all(s is None or s.is_constant for s in schedules):
+        return None
+    out = np.ones((steps, len(schedules)), dtype=np.float64)
+    members: dict[Schedule, list[int]] = {}
+    for m, s in enumerate(schedules):
+        if s is not None and not s.is_constant:
+            members.setdefault(s, []).append(m)
+    for s, rows in members.items():
+        out[:, rows] = np.array([s.factor(first + i) for i in range(steps)], dtype=np.float64)[:, None]
+    return out
+
+
+def _with_lr(values: Mapping[str, np.ndarray], factors: np.ndarray | None) -> Mapping[str, np.ndarray]:
+    """``values`` with each member's lr x its factor (float64, as a single
+    run's Python float product); ``values`` itself when factors is None."""
+    if factors is None:
+        return values
+    return {**values, "lr": np.multiply(values["lr"], factors).view(_Values)}
+
+
+def scalar_table(rule: Rule, values: Mapping[str, np.ndarray], first: int, steps: int,
+                 schedules: Sequence[Schedule | None] | None = None) -> np.ndarray:
     """(steps, P_r, k) float32: [i, m] is member m's scalars for step
     ``first + i`` in ``rule.scalar_names`` order, computed in double from
     ``values`` (:func:`hyper_values`) and rounded once to float32 -- each
-    exactly ``np.float32(rule.step_scalars(member's hyper, t)[name])``."""
+    exactly ``np.float32(rule.step_scalars(member's hyper, t)[name])``, where
+    with ``schedules`` (one per member, None for constant) the member's hyper
+    has lr x factor(t), as a single-run Optimizer with that schedule uses."""
     if first < 1:
         raise RuleError(f"step counter t starts at 1, got {first}")
     names = rule.scalar_names
     members = len(next(iter(values.values())))
+    factors = lr_factors(schedules, first, steps)
     out = np.empty((steps, members, len(names)), dtype=np.float32)
     for i in range(steps):
-        scalars = rule.scalars(values, first + i)
+        scalars = rule.scalars(values if factors is None else _with_lr(values, factors[i]), first + i)
         for j, name in enumerate(names):
             out[i, :, j] = scalars[name]  # broadcasts a value that is the same for all
     return out
@@ -119,13 +158,16 @@ class RuleGroup:
     """The members of one rule: rows [lo, hi) of the population.
 
     values: each hyper-parameter over the members (:func:`hyper_values`);
+    schedules: each member's learning-rate schedule (None: constant), or
+        None when no member has one;
     state: each state buffer of the rule, (hi - lo, n), zero at the start;
     table: the prepared steps' scalars, (steps, hi - lo, k) on the device.
     """
 
-    def __init__(self, rule: Rule, lo: int, hi: int, hypers, state: dict, kernel):
+    def __init__(self, rule: Rule, lo: int, hi: int, hypers, state: dict, kernel, schedules=None):
         self.rule, self.lo, self.hi = rule, lo, hi
         self.values = hyper_values(rule, hypers)
+        self.schedules = None if lr_factors(schedules, 1, 1) is None else tuple(schedules)
         self.state = state
         self.kernel = kernel
         self.table = None
@@ -135,16 +177,24 @@ class RuleGroup:
     def rows(self) -> slice:
         return slice(self.lo, self.hi)
 
-    def lookahead_offset(self, xp):
+    def table_for(self, first: int, steps: int) -> np.ndarray:
+        """The host scalar table of steps first .. first + steps - 1 (:func:`scalar_table`)."""
+        return scalar_table(self.rule, self.values, first, steps, self.schedules)
+
+    def lookahead_offset(self, xp, t: int = 1):
         """w - params of every member, (hi - lo, n), for a rule with a
         look-ahead: its expression with each member's step-1 scalars as
-        (hi - lo, 1) float32 columns (as ``Rule.weights`` takes them)."""
-        if self._offset is None:
+        (hi - lo, 1) float32 columns (as ``Rule.weights`` takes them) -- with
+        a schedule, from the lr of step ``t`` (the last step taken), as a
+        single-run Optimizer's ``weights()``."""
+        key = 1 if self.schedules is None else max(int(t), 1)
+        if self._offset is None or self._offset[0] != key:
             names = self.rule.scalar_names
             expr = parse_expression(self.rule, self.rule.lookahead, set(names) | set(self.state))
-            table = xp.asarray(scalar_table(self.rule, self.values, 1, 1)[0])  # uploaded once
-            self._offset = expr, {s: table[:, j : j + 1] for j, s in enumerate(names)}
-        expr, columns = self._offset
+            values = _with_lr(self.values, None if self.schedules is None else lr_factors(self.schedules, key, 1)[0])
+            table = xp.asarray(scalar_table(self.rule, values, 1, 1)[0])  # uploaded once (per step under a schedule)
+            self._offset = key, expr, {s: table[:, j : j + 1] for j, s in enumerate(names)}
+        _, expr, columns = self._offset
         return evaluate(expr, {**columns, **self.state})
 
 
@@ -163,6 +213,7 @@ class Member:
         self.population, self.index = population, m
         self.rule = group.rule
         self.hyper = dict(population.hypers[m])
+        self.schedule = population.schedules[m]
         self.params = population.params[m]
         self.state = {k: v[m - group.lo] for k, v in group.state.items()}
 
@@ -183,12 +234,31 @@ class PopulationOptimizer:
     masks: optionally (P, n) float32 0/1 on the parameters' device: each
         member's parameters and state are held at exactly 0 where its mask
         is 0 (the masked rules of :func:`kernels.transforms.masked`); the
-        parameters under a 0 are zeroed now.
+        parameters under a 0 are zeroed now;
+    schedules: optionally P learning-rate schedules, one per member (None
+        or a constant one: none; see :class:`kernels.Optimizer`'s
+        ``schedule``); members of one rule may differ in schedule;
+    decay_masks: optionally (P, n) float32 on the parameters' device: row
+        m is 1.0 where member m's L2 and decoupled decay apply and 0.0 where
+        they do not (:func:`kernels.transforms.decay_masked`; a row of ones
+        gives, bit for bit, the unmasked update).
 
     groups: one :class:`RuleGroup` per rule, in row order; t: steps taken.
     """
 
-    def __init__(self, params, rules: Sequence, hypers: Sequence, backend=None, masks=None):
+    # Why decay_masks is a (P, n) array rather than one (n,) row shared by
+    # every member: the generated population kernels address every buffer of
+    # a launch with the parameters' row stride (CUDA: p + member * ld, one
+    # ld for all buffers; Numba: C-contiguous 2-D arrays), so a shared row
+    # would need a stride-0 buffer they cannot take. The full array costs
+    # what one more state buffer costs (4 bytes per parameter per member in
+    # memory, and 4 more bytes read per parameter per step: SGD moves 12,
+    # Adam 28) and, as
+    # for the pruning ``masks``, lets each member have its own: a member
+    # that decays everything has a row of ones, so the members of a rule
+    # stay one group, one launch.
+    def __init__(self, params, rules: Sequence, hypers: Sequence, backend=None, masks=None, schedules=None,
+                 decay_masks=None):
         _check_rows("w", params)
         self.params = params
         members, n = params.shape
@@ -216,6 +286,25 @@ class PopulationOptimizer:
         if masks is not None:
             _check_rows("mask", masks, params.shape, self.arrays)
         self.masks = masks
+        if decay_masks is not None:
+            _check_rows("decay_mask", decay_masks, params.shape, self.arrays)
+        self.decay_masks = decay_masks
+        schedules = [None] * members if schedules is None else list(schedules)
+        if len(schedules) != members:
+            raise ValueError(f"params has {members} members (rows) but {len(schedules)} schedules were given: "
+                             "one per member (None for a constant lr)")
+        resolved_schedules = []
+        for m, schedule in enumerate(schedules):
+            try:
+                resolved_schedules.append(as_schedule(schedule))
+                check_bound(resolved_schedules[-1], f"member {m}")
+            except ValueError as exc:
+                raise type(exc)(f"member {m}: {exc}") from None
+            if resolved_schedules[-1] is not None and "lr" not in self.rules[m].hyper:
+                raise ValueError(f"member {m}: rule {self.rules[m].name!r} has no learning rate 'lr' "
+                                 "for a schedule to scale")
+        #: Each member's learning-rate schedule (None: constant).
+        self.schedules: tuple[Schedule | None, ...] = tuple(resolved_schedules)
         self.groups: tuple[RuleGroup, ...] = tuple(
             self._group(rule, lo, hi) for rule, lo, hi in _contiguous_runs(self.rules))
         if masks is not None:
@@ -230,8 +319,9 @@ class PopulationOptimizer:
             state = {s: aligned_zeros((hi - lo) * n).reshape(hi - lo, n) for s in rule.state}
         else:  # CuPy's allocations are 256-byte aligned already
             state = {s: self.xp.zeros((hi - lo, n), dtype=np.float32) for s in rule.state}
-        kernel = kernel_for(rule if self.masks is None else masked(rule), self.backend)
-        return RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, kernel)
+        kernel_rule = rule if self.decay_masks is None else decay_masked(rule)
+        kernel = kernel_for(kernel_rule if self.masks is None else masked(kernel_rule), self.backend)
+        return RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, kernel, self.schedules[lo:hi])
 
     def group_of(self, m: int) -> RuleGroup:
         """The group that holds member ``m``."""
@@ -248,7 +338,7 @@ class PopulationOptimizer:
         self._prepare(self.t + 1, int(n_steps))
 
     def _prepare(self, first: int, steps: int) -> None:
-        host = [scalar_table(g.rule, g.values, first, steps) for g in self.groups]
+        host = [g.table_for(first, steps) for g in self.groups]
         flat = np.concatenate([h.reshape(-1) for h in host])
         if self.arrays == "cupy":
             flat = self.xp.asarray(flat)  # the one host-to-device copy
@@ -281,6 +371,8 @@ class PopulationOptimizer:
             buffers = {"w": self.params[rows], "g": grads[rows], **group.state}
             if self.masks is not None:
                 buffers["mask"] = self.masks[rows]
+            if self.decay_masks is not None:
+                buffers["decay_mask"] = self.decay_masks[rows]
             group.kernel.population(buffers, group.table[i], active[rows])
 
     def weights(self):
@@ -292,7 +384,7 @@ class PopulationOptimizer:
             return self.params
         w = self.params.copy()
         for group in ahead:
-            self.xp.add(self.params[group.rows], group.lookahead_offset(self.xp), out=w[group.rows])
+            self.xp.add(self.params[group.rows], group.lookahead_offset(self.xp, self.t), out=w[group.rows])
         return w
 
     def member(self, m: int) -> Member:

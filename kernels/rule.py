@@ -11,13 +11,42 @@ A rule is data:
 * ``scalars(hp, t)``: the per-step scalars, computed on the host in double
   precision once per step (bias corrections, 1 - gamma, eta * gamma, ...) and
   passed to the kernel -- never recomputed per element;
-* ``update``: the per-element update as straight-line assignments over the
-  buffers ``w`` (parameters, read and written), ``g`` (gradient, read-only;
-  assigning to ``g`` rebinds a local copy), the state buffers, the scalars and
-  locals. Expressions use ``+ - * /``, unary minus, numbers and ``sqrt``;
+* ``update``: the per-element update, straight-line ``name = expression``
+  lines (below);
 * ``lookahead``: for a rule whose parameter buffer holds a point other than
   the weights (Nesterov keeps u = w - eta gamma v), the offset as an
-  expression: w = params + lookahead.
+  expression: w = params + lookahead;
+* ``reference`` (optional): the rule's step in float64, ``(w, g, state, hp,
+  t) -> (w, state)`` on float64 arrays (``state`` a dict by state name, ``hp``
+  the resolved hyper-parameters, ``t`` the 1-based step), written
+  independently of ``update`` so that validation compares two formulations; a
+  plug-in rule may give one. It is the rule's own maths, as written here: the
+  L2 transforms the registry applies are not in it (whoever uses it applies
+  them). Nothing in this module calls it.
+
+The update language. Each line is ``name = expression``; lines run in order,
+once per element, in float32. A name is
+
+* a **buffer**: ``w`` (parameters, read and written), ``g`` (the gradient,
+  read-only: assigning to ``g`` rebinds a local copy), the ``inputs`` (read
+  only) and the ``state`` (read, and written back after the last line);
+* a **scalar**: a key of ``scalars(hp, t)``, the same for every element of a
+  step; never assigned;
+* a **local**: any other name, assigned before it is read; it lives for one
+  element only (a name read before it is assigned is an error: if it is
+  meant to carry over between steps it must be declared a state).
+
+An expression combines names and numbers with ``+ - * /``, unary minus,
+parentheses and the calls in :data:`FUNCTIONS` -- ``sqrt(x)``, ``abs(x)``,
+``sign(x)``, ``min(a, b)``, ``max(a, b)`` and ``where(cond, a, b)``, whose
+``cond`` is one comparison ``x OP y`` (``< <= > >= == !=``; no chains, no
+and/or). Comparisons appear nowhere else. Semantics, the same on every
+backend bit for bit (NumPy's ufuncs): ``max(a, b)`` = ``(a > b || a != a) ? a
+: b`` and ``min(a, b)`` = ``(a < b || a != a) ? a : b`` (a NaN on either side
+propagates; of equal values, such as -0 and +0, b is returned);
+``sign(x)`` is 1, -1, +0.0 for either zero and NaN for NaN; ``abs`` clears
+the sign bit (``fabs``); a comparison with a NaN is false, so ``where`` then
+picks ``b``.
 
 A rule module holds only its own update. L2 (coupled, added to the gradient)
 and decoupled weight decay are transforms of a rule (:mod:`kernels.transforms`,
@@ -40,8 +69,11 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-#: Functions an update may call, each with one argument.
-FUNCTIONS = ("sqrt",)
+#: Functions an update may call, with the number of arguments each takes.
+FUNCTIONS = {"sqrt": 1, "abs": 1, "sign": 1, "min": 2, "max": 2, "where": 3}
+#: The comparisons where's condition may use.
+COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div)
 
 
 class RuleError(ValueError):
@@ -114,6 +146,9 @@ class Rule:
     inputs: tuple[str, ...] = ()
     #: Allowed values per hyper-parameter, in interval notation (default: any finite value).
     ranges: Mapping[str, str] = field(default_factory=dict)
+    #: The rule's float64 step (w, g, state, hp, t) -> (w, state), if its author
+    #: gives one (see the module docstring); None: there is none.
+    reference: Callable | None = None
     statements: tuple[Statement, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -189,28 +224,51 @@ def dedent(text: str) -> str:
 
 
 def parse_update(rule: Rule) -> list[Statement]:
-    """Parse and check a rule's update text; names must all be known."""
+    """Parse and check a rule's update text; names must all be known.
+
+    Every error names the rule and the update line (1-based within the
+    dedented text) with the line's own text."""
+    text = dedent(rule.update)
+    lines = text.splitlines()
+
+    def error(lineno: int, message: str, node: ast.AST | None = None) -> RuleError:
+        seg = ast.get_source_segment(text, node) if node is not None else None
+        line = " ".join((seg or lines[min(lineno, len(lines)) - 1]).split())
+        return RuleError(f"rule {rule.name!r}: update line {lineno} {line!r}: {message}")
+
     try:
-        module = ast.parse(dedent(rule.update))
+        module = ast.parse(text)
     except SyntaxError as exc:
-        raise RuleError(f"rule {rule.name!r}: update does not parse: {exc}") from None
+        raise error(exc.lineno or 1, f"does not parse: {exc.msg}") from None
     scalars = set(rule.scalars(rule.defaults(), 1))
     known = set(rule.buffers) | scalars
     clash = scalars & set(rule.buffers)
     if clash:
         raise RuleError(f"rule {rule.name!r}: names used as both scalar and buffer: {clash}")
     statements = []
-    for node in module.body:
+    for i, node in enumerate(module.body):
         if not (
             isinstance(node, ast.Assign)
             and len(node.targets) == 1
             and isinstance(node.targets[0], ast.Name)
         ):
-            raise RuleError(f"rule {rule.name!r}: only 'name = expression' lines, got {ast.unparse(node)!r}")
+            raise error(node.lineno, "only 'name = expression' lines are allowed", node)
         target = node.targets[0].id
         if target in scalars:
-            raise RuleError(f"rule {rule.name!r}: cannot assign to scalar {target!r}")
-        check_expr(rule.name, node.value, known)
+            raise error(node.lineno, f"cannot assign to scalar {target!r}", node)
+        if target in FUNCTIONS:
+            raise error(node.lineno, f"cannot assign to {target!r}, the name of a function", node)
+        try:
+            _check(node.value, known)
+        except _Unknown as exc:
+            # Assigned on this line or a later one: a value meant to carry over
+            # between steps, i.e. a state that was not declared.
+            if exc.name in _targets(module.body[i:]):
+                raise error(node.lineno, f"reads {exc.name!r} before assigning it: declare it as a state "
+                                  f'(state=("{exc.name}",)) or assign it first', node) from None
+            raise error(node.lineno, str(exc), node) from None
+        except RuleError as exc:
+            raise error(node.lineno, str(exc), node) from None
         known.add(target)
         statements.append(Statement(target, node.value))
     if not any(s.target == "w" for s in statements):
@@ -225,28 +283,87 @@ def parse_expression(rule: Rule, text: str, known: set[str]) -> ast.expr:
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise RuleError(f"rule {rule.name!r}: expression {text!r} does not parse: {exc}") from None
-    check_expr(rule.name, node, known)
+        raise RuleError(f"rule {rule.name!r}: expression {text!r} does not parse: {exc.msg}") from None
+    try:
+        _check(node, known)
+    except RuleError as exc:
+        raise RuleError(f"rule {rule.name!r}: expression {text.strip()!r}: {exc}") from None
     return node
 
 
 def check_expr(rule: str, node: ast.expr, known: set[str]) -> None:
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name) and not isinstance(getattr(sub, "ctx", None), ast.Store):
-            if sub.id not in known and sub.id not in FUNCTIONS:
-                raise RuleError(f"rule {rule!r}: unknown name {sub.id!r} in update")
-        elif isinstance(sub, ast.Call):
-            if not (isinstance(sub.func, ast.Name) and sub.func.id in FUNCTIONS and len(sub.args) == 1):
-                raise RuleError(f"rule {rule!r}: only {FUNCTIONS} calls with one argument are allowed")
-        elif isinstance(sub, ast.BinOp) and not isinstance(sub.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
-            raise RuleError(f"rule {rule!r}: operator {type(sub.op).__name__} not allowed")
-        elif isinstance(sub, ast.UnaryOp) and not isinstance(sub.op, ast.USub):
-            raise RuleError(f"rule {rule!r}: unary {type(sub.op).__name__} not allowed")
-        elif isinstance(sub, ast.Constant) and not isinstance(sub.value, (int, float)):
-            raise RuleError(f"rule {rule!r}: constant {sub.value!r} not allowed")
-        elif not isinstance(
-            sub,
-            (ast.Name, ast.Call, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load,
-             ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub),
-        ):
-            raise RuleError(f"rule {rule!r}: {type(sub).__name__} not allowed in an update")
+    """Check that ``node`` is an expression of the update language over the
+    names ``known``; a RuleError naming rule ``rule`` otherwise."""
+    try:
+        _check(node, known)
+    except RuleError as exc:
+        raise RuleError(f"rule {rule!r}: {exc}") from None
+
+
+def _targets(nodes) -> set[str]:
+    return {t.id for n in nodes if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+
+
+class _Unknown(RuleError):
+    """A name that is neither known nor assigned yet (parse_update says which)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"unknown name {name!r}")
+        self.name = name
+
+
+def _check(node: ast.AST, known: set[str]) -> None:
+    """The grammar, recursively: comparisons only as where's first argument."""
+    if isinstance(node, ast.Name):
+        if node.id not in known:
+            raise _Unknown(node.id)
+    elif isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise RuleError(f"constant {node.value!r} not allowed (numbers only)")
+    elif isinstance(node, ast.BinOp):
+        if not isinstance(node.op, _OPERATORS):
+            raise RuleError(f"operator {type(node.op).__name__} not allowed (only + - * /)")
+        _check(node.left, known)
+        _check(node.right, known)
+    elif isinstance(node, ast.UnaryOp):
+        if not isinstance(node.op, ast.USub):
+            raise RuleError(f"unary {type(node.op).__name__} not allowed (only unary minus)")
+        _check(node.operand, known)
+    elif isinstance(node, ast.Call):
+        _check_call(node, known)
+    elif isinstance(node, (ast.Compare, ast.BoolOp)):
+        raise RuleError(f"comparison {ast.unparse(node)!r} is allowed only as where's first argument, "
+                        "where(a OP b, x, y)")
+    elif isinstance(node, ast.IfExp):
+        raise RuleError(f"{ast.unparse(node)!r}: write where(cond, a, b) instead of 'a if cond else b'")
+    else:
+        raise RuleError(f"{type(node).__name__} {ast.unparse(node)!r} not allowed in an update")
+
+
+def _check_call(node: ast.Call, known: set[str]) -> None:
+    name = node.func.id if isinstance(node.func, ast.Name) else None
+    if name not in FUNCTIONS:
+        raise RuleError(f"unknown function {ast.unparse(node.func)!r}: only calls of {', '.join(FUNCTIONS)} "
+                        "are allowed")
+    if node.keywords:
+        raise RuleError(f"{name}() takes no keyword arguments")
+    arity = FUNCTIONS[name]
+    if len(node.args) != arity:
+        raise RuleError(f"{name}() takes {arity} argument{'s' if arity > 1 else ''}, got {len(node.args)}")
+    args = list(node.args)
+    if name == "where":
+        cond = args.pop(0)
+        if isinstance(cond, ast.BoolOp):
+            raise RuleError(f"where's condition {ast.unparse(cond)!r} must be one comparison a OP b (no and/or)")
+        if not isinstance(cond, ast.Compare):
+            raise RuleError(f"where's first argument must be a comparison a OP b "
+                            f"({' '.join(COMPARISONS.values())}), got {ast.unparse(cond)!r}")
+        if len(cond.ops) != 1:
+            raise RuleError(f"chained comparison {ast.unparse(cond)!r}: "
+                            "where's condition is one comparison a OP b")
+        if type(cond.ops[0]) not in COMPARISONS:
+            raise RuleError(f"comparison {type(cond.ops[0]).__name__} not allowed "
+                            f"(only {' '.join(COMPARISONS.values())})")
+        args = [cond.left, cond.comparators[0]] + args
+    for a in args:
+        _check(a, known)

@@ -10,7 +10,11 @@ CUDA, Numba) compiles it like any other rule:
 * :func:`decoupled_decay` -- w := w (1 - eta lambda_wd) before the rule's own
   step (the lecture's dropout slide, AdamW's decay);
 * :func:`masked` -- a 0/1 ``mask`` buffer holding pruned weights and their
-  state at exactly 0 (Optimal Brain Damage).
+  state at exactly 0 (Optimal Brain Damage);
+* :func:`decay_masked` -- a 0/1 ``decay_mask`` buffer saying where the L2 and
+  decay of the two transforms above apply (per-group settings on the flat
+  layout, as optax's ``mask`` or PyTorch's parameter groups: no decay on
+  biases and PReLU alphas); :func:`decay_mask` builds it from a layout.
 
 The registry (:mod:`kernels.rules`) gives every rule both L2 forms:
 ``coupled_l2(decoupled_decay(rule))``. A zero coefficient costs nothing on
@@ -21,10 +25,19 @@ kernel) however often it is asked for.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import replace
 from functools import cache
+from typing import Callable, Collection
 
+import numpy as np
+
+from .flat import FlatBuffer, FlatLayout
 from .rule import Rule, RuleError, dedent
+
+#: The prologue lines coupled_l2 and decoupled_decay write (decay_masked finds them).
+_L2_LINE = "g = g + l2 * w"
+_DECAY_LINE = "w = decay * w"
 
 
 def _with(rule: Rule, hyper: dict, symbols: dict, extra_scalars, prologue: str = "", tail: str = "",
@@ -47,7 +60,7 @@ def _with(rule: Rule, hyper: dict, symbols: dict, extra_scalars, prologue: str =
 def coupled_l2(rule: Rule) -> Rule:
     """L' := L' + l2 * w before the rule's update (``l2`` = lambda, default 0)."""
     return _with(rule, {"l2": 0.0}, {"lambda (coupled)": "l2"}, lambda hp: {"l2": hp["l2"]},
-                 prologue="g = g + l2 * w\n")
+                 prologue=_L2_LINE + "\n")
 
 
 @cache
@@ -62,10 +75,14 @@ def decoupled_decay(rule: Rule) -> Rule:
         raise RuleError(f"rule {rule.name!r}: decoupled decay needs a learning rate 'lr'")
     if rule.lookahead is None:
         return _with(rule, {"wd": 0.0}, {"lambda (decoupled)": "wd"},
-                     lambda hp: {"decay": 1.0 - hp["lr"] * hp["wd"]}, prologue="w = decay * w\n")
+                     lambda hp: {"decay": 1.0 - hp["lr"] * hp["wd"]}, prologue=_DECAY_LINE + "\n")
     return _with(rule, {"wd": 0.0}, {"lambda (decoupled)": "wd"},
                  lambda hp: {"decay": 1.0 - hp["lr"] * hp["wd"], "lr_wd": hp["lr"] * hp["wd"]},
-                 prologue=f"w = decay * w - lr_wd * ({rule.lookahead})\n")
+                 prologue=f"{_lookahead_decay_line(rule.lookahead)}\n")
+
+
+def _lookahead_decay_line(lookahead: str) -> str:
+    return f"{_DECAY_LINE} - lr_wd * ({lookahead})"
 
 
 @cache
@@ -82,3 +99,66 @@ def masked(rule: Rule) -> Rule:
     return replace(rule, name=f"{rule.name}_masked", title=f"{rule.title} (masked)",
                    inputs=rule.inputs + ("mask",), update=dedent(rule.update) + tail,
                    bytes_per_param=rule.bytes_per_param + 4)
+
+
+def _normal(line: str) -> str:
+    """A statement in one spelling (spaces and redundant parentheses aside)."""
+    return ast.unparse(ast.parse(line.strip()))
+
+
+@cache
+def decay_masked(rule: Rule) -> Rule:
+    """The rule with its L2 and decoupled decay applied only where a read-only
+    ``decay_mask`` buffer is 1 (0 elsewhere), in the same single launch.
+
+    The prologue lines of :func:`coupled_l2` and :func:`decoupled_decay` are
+    rewritten (the rest of the update is untouched, so this composes with
+    :func:`masked` in either order):
+
+    * coupled: ``g = g + l2 * (decay_mask * w)``;
+    * decoupled: ``w = (decay_mask * decay + (1 - decay_mask)) * w``, and for
+      a rule with a look-ahead point (Nesterov) its look-ahead term is masked
+      too: ``... - lr_wd * (decay_mask * (lookahead))``.
+
+    For a mask of exact 0s and 1s every element gets, bit for bit, either the
+    unmasked rule's result (mask 1: ``1 * x`` and ``x + 0`` are exact) or
+    that of the rule with l2 = wd = 0 (mask 0). A value between 0 and 1 is a
+    partial decay.
+    """
+    if "decay_mask" in rule.inputs:
+        return rule
+    lookahead = None if rule.lookahead is None else _normal(_lookahead_decay_line(rule.lookahead))
+    swaps = {_normal(_L2_LINE): "g = g + l2 * (decay_mask * w)",
+             _normal(_DECAY_LINE): "w = (decay_mask * decay + (1 - decay_mask)) * w"}
+    if lookahead is not None:
+        swaps[lookahead] = (f"w = (decay_mask * decay + (1 - decay_mask)) * w"
+                            f" - lr_wd * (decay_mask * ({rule.lookahead}))")
+    lines, found = [], 0
+    for line in dedent(rule.update).splitlines():
+        key = _normal(line) if line.strip() else ""
+        if key in swaps:
+            line, found = swaps.pop(key), found + 1
+        lines.append(line)
+    if not found:
+        raise RuleError(f"rule {rule.name!r} has no L2 or decoupled decay to mask "
+                        "(apply kernels.transforms.coupled_l2 / decoupled_decay first)")
+    return replace(rule, name=f"{rule.name}_decay_masked", title=f"{rule.title} (decay masked)",
+                   inputs=rule.inputs + ("decay_mask",), update="\n".join(lines) + "\n",
+                   bytes_per_param=rule.bytes_per_param + 4)
+
+
+def decay_mask(layout: FlatLayout, decayed: Collection[str] | Callable[[str], bool], xp=np) -> FlatBuffer:
+    """A float32 buffer of ``layout`` that is 1.0 on the views that decay and
+    0.0 elsewhere (the padding between views included), for
+    :func:`decay_masked`'s ``decay_mask``. ``decayed``: the views' names, or
+    a predicate on a name (an MLP's weight matrices: ``lambda n: n.startswith("W")``)."""
+    wanted = decayed if callable(decayed) else set(decayed).__contains__
+    if not callable(decayed):
+        unknown = sorted(set(decayed) - {s.name for s in layout})
+        if unknown:
+            raise KeyError(f"no tensor {unknown[0]!r} in layout; have {[s.name for s in layout]}")
+    host = np.zeros(layout.size, dtype=np.float32)
+    for slot in layout:
+        if wanted(slot.name):
+            host[slot.offset : slot.offset + slot.size] = 1.0
+    return FlatBuffer(layout, host if xp is np else xp.asarray(host))

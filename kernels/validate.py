@@ -26,7 +26,7 @@ import numpy as np
 from . import dropout, reference
 from .backend import Backend
 from .optimizer import Optimizer
-from .rules import RULES
+from .rules import BUILTIN, PLAIN, RULES
 
 SIZES = (0, 1, 3, 4, 5, 1023, 1024, 1025, (1 << 20) + 3)
 DROPOUT_MODES = dropout.MODES
@@ -38,6 +38,15 @@ TOLERANCE_PER_STEP = 64 * ULP32
 L2_FORMS = {"coupled": {"l2": 0.05}, "decoupled": {"wd": 0.05}}
 
 
+#: What a rule is checked against (:func:`reference_for`).
+REFERENCES = {
+    "independent": "the float64 reference (kernels/reference.py)",
+    "plug-in": "the plug-in's own float64 reference",
+    "own text": "a float64 evaluation of its own update text: this checks the backends "
+                "and their precision, not the maths",
+}
+
+
 @dataclass(frozen=True)
 class Check:
     rule: str
@@ -47,10 +56,35 @@ class Check:
     max_rel_err: float
     tolerance: float
     backend: str
+    #: A key of REFERENCES ("" for dropout).
+    reference: str = ""
 
     @property
     def ok(self) -> bool:
         return bool(self.max_rel_err <= self.tolerance)
+
+
+def reference_for(name: str):
+    """(kind, step) for rule ``name``: step(w, g, state, hp, t) -> (w, state)
+    in float64, and which REFERENCES it is. A built-in has its independent
+    reference; a plug-in the ``reference`` its Rule gives (wrapped in the L2
+    forms the registry added) or, without one, its own text in float64."""
+    if name in BUILTIN:
+        return "independent", lambda w, g, state, hp, t: reference.step(name, w, g, state, hp, t)
+    rule, plain = RULES[name], PLAIN.get(name)
+    if plain is not None and plain.reference is not None and plain.lookahead is None:
+        def step(w, g, state, hp, t):
+            # The registry's transforms: L' + l2 w with the undecayed w, then w (1 - eta wd).
+            w_new, state_new = plain.reference(w * (1.0 - hp["lr"] * hp["wd"]), g + hp["l2"] * w, state, hp, t)
+            return np.asarray(w_new, dtype=np.float64), {k: np.asarray(v, dtype=np.float64)
+                                                         for k, v in state_new.items()}
+        return "plug-in", step
+    from .codegen.expr import run_update
+
+    def own_text(w, g, state, hp, t):
+        out = run_update(rule, {"w": w, "g": g, **state, **rule.step_scalars(hp, t)})
+        return out["w"], {s: out[s] for s in rule.state}
+    return "own text", own_text
 
 
 def rel_err(x, r) -> float:
@@ -64,8 +98,10 @@ def rel_err(x, r) -> float:
 
 def check_rule(name: str, l2_form: str, size: int, backend: Backend,
                steps: int = STEPS, seed: int = 0, hyper: dict | None = None) -> Check:
-    """Run ``steps`` steps of rule ``name`` and compare with the reference."""
+    """Run ``steps`` steps of rule ``name`` and compare with its reference
+    (:func:`reference_for`)."""
     rule = RULES[name]
+    kind, ref_step = reference_for(name)
     rng = np.random.default_rng([seed, size, list(RULES).index(name), list(L2_FORMS).index(l2_form)])
     w0 = rng.standard_normal(size).astype(np.float32)
     params = backend.asarray(w0.copy())  # numpy would alias w0
@@ -75,12 +111,12 @@ def check_rule(name: str, l2_form: str, size: int, backend: Backend,
     for t in range(1, steps + 1):
         g = rng.standard_normal(size).astype(np.float32)
         opt.step(backend.asarray(g))
-        ref_w, ref_state = reference.step(name, ref_w, g, ref_state, opt.hyper, t)
+        ref_w, ref_state = ref_step(ref_w, g.astype(np.float64), ref_state, opt.hyper, t)
     backend.synchronize()
     err = rel_err(backend.to_numpy(opt.params), ref_w)
     for s in rule.state:
         err = max(err, rel_err(backend.to_numpy(opt.state[s]), ref_state[s]))
-    return Check(name, l2_form, size, steps, err, TOLERANCE_PER_STEP * steps, backend.name)
+    return Check(name, l2_form, size, steps, err, TOLERANCE_PER_STEP * steps, backend.name, kind)
 
 
 DROPOUT_P = (0.1, 0.5)

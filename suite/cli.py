@@ -6,6 +6,10 @@
     optbench bench [--backend ...] [--quick] [--out DIR]    rules, dropout, model-shaped updates
                                                       and training vs a copy and PyTorch
     optbench bench --sizes 2^20,2^24 | --models | --training [--batch-sizes ...]   one section
+    optbench rules [NAME]                           every rule with its settings, or one in the lecture's symbols
+
+run, validate, bench and rules take ``--rules FILE.py`` (repeatable): rules of
+your own (a file defining RULE or RULES, see kernels/plugins.py).
 
 Every failure ends with one line, ``optbench: <what went wrong>``, naming the
 file, key or value, and a non-zero exit: 2 for bad input (a study, a value, a
@@ -43,17 +47,56 @@ def _backend_arg(p: argparse.ArgumentParser) -> None:
                    help="array backend (auto: cupy if it can run, else numba, else numpy)")
 
 
+def _rules_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", action="append", default=[], metavar="FILE.py",
+                   help="load rules of your own from a Python file defining RULE or RULES (repeatable)")
+
+
+def _only_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--only", type=rule_names, default=None, metavar="NAME,...",
+                   help=f"only these rules (comma-separated) in {what}")
+
+
+def rule_names(text: str) -> tuple[str, ...]:
+    """'adam,lion' -> ('adam', 'lion'); checked against the registry when the command runs."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one rule")
+    return names
+
+
+def _checked(names):
+    """``names`` (or None), each a registered rule (else an UnknownRuleError listing them)."""
+    from kernels import get_rule
+
+    return None if names is None else tuple(get_rule(n).name for n in names)
+
+
+def cmd_rules(args) -> int:
+    from suite.catalog import describe, listing
+
+    print(describe(args.name) if args.name else listing())
+    return 0
+
+
 def cmd_validate(args) -> int:
-    from kernels.validate import SIZES, STEPS, validate
+    from kernels.validate import REFERENCES, SIZES, STEPS, reference_for, validate
 
     backend = get_backend(args.backend)
+    only = _checked(args.only)
     print(f"optbench validate: backend {backend.name} on {backend.device}; "
           f"{STEPS} steps per check, sizes {', '.join(map(str, SIZES))}")
+    from kernels import RULES
+
+    for name in only or RULES:
+        kind = reference_for(name)[0]
+        if kind != "independent":
+            print(f"{name}: checked against {REFERENCES[kind]}")
     header = f"{'kernel':<17} {'variant':<10} {'size':>8} {'steps':>5} {'max rel err':>12} {'tol':>9}  verdict"
     print(header)
     print("-" * len(header))
     failed = 0
-    for c in validate(backend, steps=STEPS):
+    for c in validate(backend, steps=STEPS, rules=only):
         failed += not c.ok
         print(f"{c.rule:<17} {c.l2_form:<10} {c.size:>8} {c.steps:>5} {c.max_rel_err:>12.2e} "
               f"{c.tolerance:>9.1e}  {'ok' if c.ok else 'FAIL'}", flush=True)
@@ -73,6 +116,10 @@ def cmd_run(args) -> int:
         print(f"report: {run_lecture(out, backend=backend.name)}")
         return 0
     study = load_study(args.study, backend=backend.name)
+    if args.rules:  # Dask workers load these too
+        import dataclasses
+
+        study = dataclasses.replace(study, rule_files=study.rule_files + tuple(Path(r).resolve() for r in args.rules))
     out = Path(args.out) if args.out else LOCAL_RESULTS / study.name
     summary = run_study(study, out, backend.name, workers=args.workers, scheduler=args.scheduler,
                         gpus=args.gpus, quiet=args.quiet, population=not args.no_population,
@@ -132,7 +179,8 @@ def cmd_bench(args) -> int:
         training=args.training, population=args.population,
         members=tuple(args.members) if args.members else None,
         batch_sizes=tuple(args.batch_sizes) if args.batch_sizes else None,
-        repeats=args.repeats, torch=not args.no_torch, naive=args.naive, note=args.note))
+        repeats=args.repeats, torch=not args.no_torch, naive=args.naive, note=args.note,
+        rules=_checked(args.only)))
 
 
 def positive_int(text: str) -> int:
@@ -180,7 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", parents=[common], help="check every kernel against the float64 reference")
     _backend_arg(p)
+    _rules_arg(p)
+    _only_arg(p, "the check (dropout is then left out)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("rules", parents=[common], help="every update rule (built-in and plug-in) with its "
+                                                      "hyper-parameters, defaults, ranges, state and bytes per "
+                                                      "parameter; or one rule in the lecture's symbols")
+    p.add_argument("name", nargs="?", help="one rule to describe")
+    _rules_arg(p)
+    p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("run", parents=[common], help="run a study (default: the default study) and write its report")
     p.add_argument("study", nargs="?", default="default",
@@ -200,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train cell by cell instead of in populations")
     p.add_argument("--no-report", action="store_true", help="don't write the report afterwards")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _rules_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", parents=[common], help="regenerate a study's report from its stored results "
@@ -241,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", action="store_true",
                    help="also time the one-expression-per-line NumPy Adam")
     p.add_argument("--note", default="", help="a remark about the machine, kept in meta.json and report.md")
+    _rules_arg(p)
+    _only_arg(p, "the rule and model-shaped sections")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -250,6 +310,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        if getattr(args, "rules", None):
+            from kernels.plugins import load_files
+
+            load_files(args.rules)  # before anything looks a rule up
         return args.func(args)
     except KeyboardInterrupt:
         print("optbench: interrupted; finished cells are kept, run the same command again to go on",

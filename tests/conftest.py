@@ -43,6 +43,24 @@ def _backend_or_skip(name):
         pytest.skip(str(exc))
 
 
+@pytest.fixture
+def plugin_registry(monkeypatch):
+    """The rule registry as it was before the test: plug-ins the test loads
+    (kernels.plugins) are forgotten afterwards."""
+    import kernels.plugins as plugins
+    import kernels.rules as registry
+
+    saved = {name: dict(getattr(registry, name)) for name in ("RULES", "SOURCES", "PLAIN", "FORMULAS")}
+    monkeypatch.setattr(plugins, "_LOADED", {})
+    monkeypatch.setattr(plugins, "_FINGERPRINTS", {})
+    monkeypatch.setattr(plugins, "_ENTRY_POINTS_LOADED", False)
+    yield registry
+    for name, table in saved.items():
+        live = getattr(registry, name)
+        live.clear()
+        live.update(table)
+
+
 @pytest.fixture(scope="session")
 def host_compiler(tmp_path_factory):
     """The host build of CUDA sources (tests/cuda_host.py), shared by every

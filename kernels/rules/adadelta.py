@@ -18,9 +18,17 @@ Conventions:
 * eps outside the roots, as on the slide. Zeiler (and PyTorch) put it inside,
   sqrt(E + eps); our default eps = 1e-3 = sqrt(1e-6) makes the first steps
   match Zeiler's eps = 1e-6.
+
+PyTorch: none exact: torch.optim.Adadelta puts eps inside both roots and uses
+one rho for both averages.
 """
 
 from ..rule import Rule
+
+#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
+FORMULA = "v := gamma v + (1 - gamma) L'^2;  delta = L' (sqrt(Delta) + eps) / (sqrt(v) + eps);  Delta := alpha Delta + (1 - alpha) delta^2;  w := w - eta delta"
+#: The exact torch.optim equivalent, if any.
+TORCH = 'none exact: torch.optim.Adadelta puts eps inside both roots and uses one rho for both averages'
 
 RULE = Rule(
     name="adadelta",

@@ -15,9 +15,32 @@ into the averages and the first moment averages the gradient. This is the
 canonical algorithm. The corrections 1/(1-gamma^t) and 1/(1-alpha^t) are
 computed on the host in double once per step (``lr_c1`` = eta/(1-gamma^t),
 ``c2`` = 1/(1-alpha^t)).
+
+PyTorch: exactly torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps); with
+wd, torch.optim.AdamW(weight_decay=wd).
 """
 
 from ..rule import Rule
+
+#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
+FORMULA = "mu := gamma mu + (1 - gamma) L';  v := alpha v + (1 - alpha) L'^2;  w := w - eta (mu / (1 - gamma^t)) / (sqrt(v / (1 - alpha^t)) + eps)"
+#: The exact torch.optim equivalent, if any.
+TORCH = 'exactly torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps); with wd, torch.optim.AdamW(weight_decay=wd)'
+
+
+def scalars(hp, t):
+    """Adam's per-step scalars (AMSGrad and AdaBelief use the same): the
+    averages' weights and the bias corrections, in double on the host."""
+    return {
+        "gamma": hp["gamma"],
+        "one_minus_gamma": 1.0 - hp["gamma"],
+        "alpha": hp["alpha"],
+        "one_minus_alpha": 1.0 - hp["alpha"],
+        "lr_c1": hp["lr"] / (1.0 - hp["gamma"] ** t),
+        "c2": 1.0 / (1.0 - hp["alpha"] ** t),
+        "eps": hp["eps"],
+    }
+
 
 RULE = Rule(
     name="adam",
@@ -26,15 +49,7 @@ RULE = Rule(
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},
     state=("mu", "v"),
-    scalars=lambda hp, t: {
-        "gamma": hp["gamma"],
-        "one_minus_gamma": 1.0 - hp["gamma"],
-        "alpha": hp["alpha"],
-        "one_minus_alpha": 1.0 - hp["alpha"],
-        "lr_c1": hp["lr"] / (1.0 - hp["gamma"] ** t),
-        "c2": 1.0 / (1.0 - hp["alpha"] ** t),
-        "eps": hp["eps"],
-    },
+    scalars=scalars,
     update="""
         mu = gamma * mu + one_minus_gamma * g
         v = alpha * v + one_minus_alpha * (g * g)

@@ -4,12 +4,21 @@
     v := \\gamma v + (1 - \\gamma) L' \\qquad  w := w - \\eta v
 
 Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma``. Convention: the lecture's
-EMA form, so the step is eta times an average gradient; the "heavy ball" form
-v := gamma v + L' (PyTorch's SGD momentum) is this one with eta / (1 - gamma).
-With gamma = 0 it is exactly SGD.
+EMA form, so the step is eta times an average gradient (not the "heavy ball"
+sum v := gamma v + L' of PyTorch's SGD, whose steps are 1 / (1 - gamma)
+larger at the same lr). With gamma = 0 it is exactly SGD.
+
+PyTorch: exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma,
+dampening=0): torch's buffer b = g on the first step and b := gamma b + g
+after, and our v = (1 - gamma) b.
 """
 
 from ..rule import Rule
+
+#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
+FORMULA = "v := gamma v + (1 - gamma) L';  w := w - eta v"
+#: The exact torch.optim equivalent, if any.
+TORCH = "exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma, dampening=0): torch's buffer b = g on the first step and b := gamma b + g after, and our v = (1 - gamma) b"
 
 RULE = Rule(
     name="momentum",

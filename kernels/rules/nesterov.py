@@ -25,10 +25,19 @@ the two agree step by step.
 
 Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma``. Coupled L2 adds its
 gradient at the look-ahead point.
+
+PyTorch: exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma,
+dampening=0, nesterov=True), whose parameters are our stored look-ahead point
+u = w - eta gamma v and whose buffer is v / (1 - gamma).
 """
 
 from ..rule import Rule
 
+
+#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
+FORMULA = 'v := gamma v + (1 - gamma) dQ(w - eta gamma v)/dw;  w := w - eta v'
+#: The exact torch.optim equivalent, if any.
+TORCH = 'exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma, dampening=0, nesterov=True), whose parameters are our stored look-ahead point u = w - eta gamma v and whose buffer is v / (1 - gamma)'
 
 RULE = Rule(
     name="nesterov",

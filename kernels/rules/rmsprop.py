@@ -7,9 +7,17 @@
 Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma`` (PyTorch calls it
 alpha), epsilon -> ``eps``.
 Convention: eps outside the root, as on the slide and in PyTorch.
+
+PyTorch: exactly torch.optim.RMSprop(lr=lr, alpha=gamma, eps=eps, momentum=0,
+centered=False).
 """
 
 from ..rule import Rule
+
+#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
+FORMULA = "v := gamma v + (1 - gamma) L'^2;  w := w - eta L' / (sqrt(v) + eps)"
+#: The exact torch.optim equivalent, if any.
+TORCH = 'exactly torch.optim.RMSprop(lr=lr, alpha=gamma, eps=eps, momentum=0, centered=False)'
 
 RULE = Rule(
     name="rmsprop",

@@ -7,18 +7,12 @@ timed together, and each gives one row of the table (:data:`COLUMNS`) with
 its effective bandwidth: bytes per parameter (``rule.bytes_per_param``; a
 copy and dropout 8 per element) times the size over the median time.
 
-PyTorch's hyper-parameters follow ours where the rules coincide; where they
-differ (below) the memory traffic is the same, which is what a bandwidth
-comparison needs:
-
-* momentum -> ``SGD(momentum=gamma, dampening=gamma)``: torch's
-  ``buf = momentum * buf + (1 - dampening) * g`` is then our EMA form
-  ``v = gamma v + (1 - gamma) g`` (torch's first step sets buf = g);
-* nesterov -> ``SGD(momentum=gamma, nesterov=True)``: torch requires
-  dampening = 0, i.e. the heavy-ball form ``buf = gamma buf + g``, step
-  ``g + gamma buf``; the same three buffers read and two written as ours;
-* rmsprop -> ``RMSprop(alpha=gamma)``, adam -> ``Adam(betas=(gamma, alpha))``;
-  adadelta -> ``Adadelta(rho=gamma, eps=eps**2)`` (eps inside the roots).
+PyTorch's optimiser for each rule is its exact equivalent where torch has
+one (the mapping each rule's ``TORCH`` states: e.g. momentum ->
+``SGD(lr * (1 - gamma), momentum=gamma, dampening=0)``); AdaDelta has none
+(torch puts eps inside the roots), so ``Adadelta(rho=gamma, eps=eps**2)``
+stands in with the same memory traffic, which is what a bandwidth
+comparison needs. Lion, AdaBelief and plug-in rules have no torch row.
 """
 
 from __future__ import annotations
@@ -91,12 +85,15 @@ def our_rule_case(env: Env, backend, rule, n: int, w0, g0, note: str = "") -> Ca
 def torch_rule_note(name: str) -> str:
     return {
         "sgd": "SGD(lr)",
-        "momentum": "SGD(momentum=gamma, dampening=gamma): buf = gamma buf + (1-gamma) g",
-        "nesterov": "SGD(momentum=gamma, nesterov=True): torch needs dampening=0 (heavy-ball form); "
-                    "same buffers read and written",
+        "momentum": "SGD(lr (1-gamma), momentum=gamma, dampening=0): the exact equivalent",
+        "nesterov": "SGD(lr (1-gamma), momentum=gamma, nesterov=True): the exact equivalent",
         "rmsprop": "RMSprop(alpha=gamma, eps)",
-        "adadelta": "Adadelta(rho=gamma, eps=eps^2): eps inside the roots",
+        "adadelta": "Adadelta(rho=gamma, eps=eps^2): eps inside the roots (same traffic, not the same rule)",
         "adam": "Adam(betas=(gamma, alpha), eps)",
+        "adagrad": "Adagrad(lr, eps)",
+        "adamax": "Adamax(betas=(gamma, alpha), eps)",
+        "nadam": "NAdam(betas=(gamma, alpha), eps, momentum_decay=psi)",
+        "amsgrad": "Adam(betas=(gamma, alpha), eps, amsgrad=True)",
     }.get(name, "")
 
 
@@ -105,18 +102,24 @@ def torch_optimizer(torch, name: str, params, variant: str):
     hp = RULES[name].defaults()
     kw = {"foreach": True} if variant == "torch-foreach" else {"fused": True}
     optim = torch.optim
+    betas = (hp.get("gamma"), hp.get("alpha"))
     if name == "sgd":
         return optim.SGD(params, lr=hp["lr"], **kw)
-    if name == "momentum":
-        return optim.SGD(params, lr=hp["lr"], momentum=hp["gamma"], dampening=hp["gamma"], **kw)
-    if name == "nesterov":
-        return optim.SGD(params, lr=hp["lr"], momentum=hp["gamma"], nesterov=True, **kw)
+    if name in ("momentum", "nesterov"):
+        return optim.SGD(params, lr=hp["lr"] * (1 - hp["gamma"]), momentum=hp["gamma"], dampening=0,
+                         nesterov=name == "nesterov", **kw)
     if name == "rmsprop":
         return optim.RMSprop(params, lr=hp["lr"], alpha=hp["gamma"], eps=hp["eps"], **kw)
     if name == "adadelta":
         return optim.Adadelta(params, lr=hp["lr"], rho=hp["gamma"], eps=hp["eps"] ** 2, **kw)
-    if name == "adam":
-        return optim.Adam(params, lr=hp["lr"], betas=(hp["gamma"], hp["alpha"]), eps=hp["eps"], **kw)
+    if name in ("adam", "amsgrad"):
+        return optim.Adam(params, lr=hp["lr"], betas=betas, eps=hp["eps"], amsgrad=name == "amsgrad", **kw)
+    if name == "adagrad":
+        return optim.Adagrad(params, lr=hp["lr"], eps=hp["eps"], **kw)
+    if name == "adamax":
+        return optim.Adamax(params, lr=hp["lr"], betas=betas, eps=hp["eps"], **kw)
+    if name == "nadam":
+        return optim.NAdam(params, lr=hp["lr"], betas=betas, eps=hp["eps"], momentum_decay=hp["psi"], **kw)
     raise KeyError(f"no PyTorch optimiser mapped for rule {name!r}")
 
 
@@ -321,7 +324,7 @@ def rule_rows(env: Env, n: int, rules=None, log=print, copies: list | None = Non
     for name in rules or RULES:
         rule = RULES[name]
         builders = [(b.name, partial(our_rule_case, env, b, rule, n, w0, g0)) for b in env.backends]
-        if env.torch is not None:
+        if env.torch is not None and torch_rule_note(name):  # lion, adabelief, plug-ins: no torch row
             builders += [(f"{v} {name}", partial(torch_rule_case, env, v, name, [(n,)],
                                                  len(rule.buffers))) for v in TORCH_VARIANTS]
         out += _group_rows(env, "rule", name, n, rule.bytes_per_param * n, builders, copies, log)
@@ -412,7 +415,7 @@ def model_rows(env: Env, models=None, rules=None, log=print) -> list[dict]:
             rule = RULES[name]
             builders = [(b.name, partial(our_rule_case, env, b, rule, flat, w0, g0, note))
                         for b in env.backends]
-            if env.torch is not None:
+            if env.torch is not None and torch_rule_note(name):
                 builders += [(f"{v} {name} {model}", partial(torch_rule_case, env, v, name,
                                                              [s for _, s in tensors], len(rule.buffers)))
                              for v in TORCH_VARIANTS]

@@ -80,7 +80,8 @@ class BenchOptions:
     training: only those sections; batch_sizes: the training section's;
     repeats: timed samples per case; torch: time PyTorch where installed;
     naive: also time the one-expression-per-line NumPy Adam; note: a remark
-    kept in meta.json and the report.
+    kept in meta.json and the report; rules: only these rules in the rule
+    and model-shaped sections (None: every registered rule).
     """
 
     backend: str = "auto"
@@ -96,6 +97,7 @@ class BenchOptions:
     torch: bool = True
     naive: bool = False
     note: str = ""
+    rules: tuple[str, ...] | None = None
 
 
 def sanitize(name: str) -> str:
@@ -157,7 +159,7 @@ def run(args: BenchOptions, log=print, out_dir: Callable[[dict], Path | None] = 
         log(RULE_HEADER)
         log("-" * len(RULE_HEADER))
         for n in sizes:
-            sr = size_rows(env, n, naive=args.naive, log=log)
+            sr = size_rows(env, n, args.rules, naive=args.naive, log=log)
             _print_rule_rows([r for r in sr if r["section"] != "copy"])
             rows += sr
             checkpoint()
@@ -170,7 +172,7 @@ def run(args: BenchOptions, log=print, out_dir: Callable[[dict], Path | None] = 
         log("\nmodel-shaped: one launch over the flat buffer vs PyTorch over separate tensors")
         log(f"{'model':<8} {'params':>8} {'tensors':>7} {'rule':<9} {'impl':<14} {'us/step':>10} "
             f"{'GB/s':>7} {'vs torch':>8}")
-        for r in model_rows(env, log=log):
+        for r in model_rows(env, rules=args.rules, log=log):
             if r["section"] == "model" and r["rule"] != "copy":
                 log(f"{r['model']:<8} {r['size']:>8} {r['n_tensors']:>7} {r['rule']:<9} {r['impl']:<14} "
                     f"{r['seconds'] * 1e6:>10.1f} {r['gbps']:>7.1f} {_fmt(r['ratio_torch'], '.2f', 8)}")

@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kernels.rules import BUILTIN
+
 CSV_NAME = "throughput.csv"
 META_NAME = "meta.json"
 TORCH_PREFIX = "torch"
-RULE_ORDER = ("sgd", "momentum", "nesterov", "rmsprop", "adadelta", "adam")
+#: The built-in rules in the registry's order (plug-ins follow, by name).
+RULE_ORDER = BUILTIN
 IMPL_ORDER = ("numpy", "numba", "cupy", "torch", "torch-foreach", "torch-fused", "numpy-naive")
 #: Acceptance targets of the throughput issue.
 CPU_TARGET_SIZE = 1 << 24

@@ -31,8 +31,8 @@ from . import store
 from .figures import (CLIP_FACTOR, LOG_DECADES, palette_for, plot_convergence, plot_heatmap,
                       plot_lr_sensitivity)
 from .scoring import (at_best_lr, batch_order, best_lrs, choose_targets, divergence_table,
-                      final_performance, final_runs, group_keys, has_accuracy, load, lr_table,
-                      optimizer_order, other_axes, reach_summary, time_to_target, varied)
+                      final_performance, final_runs, group_keys, has_accuracy, load, lr_table, name_variants,
+                      optimizer_order, other_axes, reach_summary, time_to_target, variant_columns, varied)
 
 REPORT = "report.md"
 FIGURES = "figures"
@@ -82,6 +82,13 @@ def _pooled(df: pd.DataFrame, *faceted: str) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def _names(optimizers: list[str]) -> str:
+    """The optimisers in a sentence; named variants ("adam, cosine") each in backticks."""
+    if any(", " in str(o) for o in optimizers):
+        return ", ".join(f"`{o}`" for o in optimizers)
+    return ", ".join(optimizers)
+
+
 def _header(df: pd.DataFrame, meta: dict, results_dir: Path) -> list[str]:
 
     study = meta.get("study") or ", ".join(sorted(df["study"].astype(str).unique()))
@@ -109,12 +116,20 @@ def _header(df: pd.DataFrame, meta: dict, results_dir: Path) -> list[str]:
         f"- {count}",
         f"- data set(s): {', '.join(sorted(df['dataset'].astype(str).unique())) if 'dataset' in df else '?'}; "
         f"epochs: {int(df['epoch'].max())}",
-        f"- optimisers: {', '.join(optimizer_order(df['optimizer']))}; "
+        f"- optimisers: {_names(optimizer_order(df['optimizer']))}; "
         f"seeds: {df['seed'].nunique()}; batch sizes: {', '.join(batch_order(df['batch_size']))}; "
         f"inits: {', '.join(sorted(df['init'].unique()))}",
     ]
     if pooled:
         lines.append(f"- also varied, and pooled over in everything below: {', '.join(pooled)}")
+    named = variant_columns(df)
+    if named:
+        what = {"schedule": "learning-rate schedule (\"constant\" where a run has none; "
+                            "the formulas are in kernels/schedules.py)",
+                "decay": "decay setting (decay=weights: L2 and weight decay on the weight matrices only, "
+                         "not on biases and PReLU alphas)"}
+        lines.append(f"- each optimiser is named with its {' and its '.join(what[c] for c in named)}; "
+                     "the best lr is chosen per named variant")
     damaged = store.damaged_cells(results_dir)
     if damaged:
         lines.append(f"- **{len(damaged)} damaged cell file(s) left out** (the next `optbench run` retrains them): "
@@ -320,6 +335,7 @@ def write_report(results_dir: Path) -> Path:
     """
     results_dir = Path(results_dir)
     df, meta = load(results_dir)
+    df = name_variants(df)  # "adam, cosine" where the study sets a schedule; unchanged otherwise
     fig_dir = results_dir / FIGURES
     fig_dir.mkdir(parents=True, exist_ok=True)
 

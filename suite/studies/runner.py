@@ -35,6 +35,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kernels import get_backend
+from kernels.plugins import load_files
 
 from ..training.loop import run
 from ..training.population import activation_bytes, member_bytes, population_key, run_population
@@ -66,13 +67,17 @@ CPU_ACTIVATION_BUDGET = 4 << 20
 GPU_BUDGET_SHARE = 0.5
 
 
-def cell_rows(study_name: str, cell: Cell, progress=None) -> list[dict]:
-    """Train one cell; its records as rows with every config field a column."""
+def cell_rows(study_name: str, cell: Cell, progress=None, rule_files=()) -> list[dict]:
+    """Train one cell; its records as rows with every config field a column.
+    rule_files: plug-in rules to load first (a Dask worker starts without them)."""
+    load_files(rule_files)
     return _rows(study_name, cell, run(cell.config, progress=progress))
 
 
-def population_rows(study_name: str, cells: list[Cell], progress=None) -> list[tuple[Cell, list[dict]]]:
+def population_rows(study_name: str, cells: list[Cell], progress=None,
+                    rule_files=()) -> list[tuple[Cell, list[dict]]]:
     """Train ``cells`` (one population) together; each cell's rows."""
+    load_files(rule_files)
     records = run_population([c.config for c in cells], progress=progress)
     return [(cell, _rows(study_name, cell, recs)) for cell, recs in zip(cells, records)]
 
@@ -115,6 +120,8 @@ def _rows(study_name: str, cell: Cell, records: list[dict]) -> list[dict]:
     columns = config.as_dict()
     columns["hidden"] = "-".join(str(h) for h in config.hidden)
     columns["hyper"] = json.dumps(config.hyper, sort_keys=True)
+    if config.schedule is not None:  # its label, e.g. "warmup_cosine(warmup=100)"
+        columns["schedule"] = config.schedule.label
     if isinstance(config.dropout, tuple):
         columns["dropout"] = "-".join(str(p) for p in config.dropout)
     rows = []
@@ -206,15 +213,16 @@ def _on_dask(study: Study, todo: list[Cell], sink: _Sink, client, plan: list[lis
     from dask.distributed import as_completed
 
     if plan is None:
-        futures = {client.submit(cell_rows, study.name, cell, key=f"cell-{cell.key}", pure=False): cell
+        futures = {client.submit(cell_rows, study.name, cell, rule_files=study.rule_files, key=f"cell-{cell.key}",
+                                 pure=False): cell
                    for cell in todo if sink.take(cell)}
     else:
         futures = {}
         for pop in plan:
             members = [c for c in pop if sink.take(c)]
             if members:
-                futures[client.submit(population_rows, study.name, members, pure=False,
-                                      key=f"population-{members[0].key}-{len(members)}")] = members
+                futures[client.submit(population_rows, study.name, members, rule_files=study.rule_files,
+                                      pure=False, key=f"population-{members[0].key}-{len(members)}")] = members
     try:
         for future in as_completed(futures):
             # A failure raises here; the cells finished before it are saved.

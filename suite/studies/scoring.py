@@ -5,6 +5,10 @@ In the AlgoPerf manner the scoring is kept apart from the plotting
 a hand-made frame:
 
 - :func:`load` / :func:`tidy`: the stored table with typed columns;
+- :func:`name_variants`: where a study sets a learning-rate schedule or
+  decays only the weights, the optimiser column names the variant
+  ("adam, warmup_cosine(warmup=100)"), so everything below compares
+  variants as it compares optimisers;
 - :func:`final_runs`: one row per run, its last evaluation, with
   ``final_val_loss`` (+inf for a diverged run, or a NaN/Inf final loss);
 - :func:`lr_table` / :func:`best_lrs`: per optimiser (and batch size, where
@@ -109,6 +113,40 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
         df["diverged"] = df["diverged"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
     return df
 
+
+
+#: Config columns that make a run a variant of its optimiser, and the value a
+#: cell without the column has (its file predates the setting, or the setting
+#: was left at its default, which is not stored).
+VARIANTS = {"schedule": "constant", "decay": "all"}
+
+
+def _variant_values(df: pd.DataFrame, column: str) -> pd.Series:
+    default = VARIANTS[column]
+    values = df[column].astype(object).where(df[column].notna(), default).astype(str)
+    return values.where(values != "", default)
+
+
+def variant_columns(df: pd.DataFrame) -> list[str]:
+    """The :data:`VARIANTS` columns some run of the study sets."""
+    return [c for c, default in VARIANTS.items() if c in df and (_variant_values(df, c) != default).any()]
+
+
+def name_variants(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each run's variant in its optimiser name where the study
+    sets a variant column (:data:`VARIANTS`) anywhere: "adam,
+    warmup_cosine(warmup=100)", "adam, constant" for a run of the same study
+    without a schedule, "adam, decay=weights". Unchanged (the same object)
+    for a study that sets none, so its report is what it always was."""
+    columns = variant_columns(df)
+    if not columns:
+        return df
+    df = df.copy()
+    for column in columns:
+        values = _variant_values(df, column)
+        df["optimizer"] = df["optimizer"].astype(str) + ", " + (values if column == "schedule"
+                                                                 else f"{column}=" + values)
+    return df
 
 
 def varied(df: pd.DataFrame, column: str) -> bool:
@@ -263,17 +301,26 @@ def has_accuracy(df: pd.DataFrame) -> bool:
 
 
 def optimizer_order(names) -> list[str]:
-    """The optimisers in the kernels' order (sgd ... adam), unknown ones after."""
+    """The optimisers in the kernels' order (sgd ... adam), unknown ones after;
+    variants ("adam, cosine": :func:`name_variants`) after their rule's plain
+    name, in alphabetical order."""
     from kernels import RULES
 
-    present = set(names)
-    return [r for r in RULES if r in present] + sorted(present - set(RULES))
+    rules = list(RULES)
+
+    def key(name):
+        rule, _, variant = str(name).partition(", ")
+        known = rule in RULES
+        return (not known, rules.index(rule) if known else 0, rule, variant != "", variant)
+
+    return sorted(set(names), key=key)
 
 
 
 def other_axes(df: pd.DataFrame) -> list[str]:
     """Config fields the study varies besides optimiser, lr, batch size, init
-    and seed: the report pools over them (and says so)."""
+    and seed (and the variant columns, which :func:`name_variants` folds into
+    the optimiser): the report pools over them (and says so)."""
     return [f for f in store.CONFIG_COLUMNS
-            if f not in ("optimizer", "lr", "batch_size", "init", "seed") and varied(df, f)]
+            if f not in ("optimizer", "lr", "batch_size", "init", "seed", *VARIANTS) and varied(df, f)]
 

@@ -1,6 +1,7 @@
 """Studies: a TOML file that expands into cells, one frozen RunConfig each.
 
-A study file has four tables:
+A study file has four tables (and optionally, first, ``rules = ["my.py"]``:
+plug-in rule files, relative to the study file, see kernels.plugins):
 
     [study]          name (defaults to the file's stem) and description
     [fixed]          RunConfig fields shared by every cell
@@ -22,6 +23,11 @@ for example::
     [lr]
     sgd = [0.03, 0.1]
     adam = [0.001, 0.003]
+
+A learning-rate schedule (``kernels.schedules``) is a table, in [fixed]
+(``schedule = {kind = "warmup_cosine", warmup = 100}``) or as a [grid] axis
+(``schedule = [{kind = "constant"}, {kind = "cosine"}]``); ``decay =
+"weights"`` keeps L2 and weight decay off the biases and PReLU alphas.
 
 Every cell has a stable hash (sha256 of its config as canonical JSON; for a
 cell that starts from a checkpoint, the checkpoint's content hash is part of
@@ -49,6 +55,7 @@ from importlib import resources
 from pathlib import Path
 
 from kernels import RULES
+from kernels.plugins import PluginError, fingerprint, load_file
 
 from ..training.config import ConfigError, RunConfig, file_sha256
 
@@ -68,7 +75,10 @@ class Cell:
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.optimizer} lr={'default' if c.lr is None else c.lr} bs={c.batch_size} init={c.init} seed={c.seed}"
+        extra = (f" schedule={c.schedule.label}" if c.schedule is not None else "") + (
+            f" decay={c.decay}" if c.decay != "all" else "")
+        return (f"{c.optimizer} lr={'default' if c.lr is None else c.lr} bs={c.batch_size} init={c.init} "
+                f"seed={c.seed}{extra}")
 
 
 @dataclass(frozen=True)
@@ -78,10 +88,18 @@ class Study:
     path: Path
     cells: tuple[Cell, ...]
     text: str  # the file as read, stored beside the results
+    #: Plug-in rule files (resolved) its cells need; loaded wherever a cell trains.
+    rule_files: tuple[Path, ...] = ()
 
 
 def cell_key(config: RunConfig) -> str:
-    blob = json.dumps(config.as_dict(), sort_keys=True, separators=(",", ":"), default=str)
+    """The config as canonical JSON, hashed; a plug-in rule's content hash is
+    part of it (kernels.plugins.fingerprint), so an edited rule trains anew."""
+    data = config.as_dict()
+    rule_hash = fingerprint(config.optimizer)
+    if rule_hash is not None:
+        data["rule_sha256"] = rule_hash
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -118,6 +136,7 @@ def parse_study(text: str, path: Path, backend: str | None = None) -> Study:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{path}: not valid TOML: {exc}") from None
+    rule_files = _load_rules(path, doc.pop("rules", []))
     for table in doc:
         if table not in TABLES:
             raise StudyError(f"{path}: unknown table [{table}]; allowed: {', '.join(TABLES)}")
@@ -182,7 +201,21 @@ def parse_study(text: str, path: Path, backend: str | None = None) -> Study:
             raise StudyError(
                 f"{path}: checkpoint {target!r} would be written by {count} cells, each overwriting the "
                 "last; give a per-cell template, e.g. checkpoint = \"ckpt/{optimizer}-{lr}-{seed}.npz\"")
-    return Study(name, meta.get("description", ""), path, tuple(cells), text)
+    return Study(name, meta.get("description", ""), path, tuple(cells), text, rule_files)
+
+
+def _load_rules(path: Path, files) -> tuple[Path, ...]:
+    """Load a study's plug-in rule files (relative to the study file) before
+    its optimiser names are checked."""
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise StudyError(f"{path}: rules must be a list of rule files, e.g. rules = [\"signum.py\"], got {files!r}")
+    resolved = tuple((path.parent / f).resolve() for f in files)
+    for file in resolved:
+        try:
+            load_file(file)
+        except PluginError as exc:
+            raise StudyError(f"{path}: rules: {exc}") from None
+    return resolved
 
 
 def check_study(study: Study) -> dict[str, tuple[int, int, int]]:

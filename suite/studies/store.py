@@ -27,8 +27,10 @@ Columns of the table (one row per run and evaluation point):
   by "-"), activation, init, init_from, loss, optimizer, lr (the learning rate
   actually used: the rule's default when the study gives none), hyper (JSON
   of the other hyper-parameters), batch_size (an int, or "full"), epochs, l2,
-  wd, dropout, dropout_mode, standardize, order, seed, backend (the one that
-  ran, never "auto"), tol, patience, checkpoint;
+  wd, schedule (the lr schedule's label, e.g. "warmup_cosine(warmup=100)";
+  only in the files of cells that have one), decay ("weights"; only where
+  decay is not on all parameters), dropout, dropout_mode, standardize, order,
+  seed, backend (the one that ran, never "auto"), tol, patience, checkpoint;
 - device (GPU or CPU name), dtype ("float32"), data_hash (the data set's
   content hash), n_train;
 - epoch, step, examples_seen, wall_time (training seconds so far, evaluation
@@ -65,11 +67,11 @@ METADATA = "metadata.json"
 #: checks the two agree). The report reads results through this schema and
 #: never imports training.
 CONFIG_COLUMNS = ("dataset", "hidden", "activation", "init", "init_from", "loss", "optimizer", "lr",
-                  "hyper", "batch_size", "epochs", "l2", "wd", "dropout", "dropout_mode", "standardize",
-                  "order", "seed", "backend", "tol", "patience", "checkpoint", "layer_norms",
+                  "hyper", "batch_size", "epochs", "l2", "wd", "schedule", "decay", "dropout", "dropout_mode",
+                  "standardize", "order", "seed", "backend", "tol", "patience", "checkpoint", "layer_norms",
                   "init_from_sha256")
 TEXT_COLUMNS = {c: str for c in ("study", "cell", "hidden", "hyper", "stop_reason", "init_from",
-                                 "checkpoint", "data_hash", "device", "backend")}
+                                 "checkpoint", "data_hash", "device", "backend", "schedule", "decay")}
 
 
 class ResultsError(ValueError):

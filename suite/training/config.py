@@ -8,14 +8,24 @@ data set (batch size against the training set, loss against the targets,
 layer sizes against a checkpoint); a study runs both for every cell before
 the first one trains.
 
-The cell key is the hash of :meth:`RunConfig.as_dict`.
+The cell key is the hash of :meth:`RunConfig.as_dict`. A setting added
+after results were stored is left out of it while it has its default
+(``layer_norms``, ``schedule``, ``decay``), so every earlier cell keeps its key.
+
+``schedule``: the learning-rate schedule (:mod:`kernels.schedules`), given as
+a table such as ``{"kind": "warmup_cosine", "warmup": 100}`` and held as a
+:class:`~kernels.schedules.Schedule` (None: constant lr); a run binds it to
+its total steps, epochs x steps per epoch (:func:`run_schedule`).
+``decay``: where L2 and decoupled decay apply: "all" parameters, or only the
+"weights" (the weight matrices W1, W2, ...; not the biases b* and PReLU
+alphas: :func:`decay_mask_for`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +33,8 @@ import numpy as np
 from kernels import RuleError, get_rule
 from kernels.backend import BACKENDS
 from kernels.dropout import MODES as DROPOUT_MODES
+from kernels.schedules import Schedule, ScheduleError, as_schedule
+from kernels.transforms import decay_mask
 
 from ..data.batches import ORDERS
 from ..data.datasets import DATASETS
@@ -33,6 +45,10 @@ from ..nn.losses import LOSSES, get_loss
 
 class ConfigError(ValueError):
     """A run's settings are invalid; the message names the field and the value."""
+
+
+#: Where L2 and decoupled decay apply: every parameter, or the weight matrices only.
+DECAY = ("all", "weights")
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,8 @@ class RunConfig:
     epochs: int = 20
     l2: float = 0.0                  # coupled L2 (added to the gradient)
     wd: float = 0.0                  # decoupled weight decay
+    schedule: Schedule | dict | None = None  # lr schedule, e.g. {"kind": "cosine"}; None: constant
+    decay: str = "all"               # where l2 and wd apply: "all", or "weights" (W*, not biases/alphas)
     dropout: float | tuple = 0.0     # p per hidden layer (one value for all)
     dropout_mode: str = "inverted"
     standardize: bool = True
@@ -67,6 +85,11 @@ class RunConfig:
     init_from_sha256: str | None = None
 
     def __post_init__(self):
+        try:  # held as a Schedule (unbound: a run binds it), None when constant
+            schedule = as_schedule(self.schedule)
+        except ScheduleError as exc:
+            raise ConfigError(str(exc)) from None
+        object.__setattr__(self, "schedule", None if schedule is None else replace(schedule, total=None))
         _validate(self)
 
     def as_dict(self) -> dict:
@@ -79,6 +102,13 @@ class RunConfig:
             del d["layer_norms"]
         if self.init_from_sha256 is None:
             del d["init_from_sha256"]
+        # So are a constant lr and decay everywhere, the settings before these existed.
+        if self.schedule is None:
+            del d["schedule"]
+        else:
+            d["schedule"] = self.schedule.as_dict()
+        if self.decay == "all":
+            del d["decay"]
         return d
 
     @classmethod
@@ -112,6 +142,7 @@ def _validate(c: RunConfig) -> None:
     _one_of("dropout_mode", c.dropout_mode, DROPOUT_MODES)
     _one_of("order", c.order, ORDERS)
     _one_of("backend", c.backend, BACKENDS)
+    _one_of("decay", c.decay, DECAY)
     if not isinstance(c.hidden, (tuple, list)) or not all(_is_int(h) and h >= 1 for h in c.hidden):
         raise _fail("hidden", "a list of positive integers (layer widths)", c.hidden)
     if not (c.batch_size == "full" or (_is_int(c.batch_size) and c.batch_size >= 1)):
@@ -148,6 +179,36 @@ def _validate(c: RunConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def steps_per_epoch(batch: int, n_train: int) -> int:
+    """Optimiser steps in one epoch: one per mini-batch, the last one short."""
+    return -(-n_train // batch)
+
+
+def run_schedule(config: RunConfig, batch: int, n_train: int) -> Schedule | None:
+    """The config's schedule bound to its run: total steps = epochs x steps
+    per epoch (a run that stops early stops on the way); None: constant."""
+    if config.schedule is None:
+        return None
+    try:
+        return config.schedule.bind(config.epochs * steps_per_epoch(batch, n_train))
+    except ScheduleError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def decays(config: RunConfig, name: str) -> bool:
+    """Whether the config's L2 and decoupled decay apply to the flat buffer's
+    view ``name`` (W1, b1, alpha1, ...)."""
+    return config.decay == "all" or name.startswith("W")
+
+
+def decay_mask_for(config: RunConfig, layout, xp=np):
+    """The decay mask of the config's network (a FlatBuffer on ``xp``), or
+    None when decay applies everywhere (no mask: the unmasked kernel)."""
+    if config.decay == "all":
+        return None
+    return decay_mask(layout, lambda name: decays(config, name), xp)
+
+
 def file_sha256(path) -> str:
     """sha256 of a file's bytes (a checkpoint's identity)."""
     h = hashlib.sha256()
@@ -162,7 +223,7 @@ def check(config: RunConfig, ds) -> tuple[int, str]:
 
     The batch fits the training set; the loss fits the targets; a checkpoint
     to start from exists, is what the study was loaded with, and has this
-    network's layer sizes.
+    network's layer sizes; the schedule fits the run's total steps.
     """
     if config.batch_size == "full":
         batch = ds.n_train
@@ -180,6 +241,7 @@ def check(config: RunConfig, ds) -> tuple[int, str]:
     if config.init == "checkpoint":
         sizes = [ds.n_features, *config.hidden, ds.n_outputs]
         _check_checkpoint(config, sizes)
+    run_schedule(config, batch, ds.n_train)  # a warm-up as long as the run is refused here
     return batch, loss
 
 

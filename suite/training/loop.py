@@ -29,6 +29,13 @@ dropout stream and every other column are the same as with it off). Section
 
 Nesterov keeps the look-ahead point in its buffer (see kernels.rules.nesterov);
 it is evaluated at its true weights w = u + eta gamma v.
+
+A config's ``schedule`` is bound to the run's total steps (epochs x steps per
+epoch) and handed to the Optimizer, which scales each step's lr on the host;
+``decay = "weights"`` hands it the decay mask of the network's layout (L2
+and decoupled decay on W1, W2, ... only), still one launch per step.
+``lr_used`` is the base lr, the schedule's factor 1.
+
 Same config and seed on the NumPy backend give identical records, bit for bit
 (the timing columns apart).
 """
@@ -49,7 +56,7 @@ from ..data import datasets
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.inits import init_layers
 from ..nn.mlp import MLP
-from .config import RunConfig, check
+from .config import RunConfig, check, decay_mask_for, run_schedule
 
 TIMING_COLUMNS = ("wall_time", "examples_per_sec")
 
@@ -141,7 +148,8 @@ def build(config: RunConfig):
     if config.lr is not None:
         hyper["lr"] = config.lr
     opt = Optimizer(config.optimizer, model.params, backend=backend.name, l2=config.l2,
-                    wd=config.wd, **hyper)
+                    wd=config.wd, schedule=run_schedule(config, batch, ds.n_train),
+                    decay_mask=decay_mask_for(config, model.layout, backend.xp), **hyper)
     return ds, model, opt, backend, batch
 
 

@@ -11,9 +11,11 @@ members in one launch (:class:`kernels.PopulationOptimizer`).
 Members share what gives the arrays one shape and the loop one schedule
 (:data:`SHARED`: data set, layer widths, activation, loss, batch size,
 epochs, dropout, standardisation, order, backend, stopping rule) and may
-differ in everything else: optimiser and hyper-parameters, initialisation,
-seed (a member's seed sets its init, its split, its batch order and its
-dropout stream, exactly as in a single run).
+differ in everything else: optimiser and hyper-parameters, learning-rate
+schedule, where decay applies (``decay``), initialisation, seed (a member's
+seed sets its init, its split, its batch order and its dropout stream,
+exactly as in a single run). Members share epochs and batch size, so each
+member's schedule is bound to the same total steps as its single run's.
 
 :func:`run_population` returns each member's records in the single run's
 format (:func:`suite.training.loop.run`), so a study's rows have one schema
@@ -42,7 +44,7 @@ from ..nn.activations import PRELU_DEFAULT_ALPHA
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.inits import init_layers
 from ..nn.population import PopulationMLP
-from .config import RunConfig, check
+from .config import RunConfig, check, decay_mask_for, run_schedule
 
 #: What members of one population must share.
 SHARED = ("dataset", "hidden", "activation", "loss", "batch_size", "epochs", "dropout", "dropout_mode",
@@ -130,7 +132,20 @@ class _Population:
                 hp["lr"] = c.lr
             hypers.append(hp)
         self.opt = PopulationOptimizer(self.model.params, [c.optimizer for c in self.configs], hypers,
-                                       backend=self.backend.name)
+                                       backend=self.backend.name,
+                                       schedules=[run_schedule(c, self.batch, self.n_train) for c in self.configs],
+                                       decay_masks=self._decay_masks())
+
+    def _decay_masks(self):
+        """(P, n) decay masks when a member decays only its weights (members
+        that decay everything get a row of ones: the same update, bit for
+        bit, in the same launch); None when every member decays everything."""
+        if all(c.decay == "all" for c in self.configs):
+            return None
+        ones = np.ones(self.model.layout.size, dtype=np.float32)
+        host = np.stack([ones if (mask := decay_mask_for(c, self.model.layout)) is None else mask.data
+                         for c in self.configs])
+        return self.xp.asarray(host)  # one upload
 
     def _initialise(self) -> None:
         """Every member's initial weights, made on the host as its single run

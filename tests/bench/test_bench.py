@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels import RULES
+from kernels import RULES, Optimizer
 from suite.bench import cases as bench_cases
 from suite.bench import command as bench
 from suite.bench import timing as bench_timing
@@ -118,30 +118,37 @@ def test_kernel_backends_side_by_side():
 
 # --- PyTorch mapping ------------------------------------------------------------------------
 
-def test_every_rule_maps_to_a_torch_optimiser():
+def test_every_rule_torch_has_maps_to_a_torch_optimiser():
     torch = pytest.importorskip("torch")
-    for name in RULES:
+    from kernels.rules import BUILTIN
+
+    mapped = [name for name in BUILTIN if bench_cases.torch_rule_note(name)]
+    assert set(BUILTIN) - set(mapped) == {"lion", "adabelief"}  # not in torch.optim
+    for name in mapped:
         p = torch.nn.Parameter(torch.ones(8))
         p.grad = torch.ones(8)
         opt = bench_cases.torch_optimizer(torch, name, [p], "torch-foreach")
         opt.step()
         assert not torch.equal(p.detach(), torch.ones(8)), name
+    with pytest.raises(KeyError, match="lion"):
+        bench_cases.torch_optimizer(torch, "lion", [p], "torch-foreach")
 
 
-def test_torch_momentum_with_dampening_gamma_is_our_ema():
-    """SGD(momentum=g, dampening=g): buf = g buf + (1 - g) grad, our v (after
-    torch's first step, which sets buf = grad)."""
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam", "amsgrad"])
+def test_the_benchs_torch_optimiser_is_our_rule(name):
+    """The bench times torch's exact equivalent (e.g. momentum: SGD with
+    lr (1 - gamma), dampening 0): the same parameters after a few steps."""
     torch = pytest.importorskip("torch")
-    gamma = RULES["momentum"].defaults()["gamma"]
-    p = torch.nn.Parameter(torch.zeros(4))
-    opt = bench_cases.torch_optimizer(torch, "momentum", [p], "torch-foreach")
-    grads = [torch.full((4,), float(v)) for v in (1.0, 3.0, -2.0)]
-    v = None
-    for g in grads:
-        p.grad = g.clone()
+    w0 = np.linspace(-1, 1, 16, dtype=np.float32)
+    p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    opt = bench_cases.torch_optimizer(torch, name, [p], "torch-foreach")
+    ours = Optimizer(name, w0.copy(), backend="numpy")
+    for k in range(5):
+        g = np.cos(np.arange(16, dtype=np.float32) * (k + 1)).astype(np.float32)
+        p.grad = torch.from_numpy(g.copy())
         opt.step()
-        v = g.clone() if v is None else gamma * v + (1 - gamma) * g
-    torch.testing.assert_close(opt.state[p]["momentum_buffer"], v)
+        ours.step(g)
+    np.testing.assert_allclose(p.detach().numpy(), ours.params, rtol=1e-5, atol=1e-6)
 
 
 # --- sections at toy sizes ------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from kernels import BackendUnavailable, Optimizer, get_backend
-from kernels.codegen.numba_kernel import NumbaKernel, numba_source
+from kernels.codegen.numba_kernel import NumbaKernel, numba_source, namespace as numba_namespace
 from kernels.codegen.numpy_kernel import NumpyKernel
 from kernels.transforms import masked
 from kernels.rules import RULES
@@ -61,7 +61,7 @@ def test_source_is_one_loop_over_the_rule_text():
 def test_generated_source_as_plain_python_equals_the_numpy_path(name):
     """Without Numba: exec the generated loop with range and float32 scalars."""
     rule = RULES[name]
-    namespace = {"_range": range, "_sqrt": np.sqrt, "_f32": np.float32}
+    namespace = numba_namespace(parallel=False, jit=False)
     exec(numba_source(rule, parallel=False), namespace)
     fn = namespace[f"{name}_numba_serial"]
 
@@ -132,7 +132,7 @@ def test_numba_missing_is_a_clear_error(monkeypatch):
 def test_kernels_import_without_numba():
     code = ("import sys; sys.modules['numba'] = None\n"
             "import kernels, numpy as np\n"
-            "from kernels.codegen.numba_kernel import NumbaKernel, numba_source\n"
+            "from kernels.codegen.numba_kernel import NumbaKernel, numba_source, namespace as numba_namespace\n"
             "o = kernels.Optimizer('adam', np.zeros(4, np.float32)); o.step(np.ones(4, np.float32))\n"
             "print(numba_source(kernels.RULES['sgd'])[:10])")
     root = str(Path(__file__).resolve().parents[1])

@@ -142,14 +142,14 @@ def test_inactive_members_are_untouched_and_resume(backend, name):
 @pytest.mark.parametrize("active", [[1, 0, 1, 0, 1], [0, 1, 1, 0, 0]], ids=["scattered", "range"])
 @pytest.mark.parametrize("name", RULES)
 def test_an_inactive_member_costs_no_work_on_numpy(name, active):
-    """Inactive rows hold w = g = +Inf, which makes every rule compute
-    Inf - Inf or Inf / Inf: under np.errstate(invalid="raise") any work on them
-    would raise. They are neither read nor written."""
+    """Inactive rows hold w = -Inf and g = +Inf, so coupled L2's first line
+    g + l2 w is Inf - Inf in every rule: under np.errstate(invalid="raise")
+    any work on them would raise. They are neither read nor written."""
     rng = np.random.default_rng(2)
     w = rng.standard_normal((5, 300)).astype(np.float32)
     g = rng.standard_normal((5, 300)).astype(np.float32)
     off = np.array(active) == 0
-    w[off] = g[off] = np.inf
+    w[off], g[off] = -np.inf, np.inf
     pop = PopulationOptimizer(w, [name] * 5, [{"wd": 0.01, "l2": 0.01}] * 5)
     before = w.copy()
     with np.errstate(invalid="raise"):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from kernels import RULES, Optimizer, RuleError, UnknownRuleError, get_rule, reference
+from kernels.rules import BUILTIN
 from kernels.codegen.numpy_kernel import CHUNK, NumpyKernel
 from kernels.validate import TOLERANCE_PER_STEP, rel_err
 
@@ -32,6 +33,12 @@ TABLE = [
     Row("rmsprop", {"lr": 0.01, "gamma": 0.95, "eps": 1e-6}),
     Row("adadelta", {"lr": 0.5, "gamma": 0.9, "alpha": 0.8, "eps": 1e-4}),
     Row("adam", {"lr": 0.01, "gamma": 0.8, "alpha": 0.99, "eps": 1e-6}),
+    Row("adagrad", {"lr": 0.05, "eps": 1e-6}),
+    Row("adamax", {"lr": 0.01, "gamma": 0.8, "alpha": 0.99, "eps": 1e-6}),
+    Row("nadam", {"lr": 0.01, "gamma": 0.8, "alpha": 0.99, "eps": 1e-6, "psi": 0.01}),
+    Row("amsgrad", {"lr": 0.01, "gamma": 0.8, "alpha": 0.99, "eps": 1e-6}),
+    Row("lion", {"lr": 0.01, "gamma": 0.8, "alpha": 0.95}),
+    Row("adabelief", {"lr": 0.01, "gamma": 0.8, "alpha": 0.99, "eps": 1e-6}),
 ]
 ROWS = pytest.mark.parametrize("row", TABLE, ids=[r.name for r in TABLE])
 L2_FORMS = {"none": {}, "coupled": {"l2": 0.1}, "decoupled": {"wd": 0.1}, "both": {"l2": 0.05, "wd": 0.05}}
@@ -54,7 +61,8 @@ def run_both(backend, row, n, steps, extra=None, seed=0):
 
 
 def test_table_covers_registry():
-    assert sorted(r.name for r in TABLE) == sorted(RULES)
+    assert sorted(r.name for r in TABLE) == sorted(BUILTIN)
+    assert set(BUILTIN) <= set(RULES)
 
 
 @ROWS

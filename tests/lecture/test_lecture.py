@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from kernels import RULES
+from kernels.rules import LECTURE
 from suite.lecture import experiments, measures, running, sections, stored
 from suite.lecture import report as lecture_report
 from suite.nn.inits import INITS, init_layers
@@ -53,7 +53,7 @@ def test_the_studies_vary_what_their_sections_test():
     assert axes["lecture-init"]["init"] == set(INITS)
     assert axes["lecture-dropout"]["dropout_mode"] == {"classic", "inverted"}
     assert len(axes["lecture-l2"]["l2"]) >= 2 and 0.0 in axes["lecture-l2"]["l2"]
-    assert axes["lecture-optimizers"]["optimizer"] == set(RULES)
+    assert axes["lecture-optimizers"]["optimizer"] == set(LECTURE)
 
 
 # --- section 12: optimisers on 2-D test functions ------------------------------------ #
@@ -65,7 +65,7 @@ QUADRATIC_LR = {"sgd": 0.03, "momentum": 0.1, "nesterov": 0.1, "rmsprop": 0.03, 
 F_BOUND = 1e-2
 
 
-@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("name", LECTURE)
 def test_each_optimiser_converges_on_the_quadratic_and_records_its_path(name):
     fn = experiments.TEST_FUNCTIONS["quadratic"]
     path = experiments.optimizer_path(name, "quadratic", QUADRATIC_LR[name], steps=200)
@@ -98,7 +98,7 @@ def test_a_diverging_path_is_cut_and_loses_the_tuning():
 
 def test_trajectory_table_has_every_optimiser_on_both_functions():
     table = experiments.trajectory_table(lrs=(0.01, 0.1), steps={"quadratic": 10, "rosenbrock": 10})
-    assert set(table["optimizer"]) == set(RULES)
+    assert set(table["optimizer"]) == set(LECTURE)
     assert set(table["function"]) == {"quadratic", "rosenbrock"}
     assert table.groupby(["function", "optimizer"])["step"].max().max() == 10
 

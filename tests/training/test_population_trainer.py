@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from suite.training.config import RunConfig
-from suite.training.loop import run, without_timing
+from records import assert_records_close  # noqa: E402 (tests/ is on sys.path)
+from suite.training.loop import run
 from suite.training.population import population_key, run_population
 
 BASE = dict(dataset="digits", hidden=(24, 16), epochs=3, batch_size=64)
@@ -34,19 +35,6 @@ def _configs(backend, **shared):
     return [RunConfig(**{**BASE, **shared, **m}, backend=backend) for m in MEMBERS]
 
 
-def _close(a, b, rtol=1e-4):
-    """Records equal, floats within rtol (the report's precision needs far less)."""
-    a, b = without_timing(a), without_timing(b)
-    assert len(a) == len(b)
-    for ra, rb in zip(a, b):
-        assert ra.keys() == rb.keys()
-        for k in ra:
-            va, vb = ra[k], rb[k]
-            if isinstance(va, float) and not (np.isnan(va) and np.isnan(vb)):
-                assert vb == pytest.approx(va, rel=rtol, abs=1e-6 if rtol else 0), (k, ra["epoch"])
-            elif not (isinstance(va, float) and np.isnan(va)):
-                assert va == vb, k
-
 
 @pytest.mark.parametrize("shared", [{}, {"dropout": 0.3}, {"dropout": 0.2, "dropout_mode": "classic"},
                                     {"activation": "prelu", "layer_norms": True},
@@ -54,14 +42,14 @@ def _close(a, b, rtol=1e-4):
 def test_every_member_equals_its_single_run(backend, shared):
     pop = run_population(_configs(backend.name, **shared))
     for config, records in zip(_configs(backend.name, **shared), pop):
-        _close(run(config), records)
+        assert_records_close(run(config), records)
 
 
 def test_a_regression_population_equals_its_single_runs():
     configs = [RunConfig(dataset="regression", hidden=(16,), epochs=3, batch_size=32, optimizer=o, seed=s,
                          backend="numpy") for o, s in (("sgd", 0), ("adam", 1), ("rmsprop", 2))]
     for config, records in zip(configs, run_population(configs)):
-        _close(run(config), records)
+        assert_records_close(run(config), records)
 
 
 def test_a_diverging_member_leaves_its_neighbours_unchanged(backend):
@@ -73,9 +61,9 @@ def test_a_diverging_member_leaves_its_neighbours_unchanged(backend):
     with_bad = run_population(good[:3] + [bad] + good[3:])
     without = run_population(good)
     assert with_bad[3][-1]["diverged"] and with_bad[3][-1]["stop_reason"] == "diverged"
-    _close(run(bad), with_bad[3])
+    assert_records_close(run(bad), with_bad[3])
     for a, b in zip(with_bad[:3] + with_bad[4:], without):
-        _close(a, b, rtol=0)  # bit for bit (NaN equal to NaN)
+        assert_records_close(a, b, rtol=0)  # bit for bit (NaN equal to NaN)
 
 
 def test_members_stop_on_their_own_criteria():
@@ -86,7 +74,7 @@ def test_members_stop_on_their_own_criteria():
     for config, records in zip(configs, pop):
         single = run(config)
         assert len(records) == len(single) and records[-1]["stop_reason"] == single[-1]["stop_reason"]
-        _close(single, records)
+        assert_records_close(single, records)
     assert len({len(r) for r in pop}) > 1  # they did stop at different epochs
 
 

@@ -19,7 +19,8 @@ N_TRAIN = load("digits").n_train
 
 SMALL = dict(dataset="digits", hidden=(24,), epochs=2, batch_size=128)
 #: Learning rates that make every rule move in two epochs.
-LR = {"sgd": 0.3, "momentum": 0.3, "nesterov": 0.3, "rmsprop": 3e-3, "adadelta": 1.0, "adam": 3e-3}
+LR = {"sgd": 0.3, "momentum": 0.3, "nesterov": 0.3, "rmsprop": 3e-3, "adadelta": 1.0, "adam": 3e-3,
+      "adagrad": 0.03, "adamax": 3e-3, "nadam": 3e-3, "amsgrad": 3e-3, "lion": 3e-4, "adabelief": 3e-3}
 
 
 @pytest.mark.parametrize("optimizer", RULES)
