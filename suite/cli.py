@@ -115,6 +115,10 @@ def cmd_run(args) -> int:
         out = Path(args.out) if args.out else LOCAL_RESULTS / "lecture"
         print(f"report: {run_lecture(out, backend=backend.name)}")
         return 0
+    from suite.protocol.spec import is_protocol
+
+    if is_protocol(args.study):  # tune, bracket, confirm (the default is one)
+        return _run_protocol(args, backend)
     study = load_study(args.study, backend=backend.name)
     if args.rules:  # Dask workers load these too
         import dataclasses
@@ -135,6 +139,29 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _run_protocol(args, backend) -> int:
+    import dataclasses
+
+    from suite.protocol.report import write_protocol_report
+    from suite.protocol.runner import run_protocol
+    from suite.protocol.spec import load_protocol
+
+    protocol = load_protocol(args.study, backend=backend.name)
+    if args.rules:  # Dask workers load these too
+        protocol = dataclasses.replace(protocol, rule_files=protocol.rule_files
+                                       + tuple(Path(r).resolve() for r in args.rules))
+    out = Path(args.out) if args.out else LOCAL_RESULTS / protocol.name
+    summary = run_protocol(protocol, out, workers=args.workers, scheduler=args.scheduler, gpus=args.gpus,
+                           quiet=args.quiet, population=not args.no_population,
+                           population_size=args.population_size)
+    edges = f"; {len(summary.edges)} still on a grid edge (see the report)" if summary.edges else ""
+    print(f"{summary.cells} cells ({summary.ran} run now), {summary.rounds} bracketing round(s){edges}; "
+          f"results in {out}")
+    if not args.no_report:
+        print(f"report: {write_protocol_report(out)}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from suite.bench.report import write_throughput_report
     from suite.bench.scoring import CSV_NAME
@@ -142,6 +169,13 @@ def cmd_report(args) -> int:
     results = Path(args.results)
     if (results / CSV_NAME).is_file():  # a throughput directory (optbench bench)
         print(f"report: {write_throughput_report(results)}")
+        return 0
+    from suite.protocol.runner import PROTOCOL_FILE
+
+    if (results / PROTOCOL_FILE).is_file():  # a protocol's results (the default)
+        from suite.protocol.report import write_protocol_report
+
+        print(f"report: {write_protocol_report(results)}")
         return 0
     from suite.lecture.report import write_lecture_report
     from suite.lecture.stored import TIMING

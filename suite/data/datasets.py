@@ -22,6 +22,16 @@ Data sets (``DATASETS``):
 - ``regression``: continuous targets from a smooth non-linear function, with
   inputs on very different scales (so standardisation visibly changes the
   condition number); for the squared-error loss of section 7.
+- ``quadratic``: a noisy quadratic with a known spectrum (an analogue of
+  DeepOBS's ``quadratic_deep``): inputs x ~ N(0, H), H = Q diag(lambda) Q^T
+  with a random orthogonal Q, targets y = x . w* + noise * N(0, 1). Fitted by
+  a linear model (``hidden=()``) with the squared loss on *raw* inputs, the
+  expected loss is 1/2 (w - w*)^T H (w - w*) + 1/2 b^2 + noise^2 / 2: its
+  Hessian has exactly the spectrum lambda (and 1 for the bias b), its minimum
+  noise^2 / 2 is known. Standardising would destroy the spectrum, so a run
+  (``RunConfig``) refuses ``standardize=True`` for it; ``load`` still
+  z-scores on request (e.g. for a condition-number table). See
+  :func:`make_quadratic` and :func:`quadratic_problem`.
 
 Synthetic sets draw their points from ``data_seed`` (default 0), not from
 ``seed``: changing ``seed`` re-splits the same objects, as it does for digits
@@ -48,7 +58,12 @@ from kernels.cache import CACHE_ENV, cache_dir  # noqa: F401 (CACHE_ENV: re-expo
 from ..reporting.files import atomic_write
 from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, apply_standardization, fit_standardization, split_indices
 
-DATASETS = ("digits", "mnist1d", "spirals", "blobs", "regression")
+DATASETS = ("digits", "mnist1d", "spirals", "blobs", "regression", "quadratic")
+#: Data sets with continuous targets (the rest have class labels).
+REGRESSION = ("regression", "quadratic")
+#: Data sets whose inputs must reach a run raw: z-scoring would change what
+#: the data set is for (the quadratic's Hessian spectrum).
+RAW_ONLY = ("quadratic",)
 
 
 def _unknown(kind: str, value, allowed) -> ValueError:
@@ -285,6 +300,99 @@ def make_regression(
     return X, y
 
 
+@dataclass(frozen=True, eq=False)
+class QuadraticProblem:
+    """The quadratic behind the ``quadratic`` data set (float64).
+
+    eigenvalues: lambda (n_features,), in the order drawn (the n_features -
+    n_high small ones first); basis: the orthogonal Q (columns are H's eigenvectors);
+    w_star: the optimal weights; noise: sigma, the targets' noise std.
+    """
+
+    eigenvalues: np.ndarray
+    basis: np.ndarray
+    w_star: np.ndarray
+    noise: float
+
+    @property
+    def hessian(self) -> np.ndarray:
+        """H = Q diag(lambda) Q^T: the inputs' covariance, the loss's Hessian in w."""
+        return (self.basis * self.eigenvalues) @ self.basis.T
+
+    @property
+    def optimum(self) -> float:
+        """The minimum of the expected loss, noise^2 / 2 (at w = w*, b = 0)."""
+        return 0.5 * self.noise ** 2
+
+    def expected_loss(self, w, b=0.0) -> float:
+        """1/2 (w - w*)^T H (w - w*) + 1/2 b^2 + noise^2 / 2: the squared loss
+        of the linear model x . w + b, averaged over the distribution."""
+        d = np.asarray(w, dtype=np.float64).reshape(-1) - self.w_star
+        return float(0.5 * d @ self.hessian @ d + 0.5 * float(np.asarray(b).reshape(-1)[0]) ** 2 + self.optimum)
+
+
+def _range_of(what: str, value) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a pair (low, high), got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0.0 <= lo <= hi):
+        raise ValueError(f"{what} must be a pair 0 <= low <= high, got {value!r}")
+    return lo, hi
+
+
+def quadratic_problem(
+    n_features: int = 100, n_high: int = 10, low: tuple = (0.0, 1.0), high: tuple = (30.0, 60.0),
+    noise: float = 1.0, data_seed: int = 0,
+) -> QuadraticProblem:
+    """The spectrum, basis and optimum of ``make_quadratic``'s problem.
+
+    lambda: n_features - n_high eigenvalues ~ U(low), n_high ~ U(high)
+    (DeepOBS quadratic_deep: 100 = 90 in U(0, 1) + 10 in U(30, 60)); Q: Haar
+    orthogonal (QR of a Gaussian matrix, signs of R's diagonal moved into
+    Q); w* ~ N(0, I). Drawn from its own stream of ``data_seed``, so the
+    problem does not depend on ``n_samples``.
+    """
+    _positive_int("n_features", n_features)
+    if int(n_high) != n_high or not 0 <= n_high <= n_features:
+        raise ValueError(f"n_high must be an integer in [0, n_features], got {n_high!r}")
+    lo, hi = _range_of("low", low), _range_of("high", high)
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(data_seed), 0]))
+    eig = np.concatenate([rng.uniform(*lo, int(n_features) - int(n_high)), rng.uniform(*hi, int(n_high))])
+    q, r = np.linalg.qr(rng.normal(size=(int(n_features), int(n_features))))
+    signs = np.sign(np.diag(r))
+    signs[signs == 0] = 1.0
+    w_star = rng.normal(size=int(n_features))
+    return QuadraticProblem(eigenvalues=eig, basis=q * signs, w_star=w_star, noise=float(noise))
+
+
+def make_quadratic(
+    n_samples: int = 5000, n_features: int = 100, n_high: int = 10, low: tuple = (0.0, 1.0),
+    high: tuple = (30.0, 60.0), noise: float = 1.0, data_seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy quadratic with a known spectrum: x ~ N(0, H), y = x . w* + noise * e.
+
+    H = Q diag(lambda) Q^T and w* are :func:`quadratic_problem`'s (same
+    arguments); x = (e' * sqrt(lambda)) Q^T with e, e' ~ N(0, 1), drawn from
+    a second stream of ``data_seed``. Returns X (n_samples, n_features) and y
+    (n_samples, 1). With the squared loss 1/2 (x . w + b - y)^2 the expected
+    loss is 1/2 (w - w*)^T H (w - w*) + 1/2 b^2 + noise^2 / 2 (x has mean 0,
+    so the bias decouples with curvature 1); a finite training split's
+    Hessian is its sample covariance, which approaches H as n grows.
+    d = 100 as in DeepOBS (a linear model of 101 parameters costs little);
+    5000 points leave 3000 for training, whose least-squares fit is worse
+    than w* by about noise^2 / 2 * d / (n_train - d) ~ 0.017 in expectation.
+    """
+    _positive_int("n_samples", n_samples)
+    problem = quadratic_problem(n_features, n_high, low, high, noise, data_seed)
+    rng = np.random.default_rng(np.random.SeedSequence([int(data_seed), 1]))
+    X = (rng.normal(size=(int(n_samples), int(n_features))) * np.sqrt(problem.eigenvalues)) @ problem.basis.T
+    y = X @ problem.w_star + problem.noise * rng.normal(size=int(n_samples))
+    return X, y[:, None]
+
+
 def _positive_int(what: str, value) -> None:
     if int(value) != value or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
@@ -294,6 +402,7 @@ _SYNTHETIC: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "spirals": make_spirals,
     "blobs": make_blobs,
     "regression": make_regression,
+    "quadratic": make_quadratic,
 }
 
 
@@ -312,8 +421,10 @@ def load(
     val_fraction, test_fraction: fractions of the whole set (default 0.2 each;
     mnist1d keeps its own 1000-object test split, so test_fraction must not be
     given for it). **options: the generator's arguments for the synthetic
-    sets (see make_spirals, make_blobs, make_regression; e.g. n_samples,
-    n_classes, noise, separable, data_seed).
+    sets (see make_spirals, make_blobs, make_regression, make_quadratic;
+    e.g. n_samples, n_classes, noise, separable, data_seed).
+    The quadratic is meant to be used raw (standardize=False): z-scoring it
+    here is allowed but changes its Hessian, and a run refuses it.
     """
     if name not in DATASETS:
         raise _unknown("data set", name, DATASETS)
@@ -328,7 +439,7 @@ def load(
     elif options:
         raise ValueError(f"data set {name!r} takes no options, got {', '.join(options)}")
 
-    task = "regression" if name == "regression" else "classification"
+    task = "regression" if name in REGRESSION else "classification"
     if name == "mnist1d":
         if test_fraction is not None:
             raise ValueError(

@@ -40,19 +40,6 @@ def quick_study(study):
     return dataclasses.replace(study, cells=tuple(cells))
 
 
-def default_is_complete(results_dir: Path) -> bool:
-    """Whether the default study's results (same six optimisers, more batch
-    sizes and inits) are all there, so section 12 can use them."""
-    from ..studies.spec import load_study
-    from ..studies.store import completed_cells
-
-    done = completed_cells(results_dir)
-    if not done:
-        return False
-    return any({c.key for c in load_study("default", backend=b).cells} <= done
-               for b in ("numpy", "cupy"))
-
-
 def run_custom(out: Path, quick: bool = False) -> dict[str, float]:
     """The experiments that are not studies, into ``out/custom/*.csv``;
     returns the seconds each took."""
@@ -146,11 +133,8 @@ def run_lecture(out: Path = DEFAULT_OUT, quick: bool = False, backend: str = "nu
         store.preflight(out)
         start = time.perf_counter()
         seconds, cells = {}, {"ran": 0, "skipped": 0}
-        use_default = not quick and default_is_complete(out.parent / "default")
         studies = []
         for name in STUDIES:
-            if name == "lecture-optimizers" and use_default:
-                continue  # section 12 reads results/default instead
             study = load_study(name, backend=backend)
             studies.append(quick_study(study) if quick else study)
         for study in studies:  # every study checked before the first trains

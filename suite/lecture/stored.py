@@ -64,11 +64,8 @@ class Stored:
 
 
 def optimizer_results(out: Path) -> Path | None:
-    """Where section 12's mnist1d results are: the lecture's own study if it
-    was run, else results/default beside ``out``."""
+    """Where section 12's mnist1d results are: the lecture's own study, if it ran."""
     from ..studies.store import completed_cells
 
-    for candidate in (out / "lecture-optimizers", out.parent / "default"):
-        if completed_cells(candidate):
-            return candidate
-    return None
+    candidate = out / "lecture-optimizers"
+    return candidate if completed_cells(candidate) else None

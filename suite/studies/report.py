@@ -153,12 +153,16 @@ def _lr_label(best: pd.DataFrame) -> dict:
 
 
 def _best_lr_section(best, table, keys, df) -> list[str]:
+    edges = int(((best["edge"] != "") & ~best["all_diverged"]).sum())
     rows = []
     for _, b in best.iterrows():
         grid = table[np.logical_and.reduce([table[k] == b[k] for k in keys])]
         tried = ", ".join(f"{lr:g}: {_num(m)}" for lr, m in zip(grid["lr"], grid["mean_val_loss"]))
-        note = "every run at every lr diverged" if b["all_diverged"] else (
-            f"{b['diverged']}/{b['runs']} diverged" if b["diverged"] else "")
+        notes = ["every run at every lr diverged" if b["all_diverged"] else (
+            f"{b['diverged']}/{b['runs']} diverged" if b["diverged"] else "")]
+        if b["edge"] and not b["all_diverged"]:
+            notes.append(f"**on the grid's edge** ({b['edge']} lr tried): the optimum may lie beyond it")
+        note = "; ".join(n for n in notes if n)
         rows.append([*(b[k] for k in keys), f"**{b['lr']:g}**", _num(b["mean_val_loss"]),
                      b["runs"], tried, note])
     header = [AXIS_NAMES[k] for k in keys] + ["best lr", "mean final val loss", "runs",
@@ -166,8 +170,11 @@ def _best_lr_section(best, table, keys, df) -> list[str]:
     return ["## Best learning rate per optimiser", "",
             "For each optimiser" + (" and batch size" if "batch_size" in keys else "") +
             f", the lr whose mean (over {_pooled(df, *keys)}) of the FINAL validation loss is lowest. A diverged run counts as +inf, so an lr with any "
-            "diverged run loses to every lr without one. Everything below uses these lrs.", "",
-            md_table(header, rows), ""]
+            "diverged run loses to every lr without one. Everything below uses these lrs, chosen on the same runs "
+            "it reports (a protocol -- `optbench run default` -- confirms on fresh seeds instead).", "",
+            md_table(header, rows), ""] + (
+        [f"**Warning:** {edges} of {len(best)} best lrs lie on the edge of their grid, so those optimisers may be "
+         "under-tuned and the comparison below may favour the others; widen their grids.", ""] if edges else [])
 
 
 def _performance_section(final_best, df) -> list[str]:

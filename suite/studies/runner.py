@@ -128,7 +128,7 @@ def _rows(study_name: str, cell: Cell, records: list[dict]) -> list[dict]:
     for rec in records:
         rec = dict(rec)
         columns["lr"] = rec.pop("lr_used")
-        rows.append({"study": study_name, "cell": cell.key, **columns, **rec})
+        rows.append({"study": study_name, "cell": cell.key, **dict(cell.tags), **columns, **rec})
     return rows
 
 

@@ -174,33 +174,47 @@ def final_runs(df: pd.DataFrame) -> pd.DataFrame:
     return last.reset_index(drop=True)
 
 
-def lr_table(final: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Per ``by`` + lr: runs, diverged runs, mean final val loss (inf if any
-    diverged) and the mean over the runs that finished (the tie-breaker)."""
+def lr_table(final: pd.DataFrame, by: list[str] | None = None, score: str = "final_val_loss") -> pd.DataFrame:
+    """Per ``by`` + lr: runs, diverged runs, the mean score (inf if any run
+    diverged) and the mean over the runs that finished (the tie-breaker).
+
+    ``score``: the per-run column to average (lower is better, +inf for a
+    failed run); the means are named ``mean_<score>`` and
+    ``finished_mean_<score>`` without its ``final_`` prefix (so
+    ``mean_val_loss`` by default; a protocol scores ``final_score``).
+    """
     by = group_keys(final) if by is None else list(by)
-    finite = final["final_val_loss"].where(np.isfinite(final["final_val_loss"]))
-    out = (final.assign(finite_loss=finite)
+    name = score.removeprefix("final_")
+    finite = final[score].where(np.isfinite(final[score]))
+    out = (final.assign(_finite=finite)
            .groupby(by + ["lr"], sort=True)
-           .agg(runs=("cell", "size"), diverged=("diverged", "sum"),
-                mean_val_loss=("final_val_loss", "mean"),
-                finished_mean_val_loss=("finite_loss", "mean"))
+           .agg(**{"runs": ("cell", "size"), "diverged": ("diverged", "sum"),
+                   f"mean_{name}": (score, "mean"), f"finished_mean_{name}": ("_finite", "mean")})
            .reset_index())
     out["diverged"] = out["diverged"].astype(int)
     return out
 
 
-def best_lrs(final: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """One row per ``by`` group: the lr with the lowest mean final val loss.
+def best_lrs(final: pd.DataFrame, by: list[str] | None = None, score: str = "final_val_loss") -> pd.DataFrame:
+    """One row per ``by`` group: the lr with the lowest mean ``score`` (the
+    final val loss unless told; see :func:`lr_table`).
 
     Diverged runs count as +inf; among lrs tied at +inf, fewer diverged runs
-    win, then the lower mean loss of the runs that finished.
+    win, then the lower mean score of the runs that finished.
     """
     by = group_keys(final) if by is None else list(by)
-    table = lr_table(final, by)
-    table["_finished"] = table["finished_mean_val_loss"].fillna(np.inf)
-    ranked = table.sort_values(by + ["mean_val_loss", "diverged", "_finished", "lr"])
+    name = score.removeprefix("final_")
+    table = lr_table(final, by, score)
+    table["_finished"] = table[f"finished_mean_{name}"].fillna(np.inf)
+    ranked = table.sort_values(by + [f"mean_{name}", "diverged", "_finished", "lr"])
     best = ranked.groupby(by, sort=False).head(1).drop(columns="_finished")
     best["all_diverged"] = best["diverged"] == best["runs"]
+    # On the edge of the grid: the optimum may lie beyond it, unmeasured.
+    edges = table.groupby(by, sort=False)["lr"].agg(["min", "max", "size"]).reset_index()
+    best = best.merge(edges, on=by, how="left")
+    best["edge"] = np.where(best["size"] < 2, "", np.where(best["lr"] == best["max"], "highest",
+                                                          np.where(best["lr"] == best["min"], "lowest", "")))
+    best = best.drop(columns=["min", "max", "size"])
     return best.sort_values(by).reset_index(drop=True)
 
 

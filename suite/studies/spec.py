@@ -71,6 +71,9 @@ class StudyError(ValueError):
 class Cell:
     config: RunConfig
     key: str  # stable hash of the config
+    #: Extra columns for its rows, e.g. (("workload", "digits-mlp"), ("phase", "tune")) in a
+    #: protocol; not part of the key.
+    tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -136,6 +139,9 @@ def parse_study(text: str, path: Path, backend: str | None = None) -> Study:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{path}: not valid TOML: {exc}") from None
+    if "protocol" in doc:
+        raise StudyError(f"{path}: a protocol (it has a [protocol] table), not a plain study: `optbench run` "
+                         "runs it; in Python, suite.protocol.spec.load_protocol reads it")
     rule_files = _load_rules(path, doc.pop("rules", []))
     for table in doc:
         if table not in TABLES:

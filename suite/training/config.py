@@ -19,6 +19,10 @@ its total steps, epochs x steps per epoch (:func:`run_schedule`).
 ``decay``: where L2 and decoupled decay apply: "all" parameters, or only the
 "weights" (the weight matrices W1, W2, ...; not the biases b* and PReLU
 alphas: :func:`decay_mask_for`).
+
+``hidden = ()`` is a linear model (one layer, inputs to outputs). The
+``quadratic`` data set must be trained on raw inputs: ``standardize = true``
+is refused for it (``suite.data.datasets.RAW_ONLY``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from kernels.schedules import Schedule, ScheduleError, as_schedule
 from kernels.transforms import decay_mask
 
 from ..data.batches import ORDERS
-from ..data.datasets import DATASETS
+from ..data.datasets import DATASETS, RAW_ONLY
 from ..nn.activations import ACTIVATIONS
 from ..nn.inits import INITS
 from ..nn.losses import LOSSES, get_loss
@@ -158,6 +162,10 @@ def _validate(c: RunConfig) -> None:
     for name in ("standardize", "layer_norms"):
         if not isinstance(getattr(c, name), (bool, np.bool_)):
             raise _fail(name, "true or false (a boolean, not a string)", getattr(c, name))
+    if c.standardize and c.dataset in RAW_ONLY:
+        raise ConfigError(f"standardize = true is refused for dataset {c.dataset!r}: z-scoring its inputs would "
+                          "change the Hessian whose known spectrum is the point of the data set; "
+                          "set standardize = false")
     ps = list(c.dropout) if isinstance(c.dropout, (tuple, list)) else [c.dropout]
     if not all(_is_real(p) and 0.0 <= p < 1.0 for p in ps):
         raise _fail("dropout", "a probability in [0, 1) (or one per hidden layer)", c.dropout)

@@ -18,13 +18,13 @@ from suite.studies.spec import load_study
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_committed_default_report_regenerates_unchanged(tmp_path):
+def test_the_committed_grid_report_regenerates_unchanged(tmp_path):
     """Every line but the one naming the folder it was regenerated from."""
-    copy = tmp_path / "default"
-    shutil.copytree(ROOT / "results" / "default", copy)
+    copy = tmp_path / "optimisers-grid"
+    shutil.copytree(ROOT / "results" / "optimisers-grid", copy)
     (copy / report.REPORT).unlink()
     report.write_report(copy)
-    committed = (ROOT / "results" / "default" / report.REPORT).read_text().splitlines()
+    committed = (ROOT / "results" / "optimisers-grid" / report.REPORT).read_text().splitlines()
     regenerated = (copy / report.REPORT).read_text().splitlines()
     assert len(committed) == len(regenerated)
     differ = [(a, b) for a, b in zip(committed, regenerated) if a != b]

@@ -54,9 +54,9 @@ def test_backend_override_changes_the_cells(tmp_path):
 
 def test_builtin_studies_load():
     names = builtin_studies()
-    assert "default" in names and "smoke" in names
-    default = load_study("default")
-    cfgs = [c.config for c in default.cells]
+    assert "optimisers-grid" in names and "smoke" in names
+    grid = load_study("optimisers-grid")
+    cfgs = [c.config for c in grid.cells]
     assert {c.optimizer for c in cfgs} == {"sgd", "momentum", "nesterov", "rmsprop", "adadelta", "adam"}
     assert {c.batch_size for c in cfgs} >= {"full"} and len({c.batch_size for c in cfgs}) == 3
     assert len({c.init for c in cfgs}) >= 2 and len({c.seed for c in cfgs}) >= 3
@@ -66,6 +66,7 @@ def test_builtin_studies_load():
 @pytest.mark.parametrize("text, message", [
     ("[fixed\nx = 1", "not valid TOML"),
     ("[settings]\nx = 1", r"unknown table \[settings\]"),
+    ("[protocol]\nworkloads = ['digits-mlp']", "a protocol .* `optbench run` runs it"),
     ("[fixed]\nlearning_rate = 0.1", "unknown key 'learning_rate'; allowed: dataset"),
     ("[grid]\noptimizer = []", "expands to zero cells"),
     ("[grid]\noptimizer = ['adamw']", "unknown optimiser 'adamw'; allowed: sgd"),

@@ -5,7 +5,7 @@ hand before each step; its schedule is bound to epochs x steps per epoch; a
 population member with a schedule or ``decay = "weights"`` is its single
 run; ``decay = "weights"`` hands the optimiser the mask of the network's
 weight matrices. RunConfig keys: the defaults (constant lr, decay on all)
-hash as before, so every committed cell of results/default is still
+hash as before, so every committed cell of results/optimisers-grid is still
 recognised as complete. Studies: a schedule in [fixed] and as a [grid]
 axis; bad schedules refused before anything trains.
 """
@@ -53,12 +53,12 @@ def test_defaults_keep_the_cell_keys():
     assert isinstance(cosine.schedule, Schedule) and cosine.schedule.total is None
 
 
-def test_every_committed_default_cell_is_still_complete():
-    """The committed results/default cells are keyed by cell_key: the study
-    loaded now must find every one of its cells complete (nothing to rerun)."""
-    results = ROOT / "results" / "default"
+def test_every_committed_grid_cell_is_still_complete():
+    """The committed results/optimisers-grid cells are keyed by cell_key: the
+    study loaded now must find every one of its cells complete (nothing to rerun)."""
+    results = ROOT / "results" / "optimisers-grid"
     meta = json.loads((results / store.METADATA).read_text())
-    study = load_study("default", backend=meta["backend"])
+    study = load_study("optimisers-grid", backend=meta["backend"])
     keys = {c.key for c in study.cells}
     assert keys == set(meta["cells"])
     assert keys <= store.completed_cells(results), sorted(keys - store.completed_cells(results))[:5]

@@ -7,8 +7,7 @@ verdict with the measured number.
 Where the numbers come from: section 8's per-layer gradient norms during
 training are the training loop's opt-in ``layer_norms`` columns
 (``grad_norm_W1`` ...; set in ``lecture-activations.toml``); section 12's
-mnist1d runs are ``lecture-optimizers``, or ``results/default`` beside the
-lecture's results when that study is complete (see ``optimizer_results``).
+mnist1d runs are the ``lecture-optimizers`` study (see ``optimizer_results``).
 """
 
 from .common import Item, Section

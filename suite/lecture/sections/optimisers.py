@@ -34,7 +34,7 @@ def section_optimizers(st: Stored) -> Section:
     where = optimizer_results(st.out)
     df = st.study("section 12", where) if where is not None else None
     if df is None:
-        sec.items.append(missing("lecture-optimizers (or results/default)"))
+        sec.items.append(missing("lecture-optimizers"))
         return sec
     by = ["optimizer"] + (["batch_size"] if df["batch_size"].nunique() > 1 else [])
     best = best_lr(df, by)  # by the final criterion Q, as in every other section

@@ -1,0 +1,284 @@
+"""The protocol's report: the ranking with confidence intervals, the
+performance profile and the warnings first -- what a reader needs in 30
+seconds -- then the detail per workload, the tuning and the method.
+
+``write_protocol_report(out)`` reads only the results folder (cells,
+metadata.json, protocol.json), so ``optbench report`` regenerates it without
+training.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..reporting.files import atomic_write_text
+from ..reporting.markdown import fmt, md_table, pct
+from ..studies import scoring as study_scoring
+from ..studies import store
+from ..studies.figures import palette_for
+from . import figures, scoring, stats
+from .runner import read_protocol
+from .workloads import METRICS, TARGET_FACTOR
+
+REPORT = "report.md"
+FIGURES = "figures"
+TAU_MAX = 4.0
+
+
+def _ci(mean, lo, hi, digits=3) -> str:
+    if not np.isfinite(mean):
+        return "inf (a run diverged)"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+    return f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def _steps(x) -> str:
+    return "inf" if not np.isfinite(x) else f"{x:.0f}"
+
+
+def _reach(t) -> str:
+    """'k/n; median steps [lo, hi]', or 'k/n; never (median)' when most runs miss."""
+    head = f"{int(t['reached'])}/{int(t['runs'])}"
+    if not np.isfinite(t["median"]):
+        return f"{head}; most runs never do"
+    return f"{head}; {_steps(t['median'])} [{_steps(t['median_lo'])}, {_steps(t['median_hi'])}]"
+
+
+def write_protocol_report(out: Path) -> Path:
+    out = Path(out)
+    record = read_protocol(out)
+    df = study_scoring.tidy(store.load_results(out))
+    # Cells of an earlier version of the protocol (another budget or grid) may
+    # share the folder: only the ones this run consists of are scored.
+    mine = df["cell"].isin(record["cells"])
+    ignored = df.loc[~mine, "cell"].nunique()
+    df = df[mine]
+    meta = store.read_metadata(out)
+    workloads = list(record["workloads"])
+    present = set(df["optimizer"])
+    optimizers = [o for o in record["optimizers"] if o in present]
+    palette = palette_for(optimizers)
+    fig_dir = out / FIGURES
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    targets = {w: record["workloads"][w].get("target") for w in workloads}
+    metrics = {w: record["workloads"][w].get("metric", "val_loss") for w in workloads}
+    labels = {w: METRICS[m] for w, m in metrics.items()}
+    chosen = {(g["workload"], g["optimizer"]): g["chosen"] for g in record["grids"]}
+
+    df = scoring.scored(df, metrics)
+    final = scoring.confirmed(df)
+    rank = scoring.ranking(final, optimizers, workloads)
+    reached = scoring.reach(df, targets, optimizers, workloads)
+    times = scoring.profile_times(reached) if len(reached) else pd.DataFrame()
+    conf = scoring.phase(df, "confirm")
+    plateau = scoring.plateau(conf, rank, workloads)
+    lines = [f"# Benchmark: protocol `{record['name']}`", "", record.get("description", ""), ""]
+    lines += _summary(record, df, meta, out)
+    if ignored:
+        lines[-1:-1] = [f"- {ignored} other cells in the folder (an earlier version of this protocol) are kept "
+                        "but not scored"]
+    lines += _ranking_section(rank, times, optimizers, workloads, labels)
+    profile = None
+    if len(times) and len(times.index) >= 1:
+        profile = stats.performance_profile(times[optimizers], stats.tau_grid(TAU_MAX))
+        scores = stats.profile_score(profile, TAU_MAX)
+        figures.plot_profile(profile, scores, palette, fig_dir / "profile.png")
+        unsolved = profile.attrs.get("unsolved", [])
+        lines += ["## Performance profile", "",
+                  "![performance profile](figures/profile.png)", "",
+                  f"*For each optimiser, the fraction of the {len(times)} workloads on which its median "
+                  f"confirmation run reaches the workload's target within tau times the steps "
+                  f"of the fastest optimiser on that workload (Dolan and More 2002; AlgoPerf's scoring). Score: "
+                  f"the area under the curve from tau = 1 to {TAU_MAX:g}, normalised (1 = fastest everywhere)."
+                  + (f" Solved by no optimiser, so counted against all: {', '.join(unsolved)}." if unsolved else "")
+                  + "*", ""]
+    lines += _warnings(record, final, reached, plateau)
+    lines += _workloads_section(record, workloads, plateau, scoring.rule_targets(rank, TARGET_FACTOR))
+    lines += _detail(df, final, rank, reached, optimizers, workloads, chosen, metrics)
+    figures.plot_convergence(conf, workloads, palette, targets, labels, fig_dir / "convergence.png")
+    table = scoring.tuning_table(df)
+    figures.plot_tuning(table, chosen, workloads, palette, labels, fig_dir / "tuning.png")
+    curves = {(w, o): scoring.budget(df, w, o) for w in workloads for o in optimizers
+              if len(table[(table["workload"] == w) & (table["optimizer"] == o)])}
+    figures.plot_budget(curves, workloads, palette, labels, fig_dir / "budget.png")
+    lines += ["## Convergence on the confirmation seeds", "", "![convergence](figures/convergence.png)", "",
+              "*Each workload's metric against epoch at each optimiser's chosen lr: line = mean over the "
+              "confirmation runs, band = their range; dashed: the workload's target.*", "",
+              "## Tuning", "", "![tuning curves](figures/tuning.png)", "",
+              "*Mean final metric over the tuning seeds against the learning rate; the chosen lr is "
+              "ringed; x: an lr at which a tuning run diverged (drawn at the top).*", "",
+              "![tuning budget](figures/budget.png)", "",
+              "*What a smaller tuning budget buys: the median best final metric after k learning rates "
+              "drawn at random from the grid (with replacement), computed from the stored tuning runs alone; "
+              "band: bootstrap interval over the tuning seeds. The median, because a grid that brackets the "
+              "optimum holds an lr that diverges, which makes the mean infinite.*", ""]
+    lines += _method(record)
+    report = out / REPORT
+    atomic_write_text(report, "\n".join(lines))
+    return report
+
+
+def _summary(record, df, meta, out) -> list[str]:
+    conf = df[df["phase"] == "confirm"]
+    tune = df[df["phase"] == "tune"]
+    return [
+        f"- {len(record['workloads'])} workloads x {len(record['optimizers'])} optimisers; "
+        f"{tune['cell'].nunique()} tuning runs (seeds {', '.join(map(str, record['tuning_seeds']))}) and "
+        f"{conf['cell'].nunique()} confirmation runs (fresh seeds "
+        f"{', '.join(map(str, record['confirm_seeds']))})",
+        f"- each optimiser's lr chosen on the tuning seeds' mean final metric (validation error for a "
+        f"classifier, validation loss otherwise), over a log grid of "
+        f"{record['per_decade']} points a decade spanning {record['decades']:g} decades, extended where the best "
+        f"lr sat on an edge ({record['rounds_used']} of at most {record['bracket_rounds']} rounds used)",
+        f"- every number below is from the confirmation runs, with a {scoring.LEVEL:.0%} percentile "
+        f"bootstrap interval over runs ({scoring.N_BOOT} resamples) in brackets",
+        f"- backend {meta.get('backend', '?')} on {meta.get('device', '?')}; written {meta.get('written', '?')}; "
+        f"regenerated from `{out}` by `optbench report` (no training)", ""]
+
+
+def _ranking_section(rank, times, optimizers, workloads, labels) -> list[str]:
+    lines = ["## Ranking", "",
+             "Each workload's final metric (mean over the confirmation runs [95% interval]; lower is better) "
+             "and the optimiser's rank on that workload; the last columns: its mean rank over the workloads "
+             "and its performance-profile score (below). Rows in order of mean rank.", ""]
+    if rank.empty:
+        return lines + ["No confirmation runs yet.", ""]
+    mean_rank = rank.groupby("optimizer")["rank"].mean()
+    score = None
+    if len(times):
+        profile = stats.performance_profile(times[[o for o in optimizers if o in times.columns]],
+                                            stats.tau_grid(TAU_MAX))
+        score = stats.profile_score(profile, TAU_MAX)
+    rows = []
+    for o in sorted(optimizers, key=lambda o: (mean_rank.get(o, math.inf), o)):
+        cells = []
+        for w in workloads:
+            r = rank[(rank["workload"] == w) & (rank["optimizer"] == o)]
+            cells.append("-" if r.empty else f"{_ci(*r[['mean', 'lo', 'hi']].iloc[0])} #{r['rank'].iloc[0]}")
+        rows.append([f"**{o}**", *cells, fmt(mean_rank.get(o), 2),
+                     fmt(score[o], 2) if score is not None and o in score else "-"])
+    head = [f"{w} ({labels[w].replace('validation', 'val')})" for w in workloads]
+    return lines + [md_table(["optimiser", *head, "mean rank", "profile score"], rows), ""]
+
+
+def _warnings(record, final, reached, plateau) -> list[str]:
+    items = []
+    for e in record["edges"]:
+        items.append(f"**{e['optimizer']}** on **{e['workload']}**: the chosen lr {e['lr']:g} is still the "
+                     f"{e['side']} of its grid after {record['bracket_rounds']} extensions"
+                     + (" (every tuning run diverged)" if e.get("all_diverged") else "")
+                     + ": it may be under-tuned there.")
+    div = final.groupby(["workload", "optimizer"])["diverged"].agg(["sum", "size"]).reset_index()
+    for _, r in div[div["sum"] > 0].iterrows():
+        items.append(f"**{r['optimizer']}** on **{r['workload']}**: {int(r['sum'])}/{int(r['size'])} "
+                     "confirmation runs diverged at the chosen lr.")
+    for w, (o, fall) in plateau.items():
+        if fall > scoring.PLATEAU_TOLERANCE:
+            items.append(f"**{w}**: the best optimiser ({o}) was still improving at the end of the budget "
+                         f"({fall:.1%} over the last quarter of the epochs): a longer budget may change the ranking.")
+    if len(reached):
+        missed = reached[reached["fraction"] <= 0.5]
+        if len(missed):
+            def who(g):
+                return ", ".join(f"{o} ({int(k)}/{int(n)})" for o, k, n in zip(g["optimizer"], g["reached"], g["runs"]))
+
+            items.append("Half or fewer of the confirmation runs reach the target, so the profile counts the "
+                         "workload as unsolved for: "
+                         + "; ".join(f"{w}: {who(g)}" for w, g in missed.groupby("workload", sort=False)) + ".")
+    lines = ["## Warnings", ""]
+    if not record["edges"]:
+        lines.append("- Every optimiser's chosen lr lies inside its grid (a worse lr on both sides).")
+    return lines + ([f"- {i}" for i in items] or ["- No diverged confirmation run; every best optimiser had "
+                                                  "levelled off; most runs reached every target."]) + [""]
+
+
+def _workloads_section(record, workloads, plateau, rule) -> list[str]:
+    rows, notes = [], []
+    for w in workloads:
+        d = record["workloads"][w]
+        c = d["config"]
+        model = "linear" if not c.get("hidden") else "-".join(map(str, c["hidden"])) + f" {c.get('activation', '')}"
+        flat = "-" if w not in plateau else f"{plateau[w][0]}: {-plateau[w][1]:+.1%}"
+        rows.append([f"`{w}`", d.get("description", ""), c.get("dataset"), model, c.get("batch_size"),
+                     c.get("epochs"), METRICS[d.get("metric", "val_loss")], fmt(d.get("target")), flat])
+        note = d.get("target_note") or "no target set"
+        if w in rule:
+            t, o, m = rule[w]
+            agree = "the same" if d.get("target") is not None and math.isclose(t, d["target"], rel_tol=1e-6) else \
+                "different: targets are set on the reference machine, so another machine or version may differ"
+            note += f". On these runs the rule gives {fmt(t)} ({TARGET_FACTOR} x {o}'s {fmt(m, 4)}): {agree}."
+        notes.append(f"- `{w}`: {note}")
+    return (["## Workloads", "", md_table(["workload", "what it tests", "data", "model", "batch", "epochs",
+                                           "metric", "target", "plateau"], rows), "",
+             "*plateau: the change in the best optimiser's mean metric from 75% of the budget to its end "
+             f"(means over a tenth of the epochs); beyond -{scoring.PLATEAU_TOLERANCE:.0%} it was still improving "
+             "and is flagged above.*",
+             ""]
+            + [f"How each target was set ({TARGET_FACTOR} x the best optimiser's mean final metric over the "
+               "confirmation seeds of the committed reference run, `results/default`):", "", *notes, ""])
+
+
+def _detail(df, final, rank, reached, optimizers, workloads, chosen, metrics) -> list[str]:
+    table = scoring.tuning_table(df)
+    lines = ["## Per workload", ""]
+    for w in workloads:
+        # A classifier's held-out number is its test accuracy; a regressor's, its test loss.
+        extra = ("val_loss", "test_acc") if metrics[w] == "val_error" else ("test_loss",)
+        held = {col: scoring.interval(final, col, optimizers, [w]) for col in extra}
+        lines += [f"### {w}", ""]
+        rows = []
+        for o in optimizers:
+            r = rank[(rank["workload"] == w) & (rank["optimizer"] == o)]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            grid = table[(table["workload"] == w) & (table["optimizer"] == o)]
+            tried = ", ".join(("**" if lr == chosen.get((w, o)) else "") + f"{lr:g}: {fmt(m)}"
+                              + ("**" if lr == chosen.get((w, o)) else "")
+                              for lr, m in zip(grid["lr"], grid["mean_score"]))
+            a = {col: held[col][held[col]["optimizer"] == o] for col in held}
+            t = reached[(reached["workload"] == w) & (reached["optimizer"] == o)] if len(reached) else reached
+            rows.append([o, f"{chosen.get((w, o)):g}", _ci(r["mean"], r["lo"], r["hi"]),
+                         *["-" if a[col].empty else _ci(*a[col][["mean", "lo", "hi"]].iloc[0]) for col in held],
+                         f"{int(r['diverged'])}/{int(r['runs'])}",
+                         "-" if t.empty else _reach(t.iloc[0]),
+                         tried])
+        label = METRICS[metrics[w]].replace("validation", "val")
+        lines += [md_table(["optimiser", "chosen lr", f"final {label}",
+                            *[c.replace("_", " ") for c in extra], "diverged",
+                            "runs that reached the target; median steps [95%]",
+                            f"tuning: mean final {label} per lr"], rows), ""]
+        pw = scoring.pairwise(final, w, optimizers)
+        if len(pw) > 1:
+            run = scoring.pairwise(final, w, optimizers, per_run=True)
+            prows = [[f"**{a}**", *[("-" if a == b else f"{pct(pw.loc[a, b])} / {pct(run.loc[a, b])}")
+                                    for b in pw.columns]] for a in pw.index]
+            lines += [f"Row against column: P(the row's mean final {label} is lower), bootstrapped over the "
+                      "confirmation runs / P(a random run of the row's is lower than one of the column's):",
+                      "", md_table(["", *pw.columns], prows), ""]
+    return lines
+
+
+def _method(record) -> list[str]:
+    return ["## Method", "",
+            "- **Metrics.** A classification workload is scored on its final validation error (1 - accuracy, "
+            "as AlgoPerf's targets are error rates), a regression or the quadratic on its final validation "
+            "loss; lower is better, and a diverged run scores +inf.",
+            "- **Tuning.** Each optimiser starts on a log-spaced lr grid around its usual lr (times the "
+            "workload's scale); a grid whose best lr (lowest mean final metric over the tuning seeds) is its "
+            "largest or smallest gets one more point beyond it, and the new "
+            f"cells are trained, for at most {record['bracket_rounds']} rounds (`suite/protocol/tuning.py`).",
+            "- **Select, then confirm.** The chosen lr is rerun on seeds never used for the choice; only those "
+            "runs are reported, so the choice's luck on the tuning seeds does not flatter the winner.",
+            "- **Statistics** (`suite/protocol/stats.py`): percentile bootstrap over runs; P(A beats B) is the "
+            "share of bootstrap resamples in which A's mean is lower (how sure the ranking is), beside the "
+            "share of run pairs in which A's run is lower (how often A wins); time to target is the first "
+            "step at which the metric is at or below the target, +inf for a run that never gets there (counted, not "
+            "dropped: the median is inf when half or fewer of the runs reach it).",
+            "- **Profile.** Dolan-More performance profile over the workloads of the median steps to target; "
+            "a workload no optimiser solves counts against every optimiser.", ""]

@@ -1,0 +1,139 @@
+"""Running a protocol: tune (bracketing each grid), select, confirm on fresh seeds.
+
+1. **Tune.** Every workload x optimiser x lr of its grid x tuning seed is a
+   cell (tagged ``phase = "tune"``); the cells of a round run as one study
+   (:func:`suite.studies.runner.run_study`: populations, resumable, Dask).
+2. **Bracket.** Per workload and optimiser, the best lr by the mean of the
+   workload's final metric over the tuning seeds; one on its grid's edge
+   gets one more grid step in that direction (:func:`.tuning.next_lr`) and
+   a new round trains those cells, for at most ``bracket_rounds`` rounds.
+3. **Select, then confirm.** The chosen lr of each workload x optimiser is
+   rerun on the confirmation seeds (``phase = "confirm"``); the report's
+   numbers are those runs', never the runs the choice was made on.
+
+Every decision is a function of the stored results, so a rerun (after an
+interruption, or to regenerate) takes the same path and skips what is done.
+``protocol.json`` beside the cells records the grids, the choices and what
+is still on an edge.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..reporting.files import atomic_write_text
+from ..studies import scoring as study_scoring
+from ..studies import store
+from . import scoring
+from ..studies.runner import run_study
+from ..studies.spec import Study
+from .spec import Protocol
+from .tuning import next_lr
+
+PROTOCOL_FILE = "protocol.json"
+
+
+@dataclass
+class ProtocolSummary:
+    out: Path
+    cells: int
+    ran: int
+    rounds: int
+    edges: list
+
+
+def _run(protocol: Protocol, cells, out: Path, phase: str, **kw) -> int:
+    study = Study(protocol.name, f"{protocol.description} ({phase})", protocol.path, tuple(cells),
+                  protocol.text, protocol.rule_files)
+    return run_study(study, out, protocol.backend, **kw).ran
+
+
+def _tuning_final(protocol: Protocol, out: Path, keys: set) -> pd.DataFrame:
+    """One row per finished tuning run among ``keys``: its final metric."""
+    df = study_scoring.tidy(store.load_results(out))
+    df = scoring.scored(df[df["cell"].isin(keys)], {w.name: w.metric for w in protocol.workloads})
+    return scoring.last_scores(df)
+
+
+def choices(protocol: Protocol, out: Path, grids: dict) -> tuple[dict, dict]:
+    """(best, extend): per (workload, optimiser) the best row of
+    :func:`suite.studies.scoring.best_lrs` (each workload's metric, mean over
+    the tuning seeds), and the lr to add where the grid does not bracket it yet."""
+    keys = {protocol.cell(protocol.workload(w), o, lr, s, "tune").key for (w, o), lrs in grids.items()
+            for lr in lrs for s in protocol.tuning_seeds}
+    final = _tuning_final(protocol, out, keys)
+    best_rows = study_scoring.best_lrs(final, ["workload", "optimizer"], "final_score")
+    best, extend = {}, {}
+    for (w, o), lrs in grids.items():
+        row = best_rows[(best_rows["workload"] == w) & (best_rows["optimizer"] == o)].iloc[0]
+        best[(w, o)] = row
+        lr = next_lr(lrs, float(row["lr"]), bool(row["all_diverged"]), protocol.per_decade)
+        if lr is not None:
+            extend[(w, o)] = lr
+    return best, extend
+
+
+def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -> ProtocolSummary:
+    """Tune, bracket, select and confirm (see the module docstring)."""
+    out = Path(out)
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    # (workload name, optimiser) -> the lrs tried so far
+    grids = {(w.name, o): protocol.initial_grid(w, o) for w in protocol.workloads for o in protocol.optimizers}
+    ran, rounds = 0, 0
+    while True:
+        tune_cells = [protocol.cell(protocol.workload(w), o, lr, s, "tune") for (w, o), lrs in grids.items()
+                      for lr in lrs for s in protocol.tuning_seeds]
+        say(f"optbench run: protocol {protocol.name!r}, tuning round {rounds}: {len(tune_cells)} cells")
+        ran += _run(protocol, tune_cells, out, "tuning", quiet=quiet, **run_kw)
+        best, extend = choices(protocol, out, grids)
+        if not extend or rounds == protocol.rounds:
+            break
+        rounds += 1
+        for key, lr in extend.items():
+            grids[key] = sorted(grids[key] + [lr])
+        say("optbench run: extending " + ", ".join(f"{w}/{o} to lr {lr:g}" for (w, o), lr in extend.items()))
+    chosen = {key: float(row["lr"]) for key, row in best.items()}
+    confirm = [protocol.cell(protocol.workload(w), o, chosen[(w, o)], s, "confirm") for (w, o) in grids
+               for s in protocol.confirm_seeds]
+    say(f"optbench run: confirming the chosen lrs on {len(protocol.confirm_seeds)} fresh seeds: {len(confirm)} cells")
+    ran += _run(protocol, confirm, out, "confirmation", quiet=quiet, **run_kw)
+    edges = [{"workload": w, "optimizer": o, "lr": chosen[(w, o)],
+              "side": "highest" if chosen[(w, o)] == max(grids[(w, o)]) else "lowest",
+              "all_diverged": bool(best[(w, o)]["all_diverged"])}
+             for (w, o) in extend]
+    record = {
+        "name": protocol.name, "description": protocol.description,
+        "workloads": {w.name: _described(w, protocol.fixed) for w in protocol.workloads},
+        "optimizers": list(protocol.optimizers),
+        "tuning_seeds": list(protocol.tuning_seeds), "confirm_seeds": list(protocol.confirm_seeds),
+        "decades": protocol.decades, "per_decade": protocol.per_decade, "bracket_rounds": protocol.rounds,
+        "rounds_used": rounds,
+        "grids": [{"workload": w, "optimizer": o, "lrs": lrs, "chosen": chosen[(w, o)]}
+                  for (w, o), lrs in grids.items()],
+        "edges": edges,
+        # The cells this protocol consists of: a results folder may also hold
+        # cells of an earlier version of it (another budget), which the report
+        # must not mix in; they are kept, never deleted.
+        "cells": sorted({c.key for c in tune_cells} | {c.key for c in confirm}),
+    }
+    atomic_write_text(out / PROTOCOL_FILE, json.dumps(record, indent=1) + "\n")
+    return ProtocolSummary(out, len(record["cells"]), ran, rounds, edges)
+
+
+def _described(workload, fixed: dict) -> dict:
+    """The workload as it ran: its description with the protocol's [fixed] on top."""
+    d = workload.describe()
+    d["config"] = {**d["config"], **fixed}
+    return d
+
+
+def read_protocol(out: Path) -> dict:
+    path = Path(out) / PROTOCOL_FILE
+    if not path.is_file():
+        raise store.ResultsError(f"{out} holds no {PROTOCOL_FILE}: not a protocol's results")
+    return json.loads(path.read_text())

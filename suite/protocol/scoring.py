@@ -1,0 +1,211 @@
+"""Scoring a protocol: pure functions from the stored rows and ``protocol.json``
+to the report's tables (the statistics themselves are in :mod:`.stats`).
+
+Rows are the results store's long table (one per run and evaluation point,
+:mod:`suite.studies.store`), with the protocol's tags ``workload`` and
+``phase`` ("tune" or "confirm"), and a ``score`` column that
+:func:`scored` adds: each workload's metric (the validation loss, or the
+validation error 1 - accuracy), lower is better. Every number in the
+report's tables comes from the confirmation runs -- fresh seeds, run at the
+lr chosen on the tuning seeds -- never from the runs the choice was made on.
+
+- :func:`scored`, :func:`last_scores`: the metric per row, and per run its final
+  value ``final_score`` (+inf for a diverged run);
+- :func:`confirmed`: the confirmation runs' final rows;
+- :func:`ranking`: per workload and optimiser, the mean final metric with
+  its 95% bootstrap interval, and the rank;
+- :func:`interval`: the same for any other column (test accuracy, test loss);
+- :func:`reach`: time (steps) to the workload's target, censored runs
+  counted;
+- :func:`profile_times`: the median steps to target per workload x
+  optimiser, the input of the performance profile;
+- :func:`pairwise`: per workload, P(A's mean beats B's), or P(a run of A
+  beats a run of B);
+- :func:`tuning_table`, :func:`budget`: what the tuning runs showed;
+- :func:`plateau`: whether the budget let the best optimiser level off;
+- :func:`rule_targets`: the targets the documented rule gives on these runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..studies import scoring as study_scoring
+from . import stats
+
+#: Bootstrap resamples for every interval and probability in the report.
+N_BOOT = 2000
+LEVEL = 0.95
+#: The plateau check: the rank-1 optimiser's mean metric over the last tenth
+#: of the epochs against the tenth centred at 75% of the budget (windows of
+#: at least 3 epochs: one epoch's value is noisy); a relative fall larger
+#: than this says the budget may be too short to compare at.
+PLATEAU_TOLERANCE = 0.02
+
+
+def phase(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    return df[df["phase"] == name]
+
+
+def scored(df: pd.DataFrame, metrics: dict) -> pd.DataFrame:
+    """``df`` with ``score``: each row's value of its workload's metric
+    (``metrics``: workload -> "val_loss" or "val_error")."""
+    score = df["val_loss"].astype(float).copy()
+    for w, metric in metrics.items():
+        if metric == "val_error":
+            rows = df["workload"] == w
+            score[rows] = 1.0 - df.loc[rows, "val_acc"].astype(float)
+    return df.assign(score=score)
+
+
+def last_scores(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of a :func:`scored` table: its last evaluation, and
+    ``final_score`` (+inf for a diverged run, so a failure loses any mean)."""
+    last = study_scoring.final_runs(df)
+    failed = last["diverged"] | ~np.isfinite(last["score"].astype(float))
+    return last.assign(final_score=np.where(failed, np.inf, last["score"].astype(float)), diverged=failed)
+
+
+def confirmed(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per confirmation run (:func:`last_scores`)."""
+    return last_scores(phase(df, "confirm"))
+
+
+def ranking(final: pd.DataFrame, optimizers, workloads) -> pd.DataFrame:
+    """Per workload x optimiser: runs, diverged, the mean final metric
+    (inf if a run diverged) and its bootstrap interval, the median, and
+    the rank within the workload (1 = lowest mean; ties share a rank)."""
+    rows = []
+    for w in workloads:
+        for o in optimizers:
+            loss = final[(final["workload"] == w) & (final["optimizer"] == o)]["final_score"].to_numpy(float)
+            if loss.size == 0:
+                continue
+            mean, lo, hi = stats.bootstrap_ci(loss, n_boot=N_BOOT, level=LEVEL)
+            rows.append({"workload": w, "optimizer": o, "runs": loss.size,
+                         "diverged": int(np.isinf(loss).sum()), "mean": mean, "lo": lo, "hi": hi,
+                         "median": float(np.median(loss))})
+    out = pd.DataFrame(rows)
+    if len(out):
+        # Rank by the mean; an infinite mean (a diverged run) ranks by its median after the finite ones.
+        key = out["mean"].where(np.isfinite(out["mean"]), 1e300 + out["median"].fillna(0))
+        out["rank"] = out.assign(_key=key).groupby("workload")["_key"].rank(method="min").astype(int)
+    return out
+
+
+def interval(final: pd.DataFrame, column: str, optimizers, workloads) -> pd.DataFrame:
+    """Mean and bootstrap interval of a column (test accuracy, test loss, ...)
+    over the runs that did not diverge (a diverged net predicts nothing), per
+    workload x optimiser; no row where the column has no finite value (an
+    accuracy on a regression workload)."""
+    rows = []
+    for w in workloads:
+        for o in optimizers:
+            runs = final[(final["workload"] == w) & (final["optimizer"] == o) & ~final["diverged"]]
+            acc = runs[column].to_numpy(float)
+            acc = acc[np.isfinite(acc)]
+            if acc.size:
+                mean, lo, hi = stats.bootstrap_ci(acc, n_boot=N_BOOT, level=LEVEL)
+                rows.append({"workload": w, "optimizer": o, "mean": mean, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["workload", "optimizer", "mean", "lo", "hi"])
+
+
+def reach(df: pd.DataFrame, targets: dict, optimizers, workloads) -> pd.DataFrame:
+    """Per workload x optimiser, over its confirmation runs: how many reached
+    the workload's target (a value of its metric), the median steps to it (inf when
+    fewer than half did: the runs that never reach it are counted, not
+    dropped) and its bootstrap interval."""
+    rows = []
+    conf = phase(df, "confirm")
+    for w in workloads:
+        target = targets.get(w)
+        if target is None:
+            continue
+        for o in optimizers:
+            runs = conf[(conf["workload"] == w) & (conf["optimizer"] == o)]
+            if runs.empty:
+                continue
+            times = stats.first_reach(runs, "score", target, time_col="step")
+            s = stats.reach_summary(times, n_boot=N_BOOT, level=LEVEL)
+            rows.append({"workload": w, "optimizer": o, "target": target, **s})
+    return pd.DataFrame(rows)
+
+
+def profile_times(reached: pd.DataFrame) -> pd.DataFrame:
+    """Workload x optimiser median steps to target (inf: not reached by most
+    runs), the input of :func:`.stats.performance_profile`."""
+    return reached.pivot(index="workload", columns="optimizer", values="median")
+
+
+def pairwise(final: pd.DataFrame, workload: str, optimizers, per_run: bool = False) -> pd.DataFrame:
+    """P(row's mean final metric beats column's), bootstrapped over the
+    confirmation runs of one workload; with ``per_run``, the exact
+    probability that a random run of the row's beats one of the column's
+    (ties count half: :func:`.stats.prob_run_beats`) -- how often, not how
+    surely."""
+    runs = {o: final[(final["workload"] == workload) & (final["optimizer"] == o)]["final_score"].to_numpy(float)
+            for o in optimizers}
+    names = [o for o in optimizers if runs[o].size]
+
+    def p(a, b):
+        if per_run:
+            return stats.prob_run_beats(runs[a], runs[b])
+        return stats.prob_better(runs[a], runs[b], n_boot=N_BOOT)
+
+    return pd.DataFrame([[np.nan if a == b else p(a, b) for b in names] for a in names], index=names, columns=names)
+
+
+def tuning_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The tuning runs per workload x optimiser x lr: runs, diverged, mean final
+    metric ``mean_score`` (:func:`suite.studies.scoring.lr_table`)."""
+    return study_scoring.lr_table(last_scores(phase(df, "tune")), ["workload", "optimizer"], "final_score")
+
+
+def budget(df: pd.DataFrame, workload: str, optimizer: str, seed: int = 0) -> pd.DataFrame:
+    """The median best final metric after k lrs drawn at random from
+    the tuning grid (k = 1 .. grid size), with a bootstrap interval over the
+    tuning seeds: what a smaller tuning budget would have bought, from the
+    stored runs alone. The median, not the mean: a grid that brackets the
+    optimum usually holds an lr that diverges (+inf), which makes the mean
+    best-of-k infinite for every k."""
+    tuned = last_scores(phase(df, "tune"))
+    runs = tuned[(tuned["workload"] == workload) & (tuned["optimizer"] == optimizer)]
+    frame = pd.DataFrame({"hp_point": runs["lr"].to_numpy(), "seed": runs["seed"].to_numpy(),
+                          "score": runs["final_score"].to_numpy(float)})
+    ks = range(1, frame["hp_point"].nunique() + 1)
+    return stats.budget_curve(frame, ks, n_boot=N_BOOT, seed=seed, quantile=0.5)
+
+
+def plateau(conf, rank, workloads) -> dict:
+    """Per workload: (optimiser, relative fall) of the rank-1 optimiser's mean
+    metric between two windows (see PLATEAU_TOLERANCE); a fall above the
+    tolerance says it was still improving."""
+    out = {}
+    for w in workloads:
+        r = rank[(rank["workload"] == w) & (rank["rank"] == 1)]
+        if r.empty:
+            continue
+        o = r["optimizer"].iloc[0]
+        curve = conf[(conf["workload"] == w) & (conf["optimizer"] == o)].groupby("epoch")["score"].mean()
+        curve = curve.to_numpy(float)[1:]  # epoch 0 is the untrained net
+        if len(curve) < 12 or not np.isfinite(curve).all():
+            continue
+        width = max(3, len(curve) // 10)
+        mid = int(0.75 * len(curve))
+        before, end = curve[mid - width // 2:mid - width // 2 + width].mean(), curve[-width:].mean()
+        out[w] = (o, float((before - end) / end))
+    return out
+
+
+def rule_targets(rank: pd.DataFrame, factor: float) -> dict:
+    """Per workload, what the target rule gives on these runs: ``factor`` x the
+    lowest mean final metric of any optimiser (to 3 significant digits), with
+    that optimiser and mean -- ``{workload: (target, optimizer, mean)}``;
+    workloads whose best mean is not finite are left out."""
+    out = {}
+    for w, g in rank.groupby("workload", sort=False):
+        best = g.sort_values("mean").iloc[0]
+        if np.isfinite(best["mean"]):
+            out[w] = (float(f"{factor * best['mean']:.3g}"), best["optimizer"], float(best["mean"]))
+    return out

@@ -1,0 +1,60 @@
+"""The committed default run (results/default) says what its report claims:
+no optimiser on a grid edge, fresh confirmation seeds, a profile over at
+least four workloads, mnist1d trained to its plateau, and the workloads'
+targets exactly what the documented rule gives on it."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suite.protocol import scoring
+from suite.protocol.runner import PROTOCOL_FILE
+from suite.protocol.workloads import TARGET_FACTOR, WORKLOADS
+from suite.studies import scoring as study_scoring
+from suite.studies import store
+
+DEFAULT = Path(__file__).resolve().parents[2] / "results" / "default"
+
+
+@pytest.fixture(scope="module")
+def committed():
+    record = json.loads((DEFAULT / PROTOCOL_FILE).read_text())
+    df = study_scoring.tidy(store.load_results(DEFAULT))
+    df = df[df["cell"].isin(record["cells"])]
+    metrics = {w: d["metric"] for w, d in record["workloads"].items()}
+    df = scoring.scored(df, metrics)
+    rank = scoring.ranking(scoring.confirmed(df), record["optimizers"], list(record["workloads"]))
+    return record, df, rank
+
+
+def test_every_chosen_lr_is_inside_its_grid(committed):
+    record, _, _ = committed
+    assert record["edges"] == []
+    for g in record["grids"]:
+        assert min(g["lrs"]) < g["chosen"] < max(g["lrs"]), g
+
+
+def test_the_reported_runs_are_fresh_seeds_at_the_chosen_lr(committed):
+    record, df, _ = committed
+    conf, tune = df[df["phase"] == "confirm"], df[df["phase"] == "tune"]
+    assert not set(conf["seed"]) & set(tune["seed"])
+    chosen = {(g["workload"], g["optimizer"]): g["chosen"] for g in record["grids"]}
+    runs = conf.groupby(["workload", "optimizer"]).agg(lrs=("lr", "unique"), cells=("cell", "nunique"))
+    for (w, o), r in runs.iterrows():
+        assert list(r["lrs"]) == [chosen[(w, o)]] and r["cells"] == len(record["confirm_seeds"])
+
+
+def test_the_targets_are_the_rule_applied_to_this_run(committed):
+    record, _, rank = committed
+    rule = scoring.rule_targets(rank, TARGET_FACTOR)
+    assert len(rule) >= 4  # the profile spans at least four workloads
+    for w, (target, _, _) in rule.items():
+        assert WORKLOADS[w].target == target == record["workloads"][w]["target"]
+
+
+def test_the_mnist1d_budget_reaches_the_plateau(committed):
+    record, df, rank = committed
+    fall = scoring.plateau(df[df["phase"] == "confirm"], rank, ["mnist1d-mlp"])["mnist1d-mlp"][1]
+    assert fall <= scoring.PLATEAU_TOLERANCE
+    assert record["workloads"]["mnist1d-mlp"]["metric"] == "val_error"

@@ -1,0 +1,129 @@
+"""A protocol end to end on a tiny workload: tuning rounds that bracket the
+lr, confirmation on fresh seeds, the report, a rerun that trains nothing,
+and bad protocol files refused before anything trains."""
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("tqdm")
+
+from suite.cli import main
+from suite.protocol import spec as protocol_spec
+from suite.protocol.report import write_protocol_report
+from suite.protocol.runner import PROTOCOL_FILE, run_protocol
+from suite.protocol.spec import load_protocol
+from suite.protocol.workloads import Workload
+from suite.studies.spec import StudyError
+from suite.studies.store import load_results
+
+TINY = Workload(name="tiny-digits", description="digits, one hidden layer of 8", target=1.5,
+                target_note="a test's", config={"dataset": "digits", "hidden": (8,), "epochs": 3, "batch_size": 128})
+PROTOCOL = """
+[study]
+name = "tiny"
+description = "a protocol test"
+
+[protocol]
+workloads = ["tiny-digits"]
+optimizers = ["sgd", "adam"]
+tuning_seeds = [0, 1]
+confirm_seeds = [5, 6, 7]
+bracket_rounds = 2
+
+[lr]
+sgd = [0.001, 0.003]
+"""
+
+
+@pytest.fixture(autouse=True)
+def tiny_registry(monkeypatch):
+    monkeypatch.setattr(protocol_spec, "WORKLOADS", {"tiny-digits": TINY})
+
+
+def write(tmp_path, text=PROTOCOL):
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return path
+
+
+def test_tuning_brackets_then_confirms_on_fresh_seeds(tmp_path):
+    protocol = load_protocol(str(write(tmp_path)), backend="numpy")
+    out = tmp_path / "out"
+    summary = run_protocol(protocol, out, quiet=True)
+    record = json.loads((out / PROTOCOL_FILE).read_text())
+    grids = {g["optimizer"]: g for g in record["grids"]}
+    # sgd's grid started far too small: its best lr sat on the top edge, so it grew upwards.
+    assert max(grids["sgd"]["lrs"]) > 0.003 and summary.rounds >= 1
+    assert grids["adam"]["lrs"][:5] == [3e-4, 1e-3, 3e-3, 1e-2, 3e-2] or len(grids["adam"]["lrs"]) >= 5
+    df = load_results(out)
+    tune, conf = df[df["phase"] == "tune"], df[df["phase"] == "confirm"]
+    assert set(tune["seed"]) == {0, 1} and set(conf["seed"]) == {5, 6, 7}
+    for o, g in grids.items():  # confirmation at the chosen lr only
+        assert set(conf[conf["optimizer"] == o]["lr"]) == {g["chosen"]}
+        inside = min(g["lrs"]) < g["chosen"] < max(g["lrs"])
+        edge = any(e["optimizer"] == o for e in record["edges"])
+        assert inside != edge  # either bracketed, or flagged
+    assert set(df["workload"]) == {"tiny-digits"}
+
+
+def test_the_report_opens_with_ranking_profile_and_warnings(tmp_path):
+    protocol = load_protocol(str(write(tmp_path)), backend="numpy")
+    out = tmp_path / "out"
+    run_protocol(protocol, out, quiet=True)
+    text = write_protocol_report(out).read_text()
+    heads = [line for line in text.splitlines() if line.startswith("## ")]
+    assert heads[:4] == ["## Ranking", "## Performance profile", "## Warnings", "## Workloads"]
+    assert "[" in text.split("## Ranking")[1].split("##")[0]  # intervals beside the means
+    for name in ("profile", "convergence", "tuning", "budget"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 0
+
+
+def test_a_rerun_trains_nothing_and_takes_the_same_decisions(tmp_path):
+    protocol = load_protocol(str(write(tmp_path)), backend="numpy")
+    out = tmp_path / "out"
+    run_protocol(protocol, out, quiet=True)
+    first = json.loads((out / PROTOCOL_FILE).read_text())
+    again = run_protocol(protocol, out, quiet=True)
+    assert again.ran == 0 and json.loads((out / PROTOCOL_FILE).read_text()) == first
+
+
+@pytest.mark.parametrize("change, message", [
+    (("confirm_seeds = [5, 6, 7]", "confirm_seeds = [1, 6, 7]"), "selection bias"),
+    (('workloads = ["tiny-digits"]', 'workloads = ["nope"]'), "unknown workload 'nope'"),
+    (('optimizers = ["sgd", "adam"]', 'optimizers = ["sgd", "adamm"]'), "unknown optimiser 'adamm'"),
+    (("bracket_rounds = 2", "bracket_rounds = 2\ndecades = 1"), "at least 2"),
+    (("bracket_rounds = 2", 'bracket_rounds = "2"'), "wrong type"),
+    (("sgd = [0.001, 0.003]", "sgd = [0.001]"), "at least two"),
+])
+def test_bad_protocols_are_refused_before_anything_trains(tmp_path, change, message):
+    with pytest.raises(StudyError, match=message):
+        load_protocol(str(write(tmp_path, PROTOCOL.replace(*change))))
+
+
+def test_the_command_line_runs_and_reports_a_protocol(tmp_path, capsys):
+    path, out = write(tmp_path), tmp_path / "cli"
+    assert main(["run", str(path), "--out", str(out), "--backend", "numpy", "--quiet"]) == 0
+    assert "bracketing round" in capsys.readouterr().out
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.md").is_file()
+    assert isinstance(load_results(out), pd.DataFrame)
+
+
+def test_cells_of_an_earlier_budget_are_kept_but_not_scored(tmp_path, monkeypatch):
+    protocol = load_protocol(str(write(tmp_path)), backend="numpy")
+    out = tmp_path / "out"
+    run_protocol(protocol, out, quiet=True)
+    old = set(load_results(out)["cell"])
+    longer = dataclasses.replace(TINY, config={**TINY.config, "epochs": 4})
+    monkeypatch.setattr(protocol_spec, "WORKLOADS", {"tiny-digits": longer})
+    run_protocol(load_protocol(str(write(tmp_path)), backend="numpy"), out, quiet=True)
+    record = json.loads((out / PROTOCOL_FILE).read_text())
+    df = load_results(out)
+    assert old <= set(df["cell"])  # nothing deleted
+    mine = df[df["cell"].isin(record["cells"])]
+    assert set(mine.groupby("cell")["epoch"].max()) == {4} and not set(record["cells"]) & old
+    text = write_protocol_report(out).read_text()
+    assert f"{len(old)} other cells in the folder" in text
