@@ -85,16 +85,19 @@ def plot_convergence(conf: pd.DataFrame, workloads, palette: dict, targets: dict
 
 
 @themed()
-def plot_tuning(table: pd.DataFrame, chosen: dict, workloads, palette: dict, labels: dict, path) -> None:
+def plot_tuning(table: pd.DataFrame, chosen: dict, workloads, palette: dict, labels: dict, path,
+                lines: bool = True) -> None:
     """Mean final metric (``mean_score``) on the tuning seeds against lr, per
-    workload; the chosen lr ringed; a diverged lr drawn at the top as x."""
+    workload; the chosen lr ringed; a diverged lr drawn at the top as x.
+    ``lines=False`` (a random search: its trials differ in more than the lr)
+    draws the points alone."""
     def draw(ax, w):
         sub = table[table["workload"] == w]
         finite = sub["mean_score"][np.isfinite(sub["mean_score"])]
         top = finite.max() * 1.1 if len(finite) else 1.0
         for o, g in sub.groupby("optimizer"):
             y = g["mean_score"].where(np.isfinite(g["mean_score"]), top)
-            ax.plot(g["lr"], y, color=palette.get(o), marker="o", ms=3, lw=1.4)
+            ax.plot(g["lr"], y, color=palette.get(o), marker="o", ms=3, lw=1.4 if lines else 0)
             bad = ~np.isfinite(g["mean_score"])
             ax.scatter(g["lr"][bad], [top] * int(bad.sum()), marker="x", color=palette.get(o))
             pick = g[g["lr"] == chosen.get((w, o))]

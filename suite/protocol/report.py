@@ -20,7 +20,7 @@ from ..reporting.markdown import fmt, md_table, pct
 from ..studies import scoring as study_scoring
 from ..studies import store
 from ..studies.figures import palette_for
-from . import figures, scoring, stats
+from . import figures, scoring, search, stats
 from .runner import read_protocol
 from .workloads import METRICS, TARGET_FACTOR
 
@@ -35,6 +35,11 @@ def _ci(mean, lo, hi, digits=3) -> str:
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
     return f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def _setting(settings: dict) -> str:
+    """The chosen lr ('0.003'), or a random trial's settings ('lr 0.003, gamma 0.9')."""
+    return f"{settings['lr']:g}" if list(settings) == ["lr"] else search.describe(settings)
 
 
 def _steps(x) -> str:
@@ -99,10 +104,12 @@ def write_protocol_report(out: Path) -> Path:
                   + "*", ""]
     lines += _warnings(record, final, reached, plateau)
     lines += _workloads_section(record, workloads, plateau, scoring.rule_targets(rank, TARGET_FACTOR))
-    lines += _detail(df, final, rank, reached, optimizers, workloads, chosen, metrics)
+    settings = {(g["workload"], g["optimizer"]): g.get("settings", {"lr": g["chosen"]}) for g in record["grids"]}
+    lines += _detail(df, final, rank, reached, optimizers, workloads, chosen, settings, metrics)
     figures.plot_convergence(conf, workloads, palette, targets, labels, fig_dir / "convergence.png")
     table = scoring.tuning_table(df)
-    figures.plot_tuning(table, chosen, workloads, palette, labels, fig_dir / "tuning.png")
+    figures.plot_tuning(table, chosen, workloads, palette, labels, fig_dir / "tuning.png",
+                        lines=record.get("search") != "random")
     curves = {(w, o): scoring.budget(df, w, o) for w in workloads for o in optimizers
               if len(table[(table["workload"] == w) & (table["optimizer"] == o)])}
     figures.plot_budget(curves, workloads, palette, labels, fig_dir / "budget.png")
@@ -131,10 +138,7 @@ def _summary(record, df, meta, out) -> list[str]:
         f"{tune['cell'].nunique()} tuning runs (seeds {', '.join(map(str, record['tuning_seeds']))}) and "
         f"{conf['cell'].nunique()} confirmation runs (fresh seeds "
         f"{', '.join(map(str, record['confirm_seeds']))})",
-        f"- each optimiser's lr chosen on the tuning seeds' mean final metric (validation error for a "
-        f"classifier, validation loss otherwise), over a log grid of "
-        f"{record['per_decade']} points a decade spanning {record['decades']:g} decades, extended where the best "
-        f"lr sat on an edge ({record['rounds_used']} of at most {record['bracket_rounds']} rounds used)",
+        f"- each optimiser's {_how(record)}",
         f"- every number below is from the confirmation runs, with a {scoring.LEVEL:.0%} percentile "
         f"bootstrap interval over runs ({scoring.N_BOOT} resamples) in brackets",
         f"- backend {meta.get('backend', '?')} on {meta.get('device', '?')}; written {meta.get('written', '?')}; "
@@ -166,11 +170,26 @@ def _ranking_section(rank, times, optimizers, workloads, labels) -> list[str]:
     return lines + [md_table(["optimiser", *head, "mean rank", "profile score"], rows), ""]
 
 
+def _how(record) -> str:
+    """How the settings were chosen, after "each optimiser's"."""
+    chosen_on = ("chosen on the tuning seeds' mean final metric (validation error for a classifier, "
+                 "validation loss otherwise)")
+    if record.get("search") == "random":
+        dims = sorted({k for g in record["grids"] for k in g["settings"]})
+        return (f"settings {chosen_on}, among {record['trials']} quasi-random (scrambled Halton) trials over "
+                f"{', '.join(dims)}; the lr between the ends of a {record['decades']:g}-decade grid")
+    return (f"lr {chosen_on}, over a log grid of {record['per_decade']} points a decade spanning "
+            f"{record['decades']:g} decades, extended where the best lr sat on an edge "
+            f"({record['rounds_used']} of at most {record['bracket_rounds']} rounds used)")
+
+
 def _warnings(record, final, reached, plateau) -> list[str]:
     items = []
     for e in record["edges"]:
-        items.append(f"**{e['optimizer']}** on **{e['workload']}**: the chosen lr {e['lr']:g} is still the "
-                     f"{e['side']} of its grid after {record['bracket_rounds']} extensions"
+        where = (f"lies in the {e['side'].replace('est', '')} tenth of its range" if record.get("search") == "random"
+                 else f"is still the {e['side']} of its grid after {record['bracket_rounds']} extensions")
+        items.append(f"**{e['optimizer']}** on **{e['workload']}**: the chosen {e.get('dimension', 'lr')} "
+                     f"{e.get('value', e['lr']):g} {where}"
                      + (" (every tuning run diverged)" if e.get("all_diverged") else "")
                      + ": it may be under-tuned there.")
     div = final.groupby(["workload", "optimizer"])["diverged"].agg(["sum", "size"]).reset_index()
@@ -192,7 +211,9 @@ def _warnings(record, final, reached, plateau) -> list[str]:
                          + "; ".join(f"{w}: {who(g)}" for w, g in missed.groupby("workload", sort=False)) + ".")
     lines = ["## Warnings", ""]
     if not record["edges"]:
-        lines.append("- Every optimiser's chosen lr lies inside its grid (a worse lr on both sides).")
+        lines.append("- Every optimiser's chosen lr lies inside its grid (a worse lr on both sides)."
+                     if record.get("search") != "random" else
+                     "- No chosen setting lies in the outer tenth of its search range.")
     return lines + ([f"- {i}" for i in items] or ["- No diverged confirmation run; every best optimiser had "
                                                   "levelled off; most runs reached every target."]) + [""]
 
@@ -223,7 +244,7 @@ def _workloads_section(record, workloads, plateau, rule) -> list[str]:
                "confirmation seeds of the committed reference run, `results/default`):", "", *notes, ""])
 
 
-def _detail(df, final, rank, reached, optimizers, workloads, chosen, metrics) -> list[str]:
+def _detail(df, final, rank, reached, optimizers, workloads, chosen, settings, metrics) -> list[str]:
     table = scoring.tuning_table(df)
     lines = ["## Per workload", ""]
     for w in workloads:
@@ -243,13 +264,13 @@ def _detail(df, final, rank, reached, optimizers, workloads, chosen, metrics) ->
                               for lr, m in zip(grid["lr"], grid["mean_score"]))
             a = {col: held[col][held[col]["optimizer"] == o] for col in held}
             t = reached[(reached["workload"] == w) & (reached["optimizer"] == o)] if len(reached) else reached
-            rows.append([o, f"{chosen.get((w, o)):g}", _ci(r["mean"], r["lo"], r["hi"]),
+            rows.append([o, _setting(settings[(w, o)]), _ci(r["mean"], r["lo"], r["hi"]),
                          *["-" if a[col].empty else _ci(*a[col][["mean", "lo", "hi"]].iloc[0]) for col in held],
                          f"{int(r['diverged'])}/{int(r['runs'])}",
                          "-" if t.empty else _reach(t.iloc[0]),
                          tried])
         label = METRICS[metrics[w]].replace("validation", "val")
-        lines += [md_table(["optimiser", "chosen lr", f"final {label}",
+        lines += [md_table(["optimiser", "chosen", f"final {label}",
                             *[c.replace("_", " ") for c in extra], "diverged",
                             "runs that reached the target; median steps [95%]",
                             f"tuning: mean final {label} per lr"], rows), ""]
@@ -269,16 +290,21 @@ def _method(record) -> list[str]:
             "- **Metrics.** A classification workload is scored on its final validation error (1 - accuracy, "
             "as AlgoPerf's targets are error rates), a regression or the quadratic on its final validation "
             "loss; lower is better, and a diverged run scores +inf.",
-            "- **Tuning.** Each optimiser starts on a log-spaced lr grid around its usual lr (times the "
-            "workload's scale); a grid whose best lr (lowest mean final metric over the tuning seeds) is its "
-            "largest or smallest gets one more point beyond it, and the new "
-            f"cells are trained, for at most {record['bracket_rounds']} rounds (`suite/protocol/tuning.py`).",
-            "- **Select, then confirm.** The chosen lr is rerun on seeds never used for the choice; only those "
+            ("- **Tuning.** Quasi-random search (`suite/protocol/search.py`): each optimiser's trials are "
+             "points of a scrambled Halton sequence over its search box (log scale for lr, eps and wd, "
+             "log(1 - x) for decay rates); the trial with the lowest mean final metric over the tuning seeds "
+             "is chosen, and a chosen value in the outer tenth of its range is flagged."
+             if record.get("search") == "random" else
+             "- **Tuning.** Each optimiser starts on a log-spaced lr grid around its usual lr (times the "
+             "workload's scale); a grid whose best lr (lowest mean final metric over the tuning seeds) is its "
+             "largest or smallest gets one more point beyond it, and the new "
+             f"cells are trained, for at most {record['bracket_rounds']} rounds (`suite/protocol/tuning.py`)."),
+            "- **Select, then confirm.** The chosen setting is rerun on seeds never used for the choice; only those "
             "runs are reported, so the choice's luck on the tuning seeds does not flatter the winner.",
             "- **Statistics** (`suite/protocol/stats.py`): percentile bootstrap over runs; P(A beats B) is the "
             "share of bootstrap resamples in which A's mean is lower (how sure the ranking is), beside the "
             "share of run pairs in which A's run is lower (how often A wins); time to target is the first "
-            "step at which the metric is at or below the target, +inf for a run that never gets there (counted, not "
-            "dropped: the median is inf when half or fewer of the runs reach it).",
+            "step at which the metric is at or below the target, +inf for a run that never gets there "
+            "(counted, not dropped: the median is inf when half or fewer of the runs reach it).",
             "- **Profile.** Dolan-More performance profile over the workloads of the median steps to target; "
             "a workload no optimiser solves counts against every optimiser.", ""]

@@ -7,8 +7,11 @@
    workload's final metric over the tuning seeds; one on its grid's edge
    gets one more grid step in that direction (:func:`.tuning.next_lr`) and
    a new round trains those cells, for at most ``bracket_rounds`` rounds.
-3. **Select, then confirm.** The chosen lr of each workload x optimiser is
-   rerun on the confirmation seeds (``phase = "confirm"``); the report's
+   With ``search = "random"`` there are no rounds: each workload x
+   optimiser runs its quasi-random trials (:mod:`.search`), and a chosen
+   value in the outer tenth of its range is recorded as an edge.
+3. **Select, then confirm.** The chosen lr (or trial) of each workload x
+   optimiser is rerun on the confirmation seeds (``phase = "confirm"``); the report's
    numbers are those runs', never the runs the choice was made on.
 
 Every decision is a function of the stored results, so a rerun (after an
@@ -32,6 +35,7 @@ from ..studies import store
 from . import scoring
 from ..studies.runner import run_study
 from ..studies.spec import Study
+from . import search
 from .spec import Protocol
 from .tuning import next_lr
 
@@ -64,7 +68,7 @@ def choices(protocol: Protocol, out: Path, grids: dict) -> tuple[dict, dict]:
     """(best, extend): per (workload, optimiser) the best row of
     :func:`suite.studies.scoring.best_lrs` (each workload's metric, mean over
     the tuning seeds), and the lr to add where the grid does not bracket it yet."""
-    keys = {protocol.cell(protocol.workload(w), o, lr, s, "tune").key for (w, o), lrs in grids.items()
+    keys = {protocol.cell(protocol.workload(w), o, {"lr": lr}, s, "tune").key for (w, o), lrs in grids.items()
             for lr in lrs for s in protocol.tuning_seeds}
     final = _tuning_final(protocol, out, keys)
     best_rows = study_scoring.best_lrs(final, ["workload", "optimizer"], "final_score")
@@ -78,18 +82,17 @@ def choices(protocol: Protocol, out: Path, grids: dict) -> tuple[dict, dict]:
     return best, extend
 
 
-def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -> ProtocolSummary:
-    """Tune, bracket, select and confirm (see the module docstring)."""
-    out = Path(out)
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+def _grid_tuning(protocol: Protocol, out: Path, say, **run_kw):
+    """Tuning rounds on the lr grids, each extended while its best lr is on an
+    edge: (tuning cells, ran, rounds, grids, chosen settings, edges)."""
     # (workload name, optimiser) -> the lrs tried so far
     grids = {(w.name, o): protocol.initial_grid(w, o) for w in protocol.workloads for o in protocol.optimizers}
     ran, rounds = 0, 0
     while True:
-        tune_cells = [protocol.cell(protocol.workload(w), o, lr, s, "tune") for (w, o), lrs in grids.items()
-                      for lr in lrs for s in protocol.tuning_seeds]
-        say(f"optbench run: protocol {protocol.name!r}, tuning round {rounds}: {len(tune_cells)} cells")
-        ran += _run(protocol, tune_cells, out, "tuning", quiet=quiet, **run_kw)
+        cells = [protocol.cell(protocol.workload(w), o, {"lr": lr}, s, "tune") for (w, o), lrs in grids.items()
+                 for lr in lrs for s in protocol.tuning_seeds]
+        say(f"optbench run: protocol {protocol.name!r}, tuning round {rounds}: {len(cells)} cells")
+        ran += _run(protocol, cells, out, "tuning", **run_kw)
         best, extend = choices(protocol, out, grids)
         if not extend or rounds == protocol.rounds:
             break
@@ -97,24 +100,67 @@ def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -
         for key, lr in extend.items():
             grids[key] = sorted(grids[key] + [lr])
         say("optbench run: extending " + ", ".join(f"{w}/{o} to lr {lr:g}" for (w, o), lr in extend.items()))
-    chosen = {key: float(row["lr"]) for key, row in best.items()}
-    confirm = [protocol.cell(protocol.workload(w), o, chosen[(w, o)], s, "confirm") for (w, o) in grids
-               for s in protocol.confirm_seeds]
-    say(f"optbench run: confirming the chosen lrs on {len(protocol.confirm_seeds)} fresh seeds: {len(confirm)} cells")
-    ran += _run(protocol, confirm, out, "confirmation", quiet=quiet, **run_kw)
-    edges = [{"workload": w, "optimizer": o, "lr": chosen[(w, o)],
-              "side": "highest" if chosen[(w, o)] == max(grids[(w, o)]) else "lowest",
+    chosen = {key: {"lr": float(row["lr"])} for key, row in best.items()}
+    edges = [{"workload": w, "optimizer": o, "lr": chosen[(w, o)]["lr"], "dimension": "lr",
+              "value": chosen[(w, o)]["lr"],
+              "side": "highest" if chosen[(w, o)]["lr"] == max(grids[(w, o)]) else "lowest",
               "all_diverged": bool(best[(w, o)]["all_diverged"])}
              for (w, o) in extend]
+    return cells, ran, rounds, grids, chosen, edges, {}
+
+
+def _random_tuning(protocol: Protocol, out: Path, say, **run_kw):
+    """Quasi-random trials (:mod:`.search`), one round: the same tuple as
+    :func:`_grid_tuning`, plus each optimiser's trials."""
+    trials = {(w.name, o): protocol.trial_settings(w, o) for w in protocol.workloads for o in protocol.optimizers}
+    cells = [protocol.cell(protocol.workload(w), o, t, s, "tune", trial=i) for (w, o), ts in trials.items()
+             for i, t in enumerate(ts) for s in protocol.tuning_seeds]
+    say(f"optbench run: protocol {protocol.name!r}, {protocol.trials} quasi-random trials per optimiser: "
+        f"{len(cells)} cells")
+    ran = _run(protocol, cells, out, "tuning", **run_kw)
+    final = _tuning_final(protocol, out, {c.key for c in cells})
+    final["trial"] = final["trial"].astype(int)
+    table = study_scoring.lr_table(final, ["workload", "optimizer", "trial"], "final_score")
+    table["_finished"] = table["finished_mean_score"].fillna(float("inf"))
+    best = (table.sort_values(["mean_score", "diverged", "_finished", "trial"])
+            .groupby(["workload", "optimizer"], sort=False).head(1).set_index(["workload", "optimizer"]))
+    chosen, edges = {}, []
+    for (w, o), ts in trials.items():
+        row = best.loc[(w, o)]
+        chosen[(w, o)] = ts[int(row["trial"])]
+        all_diverged = bool(row["diverged"] == row["runs"])
+        for name, side in search.edges(chosen[(w, o)], protocol.dimensions(protocol.workload(w), o)):
+            edges.append({"workload": w, "optimizer": o, "lr": chosen[(w, o)]["lr"], "dimension": name,
+                          "value": chosen[(w, o)][name], "side": side, "all_diverged": all_diverged})
+    grids = {key: sorted(t["lr"] for t in ts) for key, ts in trials.items()}
+    return cells, ran, 0, grids, chosen, edges, trials
+
+
+def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -> ProtocolSummary:
+    """Tune (bracketing the grids, or quasi-random trials), select and
+    confirm (see the module docstring)."""
+    out = Path(out)
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    tune = _random_tuning if protocol.search == "random" else _grid_tuning
+    tune_cells, ran, rounds, grids, chosen, edges, trials = tune(protocol, out, say, quiet=quiet, **run_kw)
+    confirm = [protocol.cell(protocol.workload(w), o, chosen[(w, o)], s, "confirm") for (w, o) in grids
+               for s in protocol.confirm_seeds]
+    say(f"optbench run: confirming the chosen settings on {len(protocol.confirm_seeds)} fresh seeds: "
+        f"{len(confirm)} cells")
+    ran += _run(protocol, confirm, out, "confirmation", quiet=quiet, **run_kw)
     record = {
         "name": protocol.name, "description": protocol.description,
         "workloads": {w.name: _described(w, protocol.fixed) for w in protocol.workloads},
         "optimizers": list(protocol.optimizers),
         "tuning_seeds": list(protocol.tuning_seeds), "confirm_seeds": list(protocol.confirm_seeds),
+        "search": protocol.search, "trials": protocol.trials, "space": protocol.space,
         "decades": protocol.decades, "per_decade": protocol.per_decade, "bracket_rounds": protocol.rounds,
         "rounds_used": rounds,
-        "grids": [{"workload": w, "optimizer": o, "lrs": lrs, "chosen": chosen[(w, o)]}
+        "grids": [{"workload": w, "optimizer": o, "lrs": lrs, "chosen": chosen[(w, o)]["lr"],
+                   "settings": chosen[(w, o)]}
                   for (w, o), lrs in grids.items()],
+        "random_trials": [{"workload": w, "optimizer": o, "trial": i, "settings": t}
+                          for (w, o), ts in trials.items() for i, t in enumerate(ts)],
         "edges": edges,
         # The cells this protocol consists of: a results folder may also hold
         # cells of an earlier version of it (another budget), which the report

@@ -163,15 +163,17 @@ def tuning_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def budget(df: pd.DataFrame, workload: str, optimizer: str, seed: int = 0) -> pd.DataFrame:
-    """The median best final metric after k lrs drawn at random from
-    the tuning grid (k = 1 .. grid size), with a bootstrap interval over the
+    """The median best final metric after k lrs (or trials) drawn at random
+    from the tuning grid (k = 1 .. grid size), with a bootstrap interval over the
     tuning seeds: what a smaller tuning budget would have bought, from the
     stored runs alone. The median, not the mean: a grid that brackets the
     optimum usually holds an lr that diverges (+inf), which makes the mean
     best-of-k infinite for every k."""
     tuned = last_scores(phase(df, "tune"))
     runs = tuned[(tuned["workload"] == workload) & (tuned["optimizer"] == optimizer)]
-    frame = pd.DataFrame({"hp_point": runs["lr"].to_numpy(), "seed": runs["seed"].to_numpy(),
+    # A grid point is an lr; a random search's point is its trial (which may share an lr).
+    point = "trial" if "trial" in runs and runs["trial"].notna().all() else "lr"
+    frame = pd.DataFrame({"hp_point": runs[point].to_numpy(), "seed": runs["seed"].to_numpy(),
                           "score": runs["final_score"].to_numpy(float)})
     ks = range(1, frame["hp_point"].nunique() + 1)
     return stats.budget_curve(frame, ks, n_boot=N_BOOT, seed=seed, quantile=0.5)

@@ -20,6 +20,17 @@ A study file with a ``[protocol]`` table is a protocol::
 
     [fixed]                                          # optional: RunConfig fields for every cell
 
+or, instead of the lr grid, quasi-random search over several
+hyper-parameters (:mod:`.search`)::
+
+    [protocol]
+    search = "random"
+    trials = 16                                      # per workload and optimiser
+    [space]
+    gamma = [0.5, 0.999]                             # to the optimisers that have it
+    wd = [1e-5, 1e-2]
+    schedule = ["constant", "cosine"]
+
 Every workload's configuration (:mod:`.workloads`), with [fixed] on top, is
 crossed with the optimisers, their lr grids (:mod:`.tuning`) and the tuning
 seeds; the runner (:mod:`.runner`) brackets the grids, picks each
@@ -30,19 +41,20 @@ confirmation seeds. Everything is checked before anything trains.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernels import RULES
 
 from ..studies.spec import NAME, Cell, StudyError, _load_rules, cell_key, resolve
 from ..training.config import ConfigError, RunConfig
-from . import tuning
+from . import search, tuning
 from .workloads import WORKLOADS, Workload
 
-TABLES = ("study", "protocol", "lr", "fixed")
+TABLES = ("study", "protocol", "lr", "fixed", "space")
 KEYS = {"workloads": list, "optimizers": list, "tuning_seeds": list, "confirm_seeds": list,
-        "decades": (int, float), "per_decade": int, "bracket_rounds": int}
+        "decades": (int, float), "per_decade": int, "bracket_rounds": int, "search": str, "trials": int}
+SEARCHES = ("grid", "random")
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,9 @@ class Protocol:
     text: str
     backend: str
     rule_files: tuple[Path, ...] = ()
+    search: str = "grid"  # or "random": quasi-random trials (.search)
+    trials: int = 0  # per workload and optimiser, for search = "random"
+    space: dict = field(default_factory=dict)  # the [space] table
 
     def workload(self, name: str) -> Workload:
         return next(w for w in self.workloads if w.name == name)
@@ -72,10 +87,25 @@ class Protocol:
         return tuning.log_grid(tuning.centre(optimizer, workload.lr_scale(optimizer)), self.decades,
                                self.per_decade)
 
-    def cell(self, workload: Workload, optimizer: str, lr: float, seed: int, phase: str) -> Cell:
-        config = RunConfig(**{**workload.config, **self.fixed, "optimizer": optimizer, "lr": lr, "seed": seed,
-                              "backend": self.backend})
-        return Cell(config, cell_key(config), (("workload", workload.name), ("phase", phase)))
+    def dimensions(self, workload: Workload, optimizer: str) -> dict:
+        """What a random search varies for ``optimizer``: its lr between its
+        grid's ends, and the [space] keys it has."""
+        grid = self.initial_grid(workload, optimizer)
+        return search.dimensions(self.space, (min(grid), max(grid)), set(RULES[optimizer].hyper))
+
+    def trial_settings(self, workload: Workload, optimizer: str) -> list[dict]:
+        """The random search's trials of ``optimizer`` on ``workload`` (the same on every call)."""
+        return search.trials(self.dimensions(workload, optimizer), self.trials, workload.name, optimizer)
+
+    def cell(self, workload: Workload, optimizer: str, settings: dict, seed: int, phase: str,
+             trial: int | None = None) -> Cell:
+        """One run: the workload, [fixed], and ``settings`` (``{"lr": ...}``,
+        or a random trial's lr, hyper-parameters, wd, schedule)."""
+        fields, hyper = search.split(settings)
+        config = RunConfig(**{**workload.config, **self.fixed, **fields, "optimizer": optimizer, "seed": seed,
+                              "backend": self.backend, "hyper": {**self.fixed.get("hyper", {}), **hyper}})
+        tags = (("workload", workload.name), ("phase", phase)) + (() if trial is None else (("trial", str(trial)),))
+        return Cell(config, cell_key(config), tags)
 
 
 def is_protocol(name_or_path: str) -> bool:
@@ -147,13 +177,25 @@ def parse_protocol(text: str, path: Path, backend: str = "numpy") -> Protocol:
     for key in fixed:
         if key in ("optimizer", "lr", "seed", "backend") or key not in RunConfig.field_names():
             raise StudyError(f"{path}: [fixed] {key!r} cannot be set in a protocol")
+    how, k, space = spec.get("search", "grid"), spec.get("trials", 0), dict(doc.get("space", {}))
+    if how not in SEARCHES:
+        raise StudyError(f"{path}: [protocol] search = {how!r}; allowed: {', '.join(SEARCHES)}")
+    if how == "random" and k < 2:
+        raise StudyError(f"{path}: a random search needs trials >= 2 per optimiser, got {k}")
+    if how == "grid" and (space or "trials" in spec):
+        raise StudyError(f"{path}: [space] and trials belong to search = \"random\"; a grid search tunes the lr")
+    problem = search.check_space(space, {h for o in spec["optimizers"] for h in RULES[o].hyper})
+    if problem:
+        raise StudyError(f"{path}: [space] {problem}")
     protocol = Protocol(name, meta.get("description", ""), path, tuple(WORKLOADS[w] for w in spec["workloads"]),
                         tuple(spec["optimizers"]), seeds["tuning_seeds"], seeds["confirm_seeds"], float(decades),
-                        per_decade, rounds, grids, fixed, text, backend, rule_files)
+                        per_decade, rounds, grids, fixed, text, backend, rule_files, how, k, space)
     for w in protocol.workloads:  # every starting cell is a valid config
         for o in protocol.optimizers:
+            first = [{"lr": protocol.initial_grid(w, o)[0]}] if how == "grid" else protocol.trial_settings(w, o)
             try:
-                protocol.cell(w, o, protocol.initial_grid(w, o)[0], protocol.tuning_seeds[0], "tune")
+                for settings in first:
+                    protocol.cell(w, o, settings, protocol.tuning_seeds[0], "tune")
             except (ConfigError, ValueError) as exc:
                 raise StudyError(f"{path}: workload {w.name}, optimiser {o}: {exc}") from None
     return protocol

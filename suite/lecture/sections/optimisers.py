@@ -36,11 +36,7 @@ def section_optimizers(st: Stored) -> Section:
     if df is None:
         sec.items.append(missing("lecture-optimizers"))
         return sec
-    by = ["optimizer"] + (["batch_size"] if df["batch_size"].nunique() > 1 else [])
-    best = best_lr(df, by)  # by the final criterion Q, as in every other section
-    if "batch_size" in by:  # the default study: compare at its small batch size
-        small = sorted(best["batch_size"].unique(), key=lambda b: (b == "full", int(b) if b.isdigit() else 0))[0]
-        best = best[best["batch_size"] == small]
+    best = best_lr(df, ["optimizer"])  # by the final criterion Q, as in every other section
     opts = [o for o in OPTIMIZERS if o in set(best["optimizer"])]
     figure = figures.mnist1d_figure(best, opts, st.figure("s12_mnist1d.png"))
     fin = finals(best)
