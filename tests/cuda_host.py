@@ -81,6 +81,19 @@ def aligned_random(rng, size: int) -> np.ndarray:
     return a
 
 
+def single_spec(rule) -> list[tuple[str, str]]:
+    """A rule's single-run kernels' parameters, in the order cuda_source
+    declares them (written out here, not parsed, so a changed signature fails)."""
+    return ([("ptr", b) for b in rule.buffers] + [("i32*", "active"), ("i64", "n")]
+            + [("f32", s) for s in rule.scalar_names])
+
+
+def population_spec(rule) -> list[tuple[str, str]]:
+    """The same for a rule's population kernels (kernels.population)."""
+    return ([("ptr", b) for b in rule.buffers]
+            + [("i32*", "active"), ("f32*", "scalars"), ("i64", "members"), ("i64", "n"), ("i64", "ld")])
+
+
 def find_compiler() -> str | None:
     """The host C++ compiler: $CXX, else g++, else c++; None if there is none."""
     for name in (os.environ.get("CXX"), "g++", "c++"):

@@ -89,6 +89,18 @@ def _where_into_b(cond, a, b, mask, out):
     np.bitwise_xor(o, ua, out=o)
 
 
+def _execute(plan, env: list) -> None:
+    """Run a plan's ufunc calls, each writing into its ``out=`` slot of ``env``
+    (one and two arguments spelled out: the common cases, without a list)."""
+    for ufunc, args, out in plan:
+        if len(args) == 2:
+            ufunc(env[args[0]], env[args[1]], out=env[out])
+        elif len(args) == 1:
+            ufunc(env[args[0]], out=env[out])
+        else:
+            ufunc(*[env[a] for a in args], out=env[out])
+
+
 class _Const:
     """A folded constant value in a simplified expression: a float32, as the
     program would hold it (so folding computes what the ops would)."""
@@ -410,13 +422,7 @@ class NumpyKernel:
                     else:
                         np.take(a[:, c0:c1], idx, axis=0, out=buf, mode="clip")  # clip: no buffering of out
             env = env + shaped[:n_temps] + [o[j0:j1] if column else o for o, column in operands]
-            for ufunc, args, out in plan:
-                if len(args) == 2:
-                    ufunc(env[args[0]], env[args[1]], out=env[out])
-                elif len(args) == 1:
-                    ufunc(env[args[0]], out=env[out])
-                else:
-                    ufunc(*[env[a] for a in args], out=env[out])
+            _execute(plan, env)
             if gather is not None:
                 for i in written:
                     arrays[i][idx, c0:c1] = env[i]
@@ -429,10 +435,4 @@ class NumpyKernel:
             env = [a[start:stop] for a in arrays]
             env += temps if m == chunk else [t[:m] for t in temps]
             env += consts
-            for ufunc, args, out in plan:
-                if len(args) == 2:
-                    ufunc(env[args[0]], env[args[1]], out=env[out])
-                elif len(args) == 1:
-                    ufunc(env[args[0]], out=env[out])
-                else:
-                    ufunc(*[env[a] for a in args], out=env[out])
+            _execute(plan, env)

@@ -87,11 +87,13 @@ def write_protocol_report(out: Path) -> Path:
     if ignored:
         lines[-1:-1] = [f"- {ignored} other cells in the folder (an earlier version of this protocol) are kept "
                         "but not scored"]
-    lines += _ranking_section(rank, times, optimizers, workloads, labels)
-    profile = None
-    if len(times) and len(times.index) >= 1:
-        profile = stats.performance_profile(times[optimizers], stats.tau_grid(TAU_MAX))
+    profile = scores = None
+    if len(times):
+        profile = stats.performance_profile(times[[o for o in optimizers if o in times.columns]],
+                                            stats.tau_grid(TAU_MAX))
         scores = stats.profile_score(profile, TAU_MAX)
+    lines += _ranking_section(rank, scores, optimizers, workloads, labels)
+    if profile is not None:
         figures.plot_profile(profile, scores, palette, fig_dir / "profile.png")
         unsolved = profile.attrs.get("unsolved", [])
         lines += ["## Performance profile", "",
@@ -105,12 +107,13 @@ def write_protocol_report(out: Path) -> Path:
     lines += _warnings(record, final, reached, plateau)
     lines += _workloads_section(record, workloads, plateau, scoring.rule_targets(rank, TARGET_FACTOR))
     settings = {(g["workload"], g["optimizer"]): g.get("settings", {"lr": g["chosen"]}) for g in record["grids"]}
-    lines += _detail(df, final, rank, reached, optimizers, workloads, chosen, settings, metrics)
+    tuned = scoring.tuned(df)
+    table = scoring.tuning_table(tuned)
+    lines += _detail(table, final, rank, reached, optimizers, workloads, chosen, settings, metrics)
     figures.plot_convergence(conf, workloads, palette, targets, labels, fig_dir / "convergence.png")
-    table = scoring.tuning_table(df)
     figures.plot_tuning(table, chosen, workloads, palette, labels, fig_dir / "tuning.png",
                         lines=record.get("search") != "random")
-    curves = {(w, o): scoring.budget(df, w, o) for w in workloads for o in optimizers
+    curves = {(w, o): scoring.budget(tuned, w, o) for w in workloads for o in optimizers
               if len(table[(table["workload"] == w) & (table["optimizer"] == o)])}
     figures.plot_budget(curves, workloads, palette, labels, fig_dir / "budget.png")
     lines += ["## Convergence on the confirmation seeds", "", "![convergence](figures/convergence.png)", "",
@@ -145,7 +148,8 @@ def _summary(record, df, meta, out) -> list[str]:
         f"regenerated from `{out}` by `optbench report` (no training)", ""]
 
 
-def _ranking_section(rank, times, optimizers, workloads, labels) -> list[str]:
+def _ranking_section(rank, score, optimizers, workloads, labels) -> list[str]:
+    """score: each optimiser's profile score (None: no targets, no profile)."""
     lines = ["## Ranking", "",
              "Each workload's final metric (mean over the confirmation runs [95% interval]; lower is better) "
              "and the optimiser's rank on that workload; the last columns: its mean rank over the workloads "
@@ -153,11 +157,6 @@ def _ranking_section(rank, times, optimizers, workloads, labels) -> list[str]:
     if rank.empty:
         return lines + ["No confirmation runs yet.", ""]
     mean_rank = rank.groupby("optimizer")["rank"].mean()
-    score = None
-    if len(times):
-        profile = stats.performance_profile(times[[o for o in optimizers if o in times.columns]],
-                                            stats.tau_grid(TAU_MAX))
-        score = stats.profile_score(profile, TAU_MAX)
     rows = []
     for o in sorted(optimizers, key=lambda o: (mean_rank.get(o, math.inf), o)):
         cells = []
@@ -244,8 +243,8 @@ def _workloads_section(record, workloads, plateau, rule) -> list[str]:
                "confirmation seeds of the committed reference run, `results/default`):", "", *notes, ""])
 
 
-def _detail(df, final, rank, reached, optimizers, workloads, chosen, settings, metrics) -> list[str]:
-    table = scoring.tuning_table(df)
+def _detail(table, final, rank, reached, optimizers, workloads, chosen, settings, metrics) -> list[str]:
+    """table: :func:`.scoring.tuning_table`."""
     lines = ["## Per workload", ""]
     for w in workloads:
         # A classifier's held-out number is its test accuracy; a regressor's, its test loss.

@@ -121,9 +121,8 @@ def _random_tuning(protocol: Protocol, out: Path, say, **run_kw):
     final = _tuning_final(protocol, out, {c.key for c in cells})
     final["trial"] = final["trial"].astype(int)
     table = study_scoring.lr_table(final, ["workload", "optimizer", "trial"], "final_score")
-    table["_finished"] = table["finished_mean_score"].fillna(float("inf"))
-    best = (table.sort_values(["mean_score", "diverged", "_finished", "trial"])
-            .groupby(["workload", "optimizer"], sort=False).head(1).set_index(["workload", "optimizer"]))
+    best = study_scoring.lowest_mean(table, ["workload", "optimizer"], "final_score", last="trial") \
+        .set_index(["workload", "optimizer"])
     chosen, edges = {}, []
     for (w, o), ts in trials.items():
         row = best.loc[(w, o)]

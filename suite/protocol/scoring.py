@@ -21,7 +21,8 @@ lr chosen on the tuning seeds -- never from the runs the choice was made on.
   optimiser, the input of the performance profile;
 - :func:`pairwise`: per workload, P(A's mean beats B's), or P(a run of A
   beats a run of B);
-- :func:`tuning_table`, :func:`budget`: what the tuning runs showed;
+- :func:`tuned`, :func:`tuning_table`, :func:`budget`: what the tuning runs
+  showed;
 - :func:`plateau`: whether the budget let the best optimiser level off;
 - :func:`rule_targets`: the targets the documented rule gives on these runs.
 """
@@ -156,20 +157,25 @@ def pairwise(final: pd.DataFrame, workload: str, optimizers, per_run: bool = Fal
     return pd.DataFrame([[np.nan if a == b else p(a, b) for b in names] for a in names], index=names, columns=names)
 
 
-def tuning_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The tuning runs per workload x optimiser x lr: runs, diverged, mean final
-    metric ``mean_score`` (:func:`suite.studies.scoring.lr_table`)."""
-    return study_scoring.lr_table(last_scores(phase(df, "tune")), ["workload", "optimizer"], "final_score")
+def tuned(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per tuning run (:func:`last_scores`): what :func:`tuning_table`
+    and :func:`budget` read."""
+    return last_scores(phase(df, "tune"))
 
 
-def budget(df: pd.DataFrame, workload: str, optimizer: str, seed: int = 0) -> pd.DataFrame:
+def tuning_table(tuned: pd.DataFrame) -> pd.DataFrame:
+    """The tuning runs (:func:`tuned`) per workload x optimiser x lr: runs,
+    diverged, mean final metric ``mean_score`` (:func:`suite.studies.scoring.lr_table`)."""
+    return study_scoring.lr_table(tuned, ["workload", "optimizer"], "final_score")
+
+
+def budget(tuned: pd.DataFrame, workload: str, optimizer: str, seed: int = 0) -> pd.DataFrame:
     """The median best final metric after k lrs (or trials) drawn at random
     from the tuning grid (k = 1 .. grid size), with a bootstrap interval over the
     tuning seeds: what a smaller tuning budget would have bought, from the
     stored runs alone. The median, not the mean: a grid that brackets the
     optimum usually holds an lr that diverges (+inf), which makes the mean
-    best-of-k infinite for every k."""
-    tuned = last_scores(phase(df, "tune"))
+    best-of-k infinite for every k. ``tuned``: :func:`tuned`."""
     runs = tuned[(tuned["workload"] == workload) & (tuned["optimizer"] == optimizer)]
     # A grid point is an lr; a random search's point is its trial (which may share an lr).
     point = "trial" if "trial" in runs and runs["trial"].notna().all() else "lr"

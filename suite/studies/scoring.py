@@ -195,6 +195,17 @@ def lr_table(final: pd.DataFrame, by: list[str] | None = None, score: str = "fin
     return out
 
 
+def lowest_mean(table: pd.DataFrame, by: list[str], score: str = "final_val_loss", last: str = "lr") -> pd.DataFrame:
+    """Per ``by`` group, the row of an :func:`lr_table` (grouped by ``by`` and
+    ``last``) with the lowest mean score; ties at +inf go to fewer diverged
+    runs, then to the lower mean of the runs that finished, then to the
+    smaller ``last``."""
+    name = score.removeprefix("final_")
+    finished = table[f"finished_mean_{name}"].fillna(np.inf)
+    ranked = table.assign(_finished=finished).sort_values(by + [f"mean_{name}", "diverged", "_finished", last])
+    return ranked.groupby(by, sort=False).head(1).drop(columns="_finished")
+
+
 def best_lrs(final: pd.DataFrame, by: list[str] | None = None, score: str = "final_val_loss") -> pd.DataFrame:
     """One row per ``by`` group: the lr with the lowest mean ``score`` (the
     final val loss unless told; see :func:`lr_table`).
@@ -203,11 +214,8 @@ def best_lrs(final: pd.DataFrame, by: list[str] | None = None, score: str = "fin
     win, then the lower mean score of the runs that finished.
     """
     by = group_keys(final) if by is None else list(by)
-    name = score.removeprefix("final_")
     table = lr_table(final, by, score)
-    table["_finished"] = table[f"finished_mean_{name}"].fillna(np.inf)
-    ranked = table.sort_values(by + [f"mean_{name}", "diverged", "_finished", "lr"])
-    best = ranked.groupby(by, sort=False).head(1).drop(columns="_finished")
+    best = lowest_mean(table, by, score)
     best["all_diverged"] = best["diverged"] == best["runs"]
     # On the edge of the grid: the optimum may lie beyond it, unmeasured.
     edges = table.groupby(by, sort=False)["lr"].agg(["min", "max", "size"]).reset_index()

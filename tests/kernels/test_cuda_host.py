@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 # tests/ is on sys.path (conftest)
-from cuda_host import BACK, FRONT, aligned_random
+from cuda_host import BACK, FRONT, aligned_random, single_spec
 from kernels import RULES, Optimizer, reference
 from kernels.codegen.cuda_kernel import cuda_source, kernel_names, launch_geometry
 from kernels.transforms import masked
@@ -35,12 +35,6 @@ TINY_GRIDS = ((1, 1), (1, 32), (3, 7))
 RTOL = 4e-6
 #: The active flag a training loop passes: 1 updates, 0 leaves every buffer alone.
 ON, OFF = np.ones(1, np.int32), np.zeros(1, np.int32)
-
-
-def kernel_spec(rule):
-    """The kernels' parameters, in the order cuda_source declares them."""
-    return ([("ptr", b) for b in rule.buffers] + [("i32*", "active"), ("i64", "n")]
-            + [("f32", s) for s in rule.scalar_names])
 
 
 @pytest.fixture
@@ -88,7 +82,7 @@ def expected_steps(rule, hp, w0, grads):
 @pytest.mark.parametrize("name", RULES)
 def test_kernel_matches_reference_and_numpy(host, name, kind, form, n):
     rule = RULES[name]
-    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), kernel_spec(rule)))
+    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), single_spec(rule)))
     kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
     hp = rule.resolve({"lr": max(rule.hyper["lr"], 0.1), **FORMS[form]})  # steps big enough to see
     rng = np.random.default_rng(zlib.crc32(f"{name}/{form}/{n}".encode()))
@@ -175,7 +169,7 @@ def test_masked_kernel_matches_numpy(host, name, kind, n):
     """The masked variant (Optimal Brain Damage's pruning): same source
     generator plus a mask input; pruned weights stay exactly 0."""
     rule = masked(RULES[name])
-    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), kernel_spec(rule)))
+    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), single_spec(rule)))
     kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
     hp = rule.resolve({"lr": max(rule.hyper["lr"], 0.1), "wd": 0.1})
     rng = np.random.default_rng(zlib.crc32(f"masked/{name}/{n}".encode()))
@@ -205,7 +199,7 @@ def test_masked_kernel_matches_numpy(host, name, kind, n):
 def test_a_cleared_active_flag_leaves_every_buffer_alone(host, name, kind):
     """A run frozen on the device (its flag 0) gets no update, bit for bit."""
     rule = RULES[name]
-    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), kernel_spec(rule)))
+    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), single_spec(rule)))
     kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
     rng = np.random.default_rng(3)
     n, lo = 1029, FRONT[kind]

@@ -373,16 +373,6 @@ FRONT, BACK = cuda_host.FRONT, cuda_host.BACK
 RTOL = 4e-6
 
 
-def population_spec(rule):
-    return ([("ptr", b) for b in rule.buffers]
-            + [("i32*", "active"), ("f32*", "scalars"), ("i64", "members"), ("i64", "n"), ("i64", "ld")])
-
-
-def single_spec(rule):
-    return ([("ptr", b) for b in rule.buffers] + [("i32*", "active"), ("i64", "n")]
-            + [("f32", s) for s in rule.scalar_names])
-
-
 @pytest.fixture
 def host(host_compiler):
     return host_compiler
@@ -417,9 +407,9 @@ def test_population_kernel_on_the_host(host, name, kind, n, members):
     reference; no guard element changes, nor does g."""
     rule = RULES[name]
     source = cuda_source(rule)
-    pop_kernels = host.module(source, dict.fromkeys(population_kernel_names(rule), population_spec(rule)))
+    pop_kernels = host.module(source, dict.fromkeys(population_kernel_names(rule), cuda_host.population_spec(rule)))
     pop_kernel = pop_kernels.get_function(population_kernel_names(rule)[0 if kind == "vec4" else 1])
-    single_kernel = host.module(source, dict.fromkeys(kernel_names(rule), single_spec(rule))).get_function(
+    single_kernel = host.module(source, dict.fromkeys(kernel_names(rule), cuda_host.single_spec(rule))).get_function(
         kernel_names(rule)[1])
     hypers = [rule.resolve({"lr": max(rule.hyper["lr"], 0.1), **h}) for h in member_hypers(rule, members)]
     values = hyper_values(rule, hypers)

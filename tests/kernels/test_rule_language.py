@@ -599,16 +599,6 @@ def test_numpy_and_numba_population_paths_equal_single_runs(name, monkeypatch):
 # --- CUDA: the exact source on the host, and nvcc ------------------------------------------
 
 
-def single_spec(rule):
-    return ([("ptr", b) for b in rule.buffers] + [("i32*", "active"), ("i64", "n")]
-            + [("f32", s) for s in rule.scalar_names])
-
-
-def population_spec(rule):
-    return ([("ptr", b) for b in rule.buffers]
-            + [("i32*", "active"), ("f32*", "scalars"), ("i64", "members"), ("i64", "n"), ("i64", "ld")])
-
-
 ON = np.ones(1, np.int32)
 
 
@@ -619,7 +609,7 @@ def test_cuda_source_on_the_host_equals_numpy(host_compiler, name, kind, n):
     """Both single-run kernels, over the CuPy geometries and tiny grids, with
     guard elements around the buffers: bit for bit the NumPy path."""
     rule = RULES.get(name) or OPS[name[3:]]
-    kernel = host_compiler.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), single_spec(rule))) \
+    kernel = host_compiler.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), cuda_host.single_spec(rule))) \
         .get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
     if rule.hyper:
         start = start_buffers(rule, n, zlib.crc32(f"{name}/{n}".encode()))
@@ -652,9 +642,9 @@ def test_cuda_population_kernels_on_the_host_equal_the_single_run_kernel(host_co
     members, n = 4, 1027
     source = cuda_source(rule)
     pop_names = population_kernel_names(rule)
-    pop_kernel = host_compiler.module(source, dict.fromkeys(pop_names, population_spec(rule))) \
+    pop_kernel = host_compiler.module(source, dict.fromkeys(pop_names, cuda_host.population_spec(rule))) \
         .get_function(pop_names[0 if kind == "vec4" else 1])
-    single_kernel = host_compiler.module(source, dict.fromkeys(kernel_names(rule), single_spec(rule))) \
+    single_kernel = host_compiler.module(source, dict.fromkeys(kernel_names(rule), cuda_host.single_spec(rule))) \
         .get_function(kernel_names(rule)[1])
     hps = [rule.resolve(h) for h in hypers(members)]
     table = scalar_table(rule, hyper_values(rule, hps), 1, 1)[0]
