@@ -70,6 +70,7 @@ import numpy as np
 from . import philox
 from .backend import array_kind
 from .codegen.cuda_kernel import BLOCKS_PER_SM, THREADS
+from .sources import cuda_file
 
 MODES = ("inverted", "classic")
 _TWO32 = 1 << 32
@@ -204,8 +205,6 @@ def cuda_source() -> str:
     :func:`scalar_args` / :func:`population_args` give the arguments after
     the pointers, :func:`launch_geometry` / :func:`population_geometry` the grid.
     """
-    from .sources import cuda_file
-
     return cuda_file("dropout.cu")
 
 

@@ -5,7 +5,7 @@ rule's name) into a ``torch.optim.Optimizer`` subclass, so a rule written once
 for optbench trains a user's PyTorch model::
 
     import torch
-    from kernels.export import torch_optimizer
+    from optbench.kernels.export import torch_optimizer
 
     model = torch.nn.Linear(10, 1)
     Adam = torch_optimizer("adam")                    # a torch.optim.Optimizer subclass

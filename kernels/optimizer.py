@@ -1,7 +1,7 @@
 """An optimiser: one rule bound to a flat parameter buffer and its state.
 
 >>> import numpy as np
->>> from kernels import FlatLayout, Optimizer
+>>> from optbench.kernels import FlatLayout, Optimizer
 >>> params = FlatLayout([("W", (2, 3)), ("b", (3,))]).allocate()
 >>> opt = Optimizer("adam", params, lr=0.1)
 >>> grads = params.like(); grads["W"][:] = 1.0
@@ -9,12 +9,16 @@
 >>> float(params["W"][0, 0])   # Adam's first step is -lr * sign(g)
 -0.1
 
-``step`` checks its inputs (same size, float32, contiguous, same device),
-computes the step's scalars on the host in double (with the step's lr under
-a learning-rate ``schedule``: :mod:`kernels.schedules`), and runs the rule's
-kernel for the backend that owns the buffers: the generated CUDA kernel for
-CuPy arrays, the chunked in-place NumPy program otherwise -- or, with
-``backend="numba"``, the generated Numba loop over the same NumPy arrays.
+A single run is a population of one: an Optimizer is member 0 of a
+:class:`~optbench.kernels.population.PopulationOptimizer` over its buffer
+viewed as one row, so a run alone and the same run in a population make the
+same update by construction. ``step`` checks its inputs (same size, float32,
+contiguous, same device), computes the step's scalars on the host in double
+(with the step's lr under a learning-rate ``schedule``:
+:mod:`optbench.kernels.schedules`), and launches the rule's kernel for the
+backend that owns the buffers: the generated CUDA kernel for CuPy arrays,
+the chunked in-place NumPy program otherwise -- or, with ``backend="numba"``,
+the generated Numba loop over the same NumPy arrays.
 """
 
 from __future__ import annotations
@@ -24,30 +28,12 @@ import math
 import numpy as np
 
 from .backend import array_kind, array_module
-from .codegen.cuda_kernel import CupyKernel
-from .codegen.numba_kernel import NumbaKernel
-from .codegen.numpy_kernel import NumpyKernel
 from .flat import FlatBuffer
+from .launch import check_flag
+from .population import Member, PopulationOptimizer
 from .rule import Rule
 from .rules import get_rule
-from .schedules import Schedule, as_schedule, check_bound, scheduled
-from .transforms import decay_masked, masked
-
-_KERNELS: dict[tuple[str, str], object] = {}
-_KERNEL_CLASSES = {"numpy": NumpyKernel, "numba": NumbaKernel, "cupy": CupyKernel}
-#: The kernel backends that can update each kind of array; the first is the
-#: one used when no ``backend`` is given.
-ARRAY_KERNELS = {"numpy": ("numpy", "numba"), "cupy": ("cupy",)}
-
-
-def kernel_for(rule: Rule, backend: str):
-    """The cached kernel of ``rule`` for backend "numpy", "numba" or "cupy"."""
-    if backend not in _KERNEL_CLASSES:
-        raise ValueError(f"no kernels for backend {backend!r}; allowed: {', '.join(_KERNEL_CLASSES)}")
-    key = (rule, backend)  # rules hash by identity; transforms are cached objects
-    if key not in _KERNELS:
-        _KERNELS[key] = _KERNEL_CLASSES[backend](rule)
-    return _KERNELS[key]
+from .schedules import as_schedule, scheduled
 
 
 def check_buffer(name: str, a, n: int | None = None, backend: str | None = None) -> None:
@@ -63,46 +49,6 @@ def check_buffer(name: str, a, n: int | None = None, backend: str | None = None)
         )
     if backend is not None and kind != backend:
         raise TypeError(f"buffer {name!r} is a {kind} array but the parameters are {backend}")
-
-
-def check_flag(flag, arrays: str) -> None:
-    """An ``active`` flag: int32, at least one element, on the parameters' device."""
-    if array_kind(flag) != arrays:
-        raise TypeError(f"the active flag is a {array_kind(flag)} array but the parameters are {arrays}")
-    if flag.dtype != np.int32 or flag.size < 1:
-        raise TypeError(f"the active flag must be an int32 array, got {flag.dtype} of shape {flag.shape}")
-
-
-#: Cache-line alignment for the CPU state buffers: an unaligned buffer makes
-#: every 64-byte vector load straddle two lines (NumPy's large arrays start 16
-#: bytes into a page). Measured on a 2-core EPYC, one thread at 2^24: SGD
-#: 37.1 GB/s aligned vs 34.6 at a 16-byte offset, Adam 24.4 vs 22.3.
-CPU_ALIGN_BYTES = 64
-
-
-def aligned_zeros(n: int, align: int = CPU_ALIGN_BYTES) -> np.ndarray:
-    """n zero float32 in a NumPy array whose data starts on an ``align``-byte boundary."""
-    extra = align // 4
-    raw = np.zeros(n + extra, dtype=np.float32)
-    start = (-raw.ctypes.data % align) // 4
-    return raw[start : start + n]
-
-
-def _kernel_backend(arrays: str, backend) -> str:
-    """The kernel backend for arrays of kind ``arrays``; a clear error if it can't run them."""
-    if backend is None:
-        backend = ARRAY_KERNELS[arrays][0]
-    name = getattr(backend, "name", backend)  # a kernels.Backend or its name
-    if name not in _KERNEL_CLASSES:
-        raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(_KERNEL_CLASSES)}")
-    if name not in ARRAY_KERNELS[arrays]:
-        raise TypeError(f"backend {name!r} cannot update {arrays} arrays; "
-                        f"use {' or '.join(map(repr, ARRAY_KERNELS[arrays]))}")
-    if name == "numba":
-        from .backend import numba_backend
-
-        numba_backend()  # BackendUnavailable, naming what is missing, if Numba isn't there
-    return name
 
 
 class NonFiniteGradient(FloatingPointError, ValueError):
@@ -131,90 +77,85 @@ def _check_finite(g, step: int) -> None:
             f"element {first}; no update was made (pass check_finite=False to update anyway)")
 
 
-class Optimizer:
+class Optimizer(Member):
     """Rule ``rule`` over the flat parameter buffer ``params``.
 
     params: a :class:`FlatBuffer` or a 1-D float32 array (NumPy or CuPy);
     backend: whose kernels run the update: "numpy" or "numba" for NumPy
         arrays, "cupy" for CuPy arrays (a name or a :class:`kernels.Backend`);
-        None: the first of :data:`ARRAY_KERNELS` for the arrays' kind;
+        None: the first of :data:`optbench.kernels.launch.ARRAY_KERNELS` for
+        the arrays' kind;
     mask: optionally a 0/1 buffer like params: pruned parameters held at 0
         (:meth:`set_mask`);
-    schedule: a learning-rate schedule (:mod:`kernels.schedules`: a
+    schedule: a learning-rate schedule (:mod:`optbench.kernels.schedules`: a
         :class:`Schedule`, bound to the run's total steps where its kind
         needs them, or a dict such as ``{"kind": "exponential", "gamma":
         0.999}``); None: constant. Step t's scalars are computed from
         lr x factor(t), so the decoupled decay (lr x wd) follows it too;
     decay_mask: optionally a float32 buffer like params, 1.0 where L2 and
         decoupled decay apply and 0.0 where they do not (biases and PReLU
-        alphas: :func:`kernels.transforms.decay_mask`); the update stays one
-        launch (:func:`kernels.transforms.decay_masked`);
-    hyper: the rule's hyper-parameters (see ``kernels.rules``), e.g. lr=0.01.
-    state: dict of zero-initialised buffers the size of params.
-    t: number of steps taken so far.
+        alphas: :func:`optbench.kernels.transforms.decay_mask`); the update
+        stays one launch (:func:`optbench.kernels.transforms.decay_masked`);
+    hyper: the rule's hyper-parameters (see ``kernels.rules``), e.g. lr=0.01;
+        resolved into ``self.hyper``, which may be changed by hand between
+        steps (checked against the rule's ranges at the next step).
+
+    state: the rule's state buffers, each the size of params (zero at the
+    start); t: number of steps taken so far; population: the one-member
+    :class:`PopulationOptimizer` that does the work.
     """
 
     def __init__(self, rule: str | Rule, params, mask=None, backend=None, schedule=None, decay_mask=None,
                  **hyper: float):
-        self.rule = rule if isinstance(rule, Rule) else get_rule(rule)
-        self.params = params.data if isinstance(params, FlatBuffer) else params
-        check_buffer("w", self.params)
-        #: "numpy" or "cupy": the kind of array every buffer must be.
-        self.arrays = array_kind(self.params)
-        #: "numpy", "numba" or "cupy": whose kernels run the update.
-        self.backend = _kernel_backend(self.arrays, backend)
-        #: The learning-rate schedule (None: constant).
-        self.schedule: Schedule | None = as_schedule(schedule)
-        check_bound(self.schedule)
-        if self.schedule is not None and "lr" not in self.rule.hyper:
-            raise ValueError(f"rule {self.rule.name!r} has no learning rate 'lr' for a schedule to scale")
-        self.decay_mask = None
+        rule = rule if isinstance(rule, Rule) else get_rule(rule)
+        data = params.data if isinstance(params, FlatBuffer) else params
+        check_buffer("w", data)
+        arrays = array_kind(data)
         if decay_mask is not None:
             decay_mask = decay_mask.data if isinstance(decay_mask, FlatBuffer) else decay_mask
-            check_buffer("decay_mask", decay_mask, self.params.shape[0], self.arrays)
-            self.decay_mask = decay_mask
+            check_buffer("decay_mask", decay_mask, data.shape[0], arrays)
+            decay_mask = decay_mask.reshape(1, -1)
+        population = PopulationOptimizer(data.reshape(1, -1), [rule], [hyper], backend=backend,
+                                         schedules=[as_schedule(schedule)], decay_masks=decay_mask)
+        self._bind(population, 0)
+        self.params = data
+        #: "numpy" or "cupy": the kind of array every buffer must be.
+        self.arrays = population.arrays
+        #: "numpy", "numba" or "cupy": whose kernels run the update.
+        self.backend = population.backend
         self.mask = None
         if mask is not None:
             self.set_mask(mask)
-        self.hyper = self.rule.resolve(hyper)
-        if self.arrays == "numpy":
-            self.state = {s: aligned_zeros(self.params.shape[0]) for s in self.rule.state}
-        else:
-            cp = __import__("cupy")  # CuPy's allocations are 256-byte aligned already
-            self.state = {s: cp.zeros_like(self.params) for s in self.rule.state}
-        self.t = 0
-        if self.mask is None:
-            self.kernel = kernel_for(self.kernel_rule(), self.backend)
+
+    @property
+    def decay_mask(self):
+        masks = self.population.decay_masks
+        return None if masks is None else masks[0]
+
+    @property
+    def kernel(self):
+        """The compiled kernel the update runs (the rule with its masks applied);
+        settable, e.g. to a NumpyKernel with other chunks or threads."""
+        return self.population.groups[0].kernel
+
+    @kernel.setter
+    def kernel(self, kernel) -> None:
+        self.population.groups[0].kernel = kernel
 
     def kernel_rule(self) -> Rule:
         """The rule the kernel runs: the optimiser's rule with its decay mask
         and pruning mask applied (each transform is one cached object)."""
-        rule = self.rule if self.decay_mask is None else decay_masked(self.rule)
-        return rule if self.mask is None else masked(rule)
+        return self.population._kernel_rule(self.rule)
 
     def set_mask(self, mask) -> None:
         """Keep parameters where ``mask`` is 1 and hold them at exactly 0
         where it is 0, inside every later update (one launch, masked rule).
         The parameters under a 0 are zeroed now. None removes the mask."""
-        if mask is None:
-            self.mask = None
-            self.kernel = kernel_for(self.kernel_rule(), self.backend)
-            return
-        mask = mask.data if isinstance(mask, FlatBuffer) else mask
-        check_buffer("mask", mask, self.params.shape[0], self.arrays)
+        if mask is not None:
+            mask = mask.data if isinstance(mask, FlatBuffer) else mask
+            check_buffer("mask", mask, self.params.shape[0], self.arrays)
         self.mask = mask
-        self.kernel = kernel_for(self.kernel_rule(), self.backend)
-        self.params *= mask
-        for s in getattr(self, "state", {}).values():
-            s *= mask
-
-    def buffers(self, grads) -> dict:
-        g = grads.data if isinstance(grads, FlatBuffer) else grads
-        check_buffer("g", g, self.params.shape[0], self.arrays)
-        extra = {} if self.mask is None else {"mask": self.mask}
-        if self.decay_mask is not None:
-            extra["decay_mask"] = self.decay_mask
-        return {"w": self.params, "g": g, **extra, **self.state}
+        self.population.set_masks(None if mask is None else mask.reshape(1, -1))
 
     def step(self, grads, check_finite: bool = True, active=None) -> None:
         """One update of every parameter: w, state := rule(w, g, state).
@@ -232,35 +173,21 @@ class Optimizer:
         ``kernels.steps.StepAccount``: nothing is read back to decide). The
         step counter ``t`` counts calls either way.
         """
-        buffers = self.buffers(grads)
+        g = grads.data if isinstance(grads, FlatBuffer) else grads
+        check_buffer("g", g, self.params.shape[0], self.arrays)
         if check_finite:
-            _check_finite(buffers["g"], self.t + 1)
+            _check_finite(g, self.t + 1)
         if active is not None:
             check_flag(active, self.arrays)
-        self.t += 1
-        self.kernel(buffers, self.rule.step_scalars(self.hyper_at(self.t), self.t), active)
+        if self.hyper != self.population.hypers[0]:  # changed by hand since the last step
+            self.population.set_hypers(0, self.hyper)
+            self.hyper = dict(self.population.hypers[0])
+        self.population.step(g.reshape(1, -1), active)
 
     def hyper_at(self, t: int):
         """The hyper-parameters of step ``t``: ``hyper`` with lr x the
         schedule's factor(t) (``hyper`` itself without a schedule)."""
         return scheduled(self.hyper, self.schedule, t)
-
-    def weights(self):
-        """The weights to evaluate (Nesterov keeps the look-ahead point; under
-        a schedule it is mapped back with the lr of the last step taken)."""
-        return self.rule.weights(self.params, self.state, scheduled(self.hyper, self.schedule, max(self.t, 1)))
-
-    def state_dict(self) -> dict:
-        """The optimiser's state, to save or to restore later: the rule's name,
-        its hyper-parameters, the step counter ``t`` and a copy of every state
-        buffer (same array kind as the parameters); with a schedule, also
-        ``schedule`` (its description and total steps, for the record: the
-        schedule itself is the constructor's, and ``t`` is where it stands)."""
-        sd = {"rule": self.rule.name, "hyper": dict(self.hyper), "t": self.t,
-              "state": {k: v.copy() for k, v in self.state.items()}}
-        if self.schedule is not None:
-            sd["schedule"] = {**self.schedule.as_dict(), "total": self.schedule.total}
-        return sd
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore what :meth:`state_dict` returned (possibly saved to disk and
@@ -277,5 +204,7 @@ class Optimizer:
             if tuple(value.shape) != buf.shape:
                 raise ValueError(f"optimiser state {k!r} has shape {tuple(value.shape)}, the parameters {buf.shape}")
             buf[...] = xp.asarray(value, dtype=buf.dtype)
-        self.hyper = self.rule.resolve(sd.get("hyper", self.hyper))
-        self.t = int(sd["t"])
+        self.population.set_hypers(0, sd.get("hyper", self.hyper))
+        self.hyper = dict(self.population.hypers[0])
+        self.population.t = int(sd["t"])
+        self.population._steps = 0

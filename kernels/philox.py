@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .sources import cuda_file
+
 #: Round multipliers and key increments (Random123's PHILOX_M4x32_0/1, PHILOX_W32_0/1).
 M0, M1 = 0xD2511F53, 0xCD9E8D57
 W0, W1 = 0x9E3779B9, 0xBB67AE85
@@ -46,8 +48,6 @@ _MASK32 = 0xFFFFFFFF
 
 def cuda_source() -> str:
     """The CUDA C text of ``optbench_philox4x32_10`` (``kernels/cuda/philox.cuh``)."""
-    from .sources import cuda_file
-
     return cuda_file("philox.cuh")
 
 

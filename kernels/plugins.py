@@ -1,9 +1,9 @@
 """Rules of your own: plug-in files and installed packages.
 
-A plug-in is a Python file that defines ``RULE`` (one :class:`kernels.Rule`)
+A plug-in is a Python file that defines ``RULE`` (one :class:`optbench.kernels.Rule`)
 or ``RULES`` (a list of them), e.g. ``signum.py``::
 
-    from kernels import Rule
+    from optbench.kernels import Rule
 
     RULE = Rule(name="signum", title="Signum", hyper={"lr": 1e-3, "gamma": 0.9},
                 ranges={"lr": "(0, inf)", "gamma": "[0, 1)"}, symbols={"eta": "lr", "gamma": "gamma"},
@@ -14,7 +14,7 @@ or ``RULES`` (a list of them), e.g. ``signum.py``::
                     w = w - lr * sign(mu)
                 ''')
 
-It is loaded three ways, all ending in :func:`kernels.rules.register`:
+It is loaded three ways, all ending in :func:`optbench.kernels.rules.register`:
 
 * ``--rules FILE.py`` on ``optbench run``, ``validate``, ``bench`` and ``rules``
   (:func:`load_file`);
@@ -22,7 +22,8 @@ It is loaded three ways, all ending in :func:`kernels.rules.register`:
   file;
 * an installed package's entry point in the group ``optbench.rules``, whose
   object is a Rule, a list of Rules or a module defining RULE / RULES
-  (:func:`load_entry_points`, on the first unknown rule name).
+  (:func:`optbench.kernels.rules.load_entry_points`, on the first unknown
+  rule name).
 
 A registered plug-in gets what a built-in gets: generated NumPy, CUDA and
 Numba kernels, the L2, masked and population forms, ``optbench validate``,
@@ -46,36 +47,12 @@ import traceback
 from pathlib import Path
 
 from .rule import Rule, RuleError
-from .rules import register
-
-ENTRY_POINT_GROUP = "optbench.rules"
+from .rules import PLAIN, PluginError, load_entry_points, register, rules_of  # noqa: F401 (re-exported)
 
 #: Resolved path -> the rules it registered (a file loads once per process).
 _LOADED: dict[Path, list[Rule]] = {}
 #: Rule name -> the content hash of the file it was loaded from.
 _FINGERPRINTS: dict[str, str] = {}
-_ENTRY_POINTS_LOADED = False
-
-
-class PluginError(RuleError):
-    """A plug-in file or entry point that cannot give valid rules."""
-
-
-def _rules_of(obj, where: str) -> list[Rule]:
-    """The rules an entry point's or a module's object holds."""
-    if isinstance(obj, Rule):
-        return [obj]
-    if isinstance(obj, (list, tuple)) and obj and all(isinstance(r, Rule) for r in obj):
-        return list(obj)
-    found = [getattr(obj, name) for name in ("RULE", "RULES") if hasattr(obj, name)]
-    if not found:
-        raise PluginError(f"{where} defines neither RULE (a kernels.Rule) nor RULES (a list of them)")
-    rules = []
-    for value in found:
-        rules += [value] if isinstance(value, Rule) else list(value) if isinstance(value, (list, tuple)) else [None]
-    if not rules or not all(isinstance(r, Rule) for r in rules):
-        raise PluginError(f"{where}: RULE must be a kernels.Rule and RULES a non-empty list of them")
-    return rules
 
 
 def _line_in(path: Path, exc: BaseException) -> int | None:
@@ -112,7 +89,7 @@ def load_file(path) -> list[Rule]:
         line = _line_in(path, exc)
         kind = "" if isinstance(exc, RuleError) else f"{type(exc).__name__}: "
         raise PluginError(f"{path}{f':{line}' if line else ''}: {kind}{exc}") from None
-    found = _rules_of(module, str(path))
+    found = rules_of(module, str(path))
     formula = getattr(module, "FORMULA", "") if len(found) == 1 else ""  # a file's FORMULA: its one RULE's
     try:
         rules = [register(r, str(path), formula if isinstance(formula, str) else "") for r in found]
@@ -130,8 +107,6 @@ def fingerprint(name: str) -> str | None:
     was loaded, or for an entry point of its definition. A study keys a
     plug-in's cells by it, so an edited rule trains anew instead of keeping
     results of the old maths."""
-    from .rules import PLAIN
-
     if name not in PLAIN:
         return None
     if name in _FINGERPRINTS:
@@ -144,28 +119,3 @@ def fingerprint(name: str) -> str | None:
 def load_files(paths) -> list[Rule]:
     """:func:`load_file` for each of ``paths`` (None or empty: nothing)."""
     return [r for p in (paths or ()) for r in load_file(p)]
-
-
-def load_entry_points() -> list[Rule]:
-    """Register the rules of every installed package's ``optbench.rules``
-    entry point (once per process); returns the rules registered now."""
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return []
-    _ENTRY_POINTS_LOADED = True
-    from importlib.metadata import entry_points
-
-    rules = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        where = f"entry point {ep.name!r} ({ep.value})"
-        try:
-            obj = ep.load()
-        except Exception as exc:
-            raise PluginError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}") from None
-        try:
-            rules += [register(r, where) for r in _rules_of(obj, where)]
-        except PluginError:
-            raise
-        except RuleError as exc:
-            raise PluginError(str(exc)) from None
-    return rules

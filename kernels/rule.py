@@ -24,6 +24,19 @@ A rule is data:
   L2 transforms the registry applies are not in it (whoever uses it applies
   them). Nothing in this module calls it.
 
+What a rule says about itself, beyond its maths, lives on it too, once:
+
+* ``formula``: the update in the lecture's symbols (the README's rule table
+  and ``optbench rules NAME``);
+* ``lecture`` (its place among the lecture's rules) and ``year`` (of its
+  paper): the order in which tables list the rules;
+* ``lr_centre``: the learning rate a small MLP usually wants, the centre of
+  a protocol's tuning grid (default: the default lr), and ``scales``: how a
+  random search draws each hyper-parameter (:meth:`Rule.scale`);
+* ``peer``: its exact equivalent in a library users trust
+  (:class:`~optbench.kernels.peer.Peer`), and ``peer_note``: that
+  equivalent in words, or why there is none.
+
 The update language. Each line is ``name = expression``; lines run in order,
 once per element, in float32. A name is
 
@@ -69,11 +82,15 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+from .peer import Peer
+
 #: Functions an update may call, with the number of arguments each takes.
 FUNCTIONS = {"sqrt": 1, "abs": 1, "sign": 1, "min": 2, "max": 2, "where": 3}
 #: The comparisons where's condition may use.
 COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+#: How a random search may draw a hyper-parameter (Rule.scale).
+SCALES = ("log", "log1m", "linear")
 
 
 class RuleError(ValueError):
@@ -149,7 +166,19 @@ class Rule:
     #: The rule's float64 step (w, g, state, hp, t) -> (w, state), if its author
     #: gives one (see the module docstring); None: there is none.
     reference: Callable | None = None
+    #: The update in the lecture's symbols, for people (L' is the gradient).
+    formula: str = ""
+    #: Its place among the lecture's rules (1-6; None: beyond the lecture) and its paper's year.
+    lecture: int | None = None
+    year: int | None = None
+    #: The centre of a protocol's lr grid (None: the default lr) and the search scales.
+    lr_centre: float | None = None
+    scales: Mapping[str, str] = field(default_factory=dict)
+    #: The exact equivalent in a peer library (None: none), and that, or why not, in words.
+    peer: Peer | None = None
+    peer_note: str = ""
     statements: tuple[Statement, ...] = field(init=False, repr=False)
+    _scalar_names: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
         unknown = set(self.ranges) - set(self.hyper)
@@ -158,10 +187,36 @@ class Rule:
         for key, default in self.hyper.items():
             if default not in self.interval(key):
                 raise RuleError(f"rule {self.name!r}: default {key} = {default!r} lies outside {self.interval(key)}")
+        bad = {k: v for k, v in self.scales.items() if k not in self.hyper or v not in SCALES}
+        if bad:
+            raise RuleError(f"rule {self.name!r}: scales {bad} must map hyper-parameters to one of "
+                            f"{', '.join(SCALES)}")
+        if self.lr_centre is not None and ("lr" not in self.hyper or self.lr_centre not in self.interval("lr")):
+            raise RuleError(f"rule {self.name!r}: lr_centre {self.lr_centre!r} is not a learning rate it allows")
+        object.__setattr__(self, "_scalar_names", tuple(self.scalars(self.defaults(), 1)))
         object.__setattr__(self, "statements", tuple(parse_update(self)))
 
     def interval(self, key: str) -> Interval:
         return Interval.parse(self.ranges.get(key, ANY))
+
+    def scale(self, key: str) -> str:
+        """How a random search draws hyper-parameter ``key``: ``scales[key]``,
+        else "log" for lr, eps, l2 and wd (log-uniform), "log1m" for a rate
+        in [0, 1) (log-uniform in 1 - x: 0.9, 0.99 and 0.999 equally
+        likely), "linear" otherwise."""
+        if key in self.scales:
+            return self.scales[key]
+        if key in ("lr", "eps", "l2", "wd"):
+            return "log"
+        interval = self.interval(key)
+        if interval.lo == 0 and interval.hi == 1 and interval.hi_open and not interval.lo_open:
+            return "log1m"
+        return "linear"
+
+    @property
+    def tuning_centre(self) -> float:
+        """The centre of a protocol's lr grid: ``lr_centre``, else the default lr."""
+        return self.lr_centre if self.lr_centre is not None else self.hyper["lr"]
 
     @property
     def buffers(self) -> tuple[str, ...]:
@@ -175,7 +230,9 @@ class Rule:
 
     @property
     def scalar_names(self) -> tuple[str, ...]:
-        return tuple(self.scalars(self.defaults(), 1))
+        """The names of the per-step scalars, in the order kernels take them
+        (asked of ``scalars`` once, when the rule is made)."""
+        return self._scalar_names
 
     def defaults(self) -> dict[str, float]:
         return dict(self.hyper)
@@ -208,16 +265,6 @@ class Rule:
             raise RuleError(f"step counter t starts at 1, got {t}")
         return {k: float(v) for k, v in self.scalars(hp, t).items()}
 
-    def weights(self, params, state: Mapping, hp: Mapping[str, float]):
-        """The weights a user evaluates: ``params`` itself, or params +
-        lookahead for a rule that stores a look-ahead point (a new array)."""
-        if self.lookahead is None:
-            return params
-        from .codegen.expr import evaluate
-
-        env = {**self.step_scalars(hp, 1), **state}
-        return params + evaluate(parse_expression(self, self.lookahead, set(env)), env)
-
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
@@ -240,7 +287,7 @@ def parse_update(rule: Rule) -> list[Statement]:
         module = ast.parse(text)
     except SyntaxError as exc:
         raise error(exc.lineno or 1, f"does not parse: {exc.msg}") from None
-    scalars = set(rule.scalars(rule.defaults(), 1))
+    scalars = set(rule.scalar_names)
     known = set(rule.buffers) | scalars
     clash = scalars & set(rule.buffers)
     if clash:
@@ -289,15 +336,6 @@ def parse_expression(rule: Rule, text: str, known: set[str]) -> ast.expr:
     except RuleError as exc:
         raise RuleError(f"rule {rule.name!r}: expression {text.strip()!r}: {exc}") from None
     return node
-
-
-def check_expr(rule: str, node: ast.expr, known: set[str]) -> None:
-    """Check that ``node`` is an expression of the update language over the
-    names ``known``; a RuleError naming rule ``rule`` otherwise."""
-    try:
-        _check(node, known)
-    except RuleError as exc:
-        raise RuleError(f"rule {rule!r}: {exc}") from None
 
 
 def _targets(nodes) -> set[str]:

@@ -17,21 +17,25 @@ is free there); CuPy arrays go through one launch of
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
 
 from .backend import array_kind
 from .codegen.cuda_kernel import BLOCKS_PER_SM, THREADS
+from .sources import cuda_file
+
+
+def cuda_source() -> str:
+    """The CUDA C text of the step account (``kernels/cuda/steps.cu``)."""
+    return cuda_file("steps.cu")
 
 
 @lru_cache(maxsize=None)
 def _cupy_function():
     import cupy as cp
-
-    from .sources import cuda_file
-
-    module = cp.RawModule(code=cuda_file("steps.cu"), options=("--std=c++14",))
+    module = cp.RawModule(code=cuda_source(), options=("--std=c++14",))
     return module.get_function("optbench_step_account")
 
 
@@ -56,6 +60,13 @@ class StepAccount:
         loss = loss.reshape(self.P).astype(np.float32, copy=False)
         gnorm = gnorm.reshape(self.P).astype(np.float32, copy=False)
         if array_kind(self.active) == "numpy":
+            if self.P == 1:  # the same float32 arithmetic, without the array calls
+                if self.active[0]:
+                    if math.isfinite(loss[0]) and math.isfinite(gnorm[0]):
+                        self.norm_sum[0] += gnorm[0]
+                    else:
+                        self.bad_step[0], self.active[0] = k, 0
+                return
             finite = np.isfinite(loss) & np.isfinite(gnorm)
             newly = (self.active != 0) & ~finite
             self.bad_step[newly] = k

@@ -2,15 +2,19 @@
 # The checks that need a GPU, run on the lent GPU machine from a checkout:
 #   bash scripts/gpu-check.sh
 # That machine has CuPy, NumPy, pandas, seaborn, pytest and PyTorch but reaches
-# no package registry, so the project runs from the checkout (PYTHONPATH=.),
-# not installed. Logs go to $OUT when it is set (else results/gpu/last-run/).
+# no package registry, so the project runs from the checkout, not installed:
+# a temporary folder links kernels/ and suite/ as optbench/kernels and
+# optbench/suite, the names an install gives them, and goes on PYTHONPATH.
+# Logs go to $OUT when it is set (else results/gpu/last-run/).
 # Finishes in about 5-7 minutes on an H100. The optimisers-grid study (the
 # GPU target of the populations issue) and the default protocol need mnist1d,
 # which that machine cannot generate: copy ~/.cache/optbench to .cache/optbench
 # in the checkout and carry it (the device tool's carry: [".cache"]).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+shim=$(mktemp -d)
+mkdir -p "$shim/optbench" && ln -s "$PWD/kernels" "$shim/optbench/kernels" && ln -s "$PWD/suite" "$shim/optbench/suite"
+export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 [ -d .cache/optbench ] && export OPTBENCH_CACHE="${OPTBENCH_CACHE:-$PWD/.cache/optbench}"
 out="${OUT:-results/gpu/last-run}"
 mkdir -p "$out"
@@ -31,20 +35,20 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/devi
 python -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" >>"$out/device.txt" 2>&1
 cat "$out/device.txt"
 
-# The gpu-marked tests on the real CuPy (in CI they run on tests/cupy_standin);
+# The gpu-marked tests on the real CuPy (in CI they run on the CuPy stand-in);
 # the quick bench runs as its own step below.
 step gpu-tests    python -m pytest -q -m gpu -p no:cacheprovider -k "not test_bench_on_cupy_runs" tests
-step validate     python -m suite.cli validate --backend cupy
+step validate     python -m optbench.suite.cli validate --backend cupy
 # The quick throughput benchmark (rules 2^10..2^26, dropout, model-shaped, training; CuPy
 # vs PyTorch where it has CUDA): its table, meta.json, report.md and figures go to
 # $out/throughput (copy them to results/throughput/<GPU>/). ~1-2 minutes on an H100;
 # the timeout keeps the script under 5 minutes (the table is saved after every section).
-step bench        timeout 200 python -m suite.cli bench --backend cupy --quick --out "$out/throughput" \
+step bench        timeout 200 python -m optbench.suite.cli bench --backend cupy --quick --out "$out/throughput" \
                     --note "lent GPU machine, scripts/gpu-check.sh (quick run)"
 
 # Populations: per member-step cost against P up to a 10,000-member population
 # of the mnist1d MLP (random data of mnist1d's shape: no data set needed).
-step population   timeout 150 python -m suite.cli bench --backend cupy --population --members 1,108,1000,10000 \
+step population   timeout 150 python -m optbench.suite.cli bench --backend cupy --population --members 1,108,1000,10000 \
                     --repeats 5 --no-torch --out "$out/population"
 # The 324-cell optimisers-grid study by populations (target: under 10 s), where
 # its data set can be made here (mnist1d's generator, or a cache carried in
@@ -52,9 +56,9 @@ step population   timeout 150 python -m suite.cli bench --backend cupy --populat
 # runs last: where the call's time limit stops it, every step before it has
 # written its log, and a rerun resumes its cells.
 if python -c "import mnist1d" 2>/dev/null || ls "${OPTBENCH_CACHE:-$HOME/.cache/optbench}"/mnist1d-*.npz >/dev/null 2>&1; then
-  step grid       timeout 150 python -m suite.cli run optimisers-grid --backend cupy --out "$out/optimisers-grid" --no-report
+  step grid       timeout 150 python -m optbench.suite.cli run optimisers-grid --backend cupy --out "$out/optimisers-grid" --no-report
   if python -c "import sklearn" 2>/dev/null; then
-    step protocol timeout 200 python -m suite.cli run default --backend cupy --out "$out/default"
+    step protocol timeout 200 python -m optbench.suite.cli run default --backend cupy --out "$out/default"
   fi
 fi
 

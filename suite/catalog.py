@@ -3,8 +3,8 @@ it takes; ``optbench rules NAME``: one rule in the lecture's symbols."""
 
 from __future__ import annotations
 
-from kernels import RULES, get_rule
-from kernels.rules import BUILTIN, FORMULAS, LECTURE, PLAIN, SOURCES, TORCH
+from optbench.kernels import RULES, get_rule
+from optbench.kernels.rules import BUILTIN, LECTURE, PLAIN, SOURCES
 
 
 def origin(name: str) -> str:
@@ -38,7 +38,7 @@ def describe(name: str) -> str:
     kernels are generated from, and its PyTorch equivalent."""
     rule = get_rule(name)
     plain = PLAIN.get(name)
-    formula = FORMULAS.get(name)
+    formula = rule.formula
     lines = [f"{name}: {rule.title} ({origin(name)})", ""]
     if formula:
         lines += ["update (L' is the gradient):", *[f"    {part.strip()}" for part in formula.split(";")], ""]
@@ -54,8 +54,8 @@ def describe(name: str) -> str:
         lines.append(f"parameters hold a look-ahead point: w = params + {rule.lookahead}")
     lines += ["", "update as its kernels are generated from it:",
               *[f"    {st}" for st in rule.statements]]
-    if name in TORCH:
-        lines += ["", f"PyTorch: {TORCH[name]}"]
+    if rule.peer_note:
+        lines += ["", f"Peer library: {rule.peer_note}"]
     if plain is not None:
         ref = ("its own float64 reference" if plain.reference is not None
                else "a float64 evaluation of its own text (checks the backends, not the maths)")
@@ -68,13 +68,13 @@ def readme_table() -> str:
     rows = ["| rule | update (per element; L' is the gradient) | state | bytes/param |", "|---|---|---|---|"]
     for name in BUILTIN:
         rule = RULES[name]
-        rows.append(f"| `{name}` | {FORMULAS[name]} | {', '.join(rule.state) or '-'} | {rule.bytes_per_param} |")
+        rows.append(f"| `{name}` | {rule.formula} | {', '.join(rule.state) or '-'} | {rule.bytes_per_param} |")
     return "\n".join(rows)
 
 
 def readme_torch() -> str:
-    """The README's list of exact torch.optim equivalents, from the registry."""
-    return "\n".join(f"- `{name}`: {TORCH[name]}." for name in BUILTIN)
+    """The README's list of each rule's equivalent in a peer library, from the registry."""
+    return "\n".join(f"- `{name}`: {RULES[name].peer_note}." for name in BUILTIN)
 
 
 def fill_readme(text: str) -> str:

@@ -2,6 +2,7 @@
 
     optbench run [STUDY] [--backend] [--out DIR] [--workers N | --scheduler ADDR | --gpus]
     optbench report [RESULTS_DIR]                   regenerate a report from stored results
+    optbench convert RESULTS_DIR                    CSV cells (optbench before 0.2) to Parquet
     optbench validate [--backend auto|numpy|cupy|numba]   every kernel vs the float64 reference
     optbench bench [--backend ...] [--quick] [--out DIR]    rules, dropout, model-shaped updates
                                                       and training vs a copy and PyTorch
@@ -26,8 +27,8 @@ from pathlib import Path
 
 import os
 
-from kernels import BackendUnavailable, get_backend
-from kernels.backend import BACKENDS
+from optbench.kernels import BackendUnavailable, get_backend
+from optbench.kernels.backend import BACKENDS
 
 #: Errors that mean the input was wrong (exit 2): bad values and files
 #: (ValueError: StudyError, ResultsError, RuleError, ConfigError ...), paths
@@ -67,26 +68,26 @@ def rule_names(text: str) -> tuple[str, ...]:
 
 def _checked(names):
     """``names`` (or None), each a registered rule (else an UnknownRuleError listing them)."""
-    from kernels import get_rule
+    from optbench.kernels import get_rule
 
     return None if names is None else tuple(get_rule(n).name for n in names)
 
 
 def cmd_rules(args) -> int:
-    from suite.catalog import describe, listing
+    from optbench.suite.catalog import describe, listing
 
     print(describe(args.name) if args.name else listing())
     return 0
 
 
 def cmd_validate(args) -> int:
-    from kernels.validate import REFERENCES, SIZES, STEPS, reference_for, validate
+    from optbench.kernels.validate import REFERENCES, SIZES, STEPS, reference_for, validate
 
     backend = get_backend(args.backend)
     only = _checked(args.only)
     print(f"optbench validate: backend {backend.name} on {backend.device}; "
           f"{STEPS} steps per check, sizes {', '.join(map(str, SIZES))}")
-    from kernels import RULES
+    from optbench.kernels import RULES
 
     for name in only or RULES:
         kind = reference_for(name)[0]
@@ -105,25 +106,25 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from suite.studies.runner import run_study
-    from suite.studies.spec import load_study
+    import dataclasses
+
+    from optbench.suite.studies import loader
+    from optbench.suite.studies.runner import run_study
+    from optbench.suite.studies.spec import expand
 
     backend = get_backend(args.backend)  # 'auto' is resolved and recorded as what runs
     if args.study == "lecture":  # every lecture study plus the custom experiments
-        from suite.lecture.running import run_lecture
+        from optbench.suite.lecture.running import run_lecture
 
         out = Path(args.out) if args.out else LOCAL_RESULTS / "lecture"
         print(f"report: {run_lecture(out, backend=backend.name)}")
         return 0
-    from suite.protocol.spec import is_protocol
-
-    if is_protocol(args.study):  # tune, bracket, confirm (the default is one)
-        return _run_protocol(args, backend)
-    study = load_study(args.study, backend=backend.name)
+    doc = loader.read(args.study, backend=backend.name)
     if args.rules:  # Dask workers load these too
-        import dataclasses
-
-        study = dataclasses.replace(study, rule_files=study.rule_files + tuple(Path(r).resolve() for r in args.rules))
+        doc = dataclasses.replace(doc, rule_files=doc.rule_files + tuple(Path(r).resolve() for r in args.rules))
+    if doc.is_protocol:  # tune, bracket, confirm (the default is one)
+        return _run_protocol(args, doc)
+    study = expand(doc)
     out = Path(args.out) if args.out else LOCAL_RESULTS / study.name
     summary = run_study(study, out, backend.name, workers=args.workers, scheduler=args.scheduler,
                         gpus=args.gpus, quiet=args.quiet, population=not args.no_population,
@@ -132,24 +133,19 @@ def cmd_run(args) -> int:
     print(f"{summary.ran} cells run, {summary.skipped} skipped (already complete){busy}, "
           f"{summary.diverged} diverged; results in {out}")
     if not args.no_report:
-        from suite.studies.report import write_report
+        from optbench.suite.studies.report import write_report
 
         report = write_report(out)
         print(f"report: {report}")
     return 0
 
 
-def _run_protocol(args, backend) -> int:
-    import dataclasses
+def _run_protocol(args, doc) -> int:
+    from optbench.suite.protocol.report import write_protocol_report
+    from optbench.suite.protocol.runner import run_protocol
+    from optbench.suite.protocol.spec import expand
 
-    from suite.protocol.report import write_protocol_report
-    from suite.protocol.runner import run_protocol
-    from suite.protocol.spec import load_protocol
-
-    protocol = load_protocol(args.study, backend=backend.name)
-    if args.rules:  # Dask workers load these too
-        protocol = dataclasses.replace(protocol, rule_files=protocol.rule_files
-                                       + tuple(Path(r).resolve() for r in args.rules))
+    protocol = expand(doc)
     out = Path(args.out) if args.out else LOCAL_RESULTS / protocol.name
     summary = run_protocol(protocol, out, workers=args.workers, scheduler=args.scheduler, gpus=args.gpus,
                            quiet=args.quiet, population=not args.no_population,
@@ -163,28 +159,28 @@ def _run_protocol(args, backend) -> int:
 
 
 def cmd_report(args) -> int:
-    from suite.bench.report import write_throughput_report
-    from suite.bench.scoring import CSV_NAME
+    from optbench.suite.bench.report import write_throughput_report
+    from optbench.suite.bench.scoring import CSV_NAME
 
     results = Path(args.results)
     if (results / CSV_NAME).is_file():  # a throughput directory (optbench bench)
         print(f"report: {write_throughput_report(results)}")
         return 0
-    from suite.protocol.runner import PROTOCOL_FILE
+    from optbench.suite.protocol.runner import PROTOCOL_FILE
 
     if (results / PROTOCOL_FILE).is_file():  # a protocol's results (the default)
-        from suite.protocol.report import write_protocol_report
+        from optbench.suite.protocol.report import write_protocol_report
 
         print(f"report: {write_protocol_report(results)}")
         return 0
-    from suite.lecture.report import write_lecture_report
-    from suite.lecture.stored import TIMING
+    from optbench.suite.lecture.report import write_lecture_report
+    from optbench.suite.lecture.stored import TIMING
 
     if (results / TIMING).is_file():  # a lecture directory (optbench run lecture)
         print(f"report: {write_lecture_report(results)}")
         return 0
-    from suite.studies.report import write_report
-    from suite.studies.store import damaged_cells
+    from optbench.suite.studies.report import write_report
+    from optbench.suite.studies.store import damaged_cells
 
     print(f"report: {write_report(results)}")
     for path, why in sorted(damaged_cells(results).items()):
@@ -193,11 +189,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from optbench.suite.studies.store import CELLS, convert
+
+    root = Path(args.results)
+    if not root.is_dir():
+        raise FileNotFoundError(2, "no such results directory", str(root))
+    folders = sorted({p.parent.parent for p in root.rglob(f"{CELLS}/*.csv")})
+    total = 0
+    for folder in folders:
+        n, damaged = convert(folder)
+        total += n
+        print(f"{folder}: {n} cells converted to Parquet" + (f", {len(damaged)} damaged (renamed *.csv.damaged; "
+                                                             "`optbench run` retrains them)" if damaged else ""))
+        for path, why in damaged.items():
+            print(f"optbench: warning: {path}: {why}", file=sys.stderr)
+    if not folders:
+        print(f"{root}: no CSV cells to convert")
+    return 0
+
+
 def cmd_bench(args) -> int:
-    from suite.bench.command import BenchOptions, main as bench_main
+    from optbench.suite.bench.command import BenchOptions, main as bench_main
 
     if args.launches:
-        from suite.bench.launches import BATCH_SIZES, HEADER, count, count_population
+        from optbench.suite.bench.launches import BATCH_SIZES, HEADER, count, count_population
 
         print("launch budget, counted on the CuPy stand-in: one epoch of train_epoch and one evaluation,\n"
               "MLP 40-128-128-10 (ReLU, softmax cross-entropy), Adam, data of mnist1d's shape (3000 x 40)")
@@ -300,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a results directory, e.g. results/default (the committed CPU reference run)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("convert", parents=[common],
+                       help="convert results written by optbench before 0.2 (CSV cells) to Parquet, in place")
+    p.add_argument("results", help="a results directory (every cells/ folder under it is converted)")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser(
         "bench", parents=[common], help="update rules, dropout, model-shaped updates and training: "
                       "bandwidth vs a copy and vs PyTorch; writes results/throughput/<device>")
@@ -324,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="population sizes P for --population, e.g. 1,16,108")
     p.add_argument("--launches", action="store_true",
                    help="count device launches and host syncs per training step on the CuPy stand-in "
-                        "(tests/cupy_standin, a checkout's; counted, not timed: needs no GPU)")
+                        "(optbench.kernels.testing.cupy_standin; counted, not timed: needs no GPU)")
     p.add_argument("--batch-sizes", type=parse_sizes, default=None,
                    help="batch sizes for the training section, e.g. 16,64,256")
     p.add_argument("--repeats", type=positive_int, default=None,
@@ -345,7 +366,7 @@ def main(argv=None) -> int:
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         if getattr(args, "rules", None):
-            from kernels.plugins import load_files
+            from optbench.kernels.plugins import load_files
 
             load_files(args.rules)  # before anything looks a rule up
         return args.func(args)

@@ -1,8 +1,9 @@
 """Shared fixtures: the backends a test body runs on.
 
 ``cupy`` is the real CuPy where it sees a device (the lent GPU machine, via
-scripts/gpu-check.sh) and otherwise the strict CPU stand-in of
-``tests/cupy_standin`` (CI), installed for that one test: the same test
+scripts/gpu-check.sh) and otherwise the strict CPU stand-in that ships with
+the package (``optbench.kernels.testing.cupy_standin``; CI), installed for
+that one test: the same test
 bodies exercise the Python that drives the GPU kernels, the exact CUDA
 source run on the host, every launch and sync counted. ``numba`` runs where
 Numba is installed. ``OPTBENCH_CUPY_STANDIN=1`` installs the stand-in for the
@@ -11,16 +12,11 @@ whole session instead (then ``auto`` picks it, as on a GPU machine).
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # cuda_host, cupy_standin
-
-import cuda_host  # noqa: E402
-import cupy_standin  # noqa: E402
-
-from kernels import BackendUnavailable, get_backend  # noqa: E402
+from optbench.kernels import BackendUnavailable, get_backend
+from optbench.kernels.testing import cuda_host, cupy_standin
 
 
 def _real_cupy_runs() -> bool:
@@ -28,7 +24,7 @@ def _real_cupy_runs() -> bool:
         get_backend("cupy")
     except BackendUnavailable:
         return False
-    return not getattr(sys.modules.get("cupy"), "__name__", "").startswith("cupy_standin")
+    return not getattr(sys.modules.get("cupy"), "__name__", "").startswith(cupy_standin.__name__)
 
 
 REAL_CUPY = _real_cupy_runs()
@@ -47,13 +43,13 @@ def _backend_or_skip(name):
 def plugin_registry(monkeypatch):
     """The rule registry as it was before the test: plug-ins the test loads
     (kernels.plugins) are forgotten afterwards."""
-    import kernels.plugins as plugins
-    import kernels.rules as registry
+    import optbench.kernels.plugins as plugins
+    import optbench.kernels.rules as registry
 
-    saved = {name: dict(getattr(registry, name)) for name in ("RULES", "SOURCES", "PLAIN", "FORMULAS")}
+    saved = {name: dict(getattr(registry, name)) for name in ("RULES", "SOURCES", "PLAIN")}
     monkeypatch.setattr(plugins, "_LOADED", {})
     monkeypatch.setattr(plugins, "_FINGERPRINTS", {})
-    monkeypatch.setattr(plugins, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
     yield registry
     for name, table in saved.items():
         live = getattr(registry, name)
@@ -63,7 +59,7 @@ def plugin_registry(monkeypatch):
 
 @pytest.fixture(scope="session")
 def host_compiler(tmp_path_factory):
-    """The host build of CUDA sources (tests/cuda_host.py), shared by every
+    """The host build of CUDA sources (optbench.kernels.testing.cuda_host), shared by every
     test that runs a kernel on the CPU; skipped where no C++ compiler is."""
     if cuda_host.find_compiler() is None:
         pytest.skip("no C++ compiler (g++/c++) found: the CUDA kernels are not run on the host")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from suite.training.loop import without_timing
+from optbench.suite.training.loop import without_timing
 
 
 def assert_records_close(a, b, rtol=1e-4):

@@ -22,9 +22,9 @@ import pytest
 
 pytest.importorskip("tqdm")  # the lent GPU machine runs only the gpu-marked tests
 
-from suite.cli import main  # noqa: E402
-from suite.studies import runner, store  # noqa: E402
-from suite.studies.spec import load_study  # noqa: E402
+from optbench.suite.cli import main  # noqa: E402
+from optbench.suite.studies import runner, store  # noqa: E402
+from optbench.suite.studies.spec import load_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """
@@ -246,7 +246,7 @@ def test_two_runs_on_one_folder_share_the_work(tmp_path):
     text = TINY.replace('optimizer = ["sgd", "adam"]', 'optimizer = ["sgd", "adam"]\nseed = [0, 1, 2]')
     (tmp_path / "s.toml").write_text(text)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "suite.cli", "run", str(tmp_path / "s.toml"), "--out", str(out),
+    cmd = [sys.executable, "-m", "optbench.suite.cli", "run", str(tmp_path / "s.toml"), "--out", str(out),
            "--no-report", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -264,7 +264,7 @@ def test_a_claimed_cell_is_left_to_its_holder(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     key = load_study(str(tmp_path / "s.toml"), backend="numpy").cells[0].key
-    code = ("import sys, time; from suite.studies.store import Claims\n"
+    code = ("import sys, time; from optbench.suite.studies.store import Claims\n"
             f"c = Claims({str(out)!r}); assert c.claim({key!r}); print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -312,7 +312,7 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path,
 
 def test_a_damaged_data_cache_is_regenerated(tmp_path, monkeypatch):
     pytest.importorskip("mnist1d")
-    from suite.data import datasets
+    from optbench.suite.data import datasets
 
     monkeypatch.setenv(datasets.CACHE_ENV, str(tmp_path))
     good = datasets.make_mnist1d()

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from kernels import reference
-from suite.cli import main, parse_sizes
+from optbench.kernels import reference
+from optbench.suite.cli import main, parse_sizes
 
 
 def test_validate_passes_on_numpy(capsys):

@@ -111,7 +111,7 @@ def test_the_fixture_installs_it_as_cupy(standin):
 
     import cupy
 
-    from kernels import get_backend
+    from optbench.kernels import get_backend
 
     assert cupy is standin and sys.modules["cupy.cuda"] is standin.cuda
     assert get_backend("cupy").xp is standin and "stand-in" in get_backend("cupy").device

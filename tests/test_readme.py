@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from suite.catalog import fill_readme
+from optbench.suite.catalog import fill_readme
 
 README = Path(__file__).parents[1] / "README.md"
 

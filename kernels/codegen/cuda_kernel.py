@@ -5,32 +5,31 @@ For rule ``adam`` the generated source holds
 * the helper functions of :data:`HELPERS` the update calls (none for Adam);
 * ``adam_element``: the per-element update, a ``__host__ __device__`` function
   of the buffers' values (written ones by reference) and the step's scalars;
-* ``optbench_adam_vec4``: a grid-stride loop over float4 groups (16-byte loads
-  and stores of every buffer), then a grid-stride loop over the 0-3 elements
-  of the tail; used when every buffer is 16-byte aligned;
-* ``optbench_adam_scalar``: the same loop one float at a time, for buffers
-  that are not (a view that starts mid-buffer);
-* ``optbench_adam_pop_vec4`` and ``optbench_adam_pop_scalar``: the population
-  form, P independent runs ("members") whose buffers are (P, n) arrays with
-  rows ``ld`` elements apart. Member m = blockIdx.y (then m + gridDim.y, ...,
-  so a grid of at most :data:`MAX_GRID_Y` rows covers any P in one launch)
-  runs the single-run loops above over its row, with its own scalars read from
-  row m of a (P, k) float32 table. The vec4 form also needs ld % 4 == 0.
+* ``optbench_adam_pop_vec4``: P runs ("members", a single run being P = 1)
+  whose buffers are (P, n) arrays with rows ``ld`` elements apart. Member m =
+  blockIdx.y (then m + gridDim.y, ..., so a grid of at most
+  :data:`MAX_GRID_Y` rows covers any P in one launch) reads its scalars from
+  row m of a (P, k) float32 table, then runs a grid-stride loop over its
+  row's float4 groups (16-byte loads and stores of every buffer) and one over
+  the 0-3 elements of the tail; used when every buffer is 16-byte aligned and
+  ld % 4 == 0;
+* ``optbench_adam_pop_scalar``: the same loop one float at a time, for buffers
+  that are not (a view that starts mid-buffer).
 
-The single-run kernels take the buffers, then ``active`` (a device int: 0
-skips the update, so a training loop can freeze a diverged run without
-reading anything back), ``n`` and the step's scalars. The population kernels
-take the buffers (each the start of its (P, n) array), then ``active`` (P
-ints, one flag per member), ``scalars`` ((P, k) row-major, k =
-len(rule.scalar_names), in that order), ``members`` (P), ``n`` and ``ld``.
-Every kernel calls the same element function with the same float scalars, so
-a member's update is bit for bit what the single-run kernel makes of its row.
+The kernels take the buffers (each the start of its (P, n) array), then
+``active`` (P ints, one flag per member: 0 skips it, so a training loop can
+freeze a diverged run without reading anything back), ``scalars`` ((P, k)
+row-major, k = len(rule.scalar_names), in that order), ``members`` (P), ``n``
+and ``ld``. Every member calls the same element function with its float
+scalars, so a member's update is bit for bit what a run of its own makes of
+its row.
 
 The kernels use no shared memory and no block synchronisation, so running
 every (block, thread) of a launch one after another on the CPU computes what
 the GPU computes: ``tests/kernels/test_cuda_host.py`` and
-``tests/kernels/test_population.py`` do exactly that with the same source
-string, built by the host C++ compiler.
+``tests/kernels/test_population_kernels.py`` do exactly that with the same
+source string, built by the host C++ compiler
+(:mod:`optbench.kernels.testing.cuda_host`).
 
 Importing this module never needs CuPy; the kernel is compiled (by NVRTC,
 through ``cupy.RawModule``) on the first launch and cached.
@@ -59,12 +58,7 @@ WARP = 32
 
 
 def kernel_names(rule: Rule) -> tuple[str, str]:
-    """(vectorised kernel, scalar kernel) names in the rule's source."""
-    return f"optbench_{rule.name}_vec4", f"optbench_{rule.name}_scalar"
-
-
-def population_kernel_names(rule: Rule) -> tuple[str, str]:
-    """(vectorised, scalar) names of the rule's population kernels (same source)."""
+    """(vectorised, scalar) names of the rule's kernels."""
     return f"optbench_{rule.name}_pop_vec4", f"optbench_{rule.name}_pop_scalar"
 
 
@@ -141,12 +135,9 @@ def _kernel(name: str, params: list[str], body: str) -> str:
 @lru_cache(maxsize=None)
 def cuda_source(rule: Rule) -> str:
     """The complete CUDA source CuPy compiles for ``rule`` (no #includes):
-    the element function, the single-run and the population kernels."""
-    single = _loops(rule, "p_")
+    the element function and the two kernels."""
     row = _loops(rule, "r_")
-    single_params = (_pointer_params(rule) + ["const int* __restrict__ active", "const long long n"]
-                     + [f"const float {s}" for s in rule.scalar_names])
-    pop_params = _pointer_params(rule) + [
+    params = _pointer_params(rule) + [
         "const int* __restrict__ active", "const float* __restrict__ scalars",
         "const long long members", "const long long n", "const long long ld"]
     k = len(rule.scalar_names)
@@ -160,26 +151,13 @@ def cuda_source(rule: Rule) -> str:
                 + textwrap.indent(f"{member}\n{loops}", "    ") + "\n}")
 
     vec_name, scalar_name = kernel_names(rule)
-    pop_vec_name, pop_scalar_name = population_kernel_names(rule)
     return "\n".join([
         f"// optbench: rule '{rule.name}', generated by kernels/codegen/cuda_kernel.py",
         *([helpers(rule)] if helpers(rule) else []),
         element_function(rule),
-        _kernel(vec_name, single_params,
-                "if (!*active) return;  // a run frozen on the device (a non-finite step): no update\n"
-                f"{_GRID}\n{single['vec4']}"),
-        _kernel(scalar_name, single_params, f"if (!*active) return;\n{_GRID}\n{single['scalar']}"),
-        _kernel(pop_vec_name, pop_params, population(row["vec4"])),
-        _kernel(pop_scalar_name, pop_params, population(row["scalar"])),
+        _kernel(vec_name, params, population(row["vec4"])),
+        _kernel(scalar_name, params, population(row["scalar"])),
     ])
-
-
-def launch_geometry(n: int, vec: bool, sm_count: int) -> tuple[int, int]:
-    """(blocks, threads) for ``n`` elements: enough blocks to fill the GPU,
-    at most one thread per work item, at least one block."""
-    work = (n >> 2) if vec else n
-    blocks = max(1, min(-(-work // THREADS), sm_count * BLOCKS_PER_SM))
-    return blocks, THREADS
 
 
 def population_geometry(members: int, n: int, vec: bool, sm_count: int) -> tuple[tuple[int, int], int]:
@@ -187,8 +165,8 @@ def population_geometry(members: int, n: int, vec: bool, sm_count: int) -> tuple
     member up to :data:`MAX_GRID_Y`; threads per block at most one per work
     item of a row, rounded up to a warp (a short row leaves no 256-thread
     block mostly idle); blocks in x at most what one row needs, cut so that
-    the whole grid aims at the BLOCKS_PER_SM resident blocks per SM a single
-    run gets. Never changes a result, only how the work is spread."""
+    the whole grid aims at BLOCKS_PER_SM resident blocks per SM. Never
+    changes a result, only how the work is spread."""
     blocks_y = max(1, min(members, MAX_GRID_Y))
     work = (n >> 2) if vec else n
     threads = min(THREADS, max(WARP, -(-work // WARP) * WARP))
@@ -203,7 +181,6 @@ class CupyKernel:
         self.rule = rule
         self._module = None
         self._sm_count = None
-        self._always = None  # the active flag when the caller gives none
 
     def _functions(self):
         if self._module is None:
@@ -211,22 +188,7 @@ class CupyKernel:
 
             self._module = cp.RawModule(code=cuda_source(self.rule), options=("--std=c++14",))
             self._sm_count = cp.cuda.Device().attributes["MultiProcessorCount"]
-            self._always = cp.ones(1, dtype=np.int32)
         return self._module
-
-    def __call__(self, buffers: Mapping, scalars: Mapping[str, float], active=None) -> None:
-        module = self._functions()
-        n = buffers["w"].shape[0]
-        if n == 0:
-            return
-        vec = all(buffers[b].data.ptr % 16 == 0 for b in self.rule.buffers)
-        name = kernel_names(self.rule)[0 if vec else 1]
-        blocks, threads = launch_geometry(n, vec, self._sm_count)
-        flag = self._always if active is None else active
-        args = tuple(buffers[b] for b in self.rule.buffers) + (flag, np.int64(n)) + tuple(
-            np.float32(scalars[s]) for s in self.rule.scalar_names
-        )
-        module.get_function(name)((blocks,), (threads,), args)
 
     def population(self, buffers: Mapping, scalars, active) -> None:
         """One launch over P members: ``buffers`` (P, n) float32 device arrays
@@ -244,6 +206,6 @@ class CupyKernel:
         ld = arrays[0].strides[0] // 4
         vec = ld % 4 == 0 and all(a.data.ptr % 16 == 0 for a in arrays)
         grid, threads = population_geometry(members, n, vec, self._sm_count)
-        name = population_kernel_names(self.rule)[0 if vec else 1]
+        name = kernel_names(self.rule)[0 if vec else 1]
         module.get_function(name)(grid, (threads,), (*arrays, active, scalars, np.int64(members),
                                                       np.int64(n), np.int64(ld)))

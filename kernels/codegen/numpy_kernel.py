@@ -20,15 +20,14 @@ np.maximum: the semantics every backend follows); ``where(x OP y, a, b)``
 compares into a bool temporary, then selects a's or b's bits with integer
 ops (:func:`_where`).
 
-Large buffers are split between threads (NumPy releases the GIL inside a
-ufunc's loop), each thread with its own temporaries.
-
-The population form (:meth:`NumpyKernel.population`) runs the same program
-on P members' (P, n) buffers at once: on tiles of about a chunk (whole rows
-where a row is shorter than a chunk), each member's scalars a column of the
-tile broadcast along its row. The ufuncs compute the same float32 operations
-per element as for a single run, so each member's row is bit for bit what a
-single run of its own would make of it.
+The program runs on P members' (P, n) buffers at once (a single run is
+P = 1): on tiles of about a chunk (whole rows where a row is shorter than a
+chunk, else a chunk of one row), each member's scalars a column of the tile
+broadcast along its row. The ufuncs compute the same float32 operations per
+element whatever the tile, so each member's row is bit for bit what a run of
+its own would make of it. Large steps are split between threads (NumPy
+releases the GIL inside a ufunc's loop), each thread with its own
+temporaries.
 """
 
 from __future__ import annotations
@@ -278,7 +277,7 @@ class Program:
 
 
 class NumpyKernel:
-    """Runs a rule's update in place on NumPy buffers, chunk by chunk."""
+    """Runs a rule's update in place on NumPy buffers, tile by tile."""
 
     def __init__(self, rule: Rule, chunk: int = CHUNK, threads: int | None = None,
                  fold: bool = True):
@@ -331,24 +330,6 @@ class NumpyKernel:
                     slot[r] = first + len(extra)
                     extra.append(r)
         return [(ufunc, [slot[r] for r in args], slot[out]) for ufunc, args, out in prog.ops], extra
-
-    def __call__(self, buffers: Mapping[str, np.ndarray], scalars: Mapping[str, float], active=None) -> None:
-        if active is not None and not active[0]:
-            return  # a frozen run: no update
-        prog = self.program(scalars)
-        arrays = [buffers[b] for b in self.rule.buffers]
-        n = arrays[0].shape[0]
-        plan, extra = self._plan(prog)
-        # This step's scalars and constants, float32 as the CUDA kernel receives them.
-        consts = [np.float32(scalars[r[1]] if r[0] == "s" else r[1]) for r in extra]
-        workers = self.threads if n * self.rule.bytes_per_param >= THREAD_MIN_BYTES else 1
-        if workers == 1:
-            self._run(plan, arrays, consts, 0, n, self._temps_for(0, prog))
-            return
-        # Contiguous shares, cut on chunk boundaries so chunks stay aligned.
-        per = -(-n // (workers * self.chunk)) * self.chunk
-        self._in_threads([(self._run, plan, arrays, consts, lo, min(n, lo + per), self._temps_for(i, prog))
-                          for i, lo in enumerate(range(0, n, per))])
 
     def _in_threads(self, calls: list[tuple]) -> None:
         if self._pool is None:
@@ -426,13 +407,3 @@ class NumpyKernel:
             if gather is not None:
                 for i in written:
                     arrays[i][idx, c0:c1] = env[i]
-
-    def _run(self, plan, arrays, consts, lo: int, hi: int, temps) -> None:
-        chunk = self.chunk
-        for start in range(lo, hi, chunk):
-            stop = min(hi, start + chunk)
-            m = stop - start
-            env = [a[start:stop] for a in arrays]
-            env += temps if m == chunk else [t[:m] for t in temps]
-            env += consts
-            _execute(plan, env)

@@ -1,42 +1,38 @@
-"""The registry of update rules: one module per built-in rule (its maths only),
-one row here, and the plug-in rules registered at run time.
+"""The registry of update rules: one module per built-in rule (its maths and
+what it says about itself), found by listing this package, and the plug-in
+rules registered at run time.
 
-Every registered rule gets both L2 forms from :mod:`kernels.transforms`:
+Every registered rule gets both L2 forms from :mod:`optbench.kernels.transforms`:
 ``coupled_l2`` (``l2``) and ``decoupled_decay`` (``wd``), both 0 by default.
 
-The first six are the lecture's (section 12); the next six are the common
-rules beyond it. Plug-in rules (:mod:`kernels.plugins`: a user's file, a
-study's ``rules`` key, or an installed package's ``optbench.rules`` entry
-point) are added by :func:`register` and then get everything a built-in
-gets: kernels for every backend, masked and population forms, validation,
-bench, studies and reports.
+A built-in rule is a module here that defines ``RULE``; adding one is that
+module, its float64 reference (:mod:`optbench.kernels.reference`) and its row
+in the tests' table. The lecture's six come first, in the lecture's order
+(``Rule.lecture``), then the rest by the year of their paper.
+
+Plug-in rules (:mod:`optbench.kernels.plugins`: a user's file, a study's
+``rules`` key, or an installed package's ``optbench.rules`` entry point,
+loaded here on the first unknown name) are added by :func:`register` and then
+get everything a built-in gets: kernels for every backend, masked and
+population forms, validation, bench, studies and reports.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
+from dataclasses import replace
+from importlib.metadata import entry_points
 
 from ..rule import Rule, RuleError
 from ..transforms import coupled_l2, decoupled_decay
-from . import adabelief, adadelta, adagrad, adam, adamax, amsgrad, lion, momentum, nadam, nesterov, rmsprop, sgd
 
-#: The built-in rules in the order tables and figures list them.
-_MODULES = (sgd, momentum, nesterov, rmsprop, adadelta, adam, adagrad, adamax, nadam, amsgrad, lion, adabelief)
-BUILTIN = tuple(m.RULE.name for m in _MODULES)
-#: The lecture's rules (the rest are beyond the lecture).
-LECTURE = BUILTIN[:6]
+ENTRY_POINT_GROUP = "optbench.rules"
 
-RULES: dict[str, Rule] = {m.RULE.name: coupled_l2(decoupled_decay(m.RULE)) for m in _MODULES}
-#: name -> the update in the lecture's symbols (a plug-in's module may give FORMULA too).
-FORMULAS: dict[str, str] = {m.RULE.name: m.FORMULA for m in _MODULES}
-#: name -> the exact torch.optim equivalent, or why there is none.
-TORCH: dict[str, str] = {m.RULE.name: m.TORCH for m in _MODULES}
-#: Plug-in rule name -> where it came from (a file path or an entry point).
-SOURCES: dict[str, str] = {}
-#: Plug-in rule name -> the rule as its author wrote it (before the L2 transforms).
-PLAIN: dict[str, Rule] = {}
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+class PluginError(RuleError):
+    """A plug-in file or entry point that cannot give valid rules."""
 
 
 class UnknownRuleError(RuleError, KeyError):
@@ -44,13 +40,35 @@ class UnknownRuleError(RuleError, KeyError):
         return self.args[0]
 
 
+def _builtin() -> list[Rule]:
+    modules = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
+    rules = [m.RULE for m in modules]
+    return sorted(rules, key=lambda r: (r.lecture is None, r.lecture or r.year or 9999, r.name))
+
+
+_BUILTIN = _builtin()
+#: The built-in rules in the order tables and figures list them.
+BUILTIN = tuple(r.name for r in _BUILTIN)
+#: The lecture's rules (the rest are beyond the lecture).
+LECTURE = tuple(r.name for r in _BUILTIN if r.lecture is not None)
+
+RULES: dict[str, Rule] = {r.name: coupled_l2(decoupled_decay(r)) for r in _BUILTIN}
+#: Plug-in rule name -> where it came from (a file path or an entry point).
+SOURCES: dict[str, str] = {}
+#: Plug-in rule name -> the rule as its author wrote it (before the L2 transforms).
+PLAIN: dict[str, Rule] = {}
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_ENTRY_POINTS_LOADED = False
+
+
 def register(rule: Rule, source: str, formula: str = "") -> Rule:
     """Add plug-in ``rule`` (from ``source``; ``formula``: its update in the
-    lecture's symbols, if its author wrote one) to :data:`RULES`, with both
+    lecture's symbols where the rule gives none) to :data:`RULES`, with both
     L2 forms, and return the registered rule. Registering the same rule
     object again is a no-op; another rule under a taken name is a RuleError."""
     if not isinstance(rule, Rule):
-        raise RuleError(f"{source}: expected a kernels.Rule, got {type(rule).__name__}")
+        raise RuleError(f"{source}: expected a optbench.kernels.Rule, got {type(rule).__name__}")
     if not _NAME.match(rule.name):
         raise RuleError(f"{source}: rule name {rule.name!r} must be lower-case letters, digits and _ "
                         "(it names kernels and files), starting with a letter")
@@ -59,11 +77,51 @@ def register(rule: Rule, source: str, formula: str = "") -> Rule:
     if rule.name in RULES:
         where = "a built-in rule" if rule.name in BUILTIN else f"the plug-in from {SOURCES[rule.name]}"
         raise RuleError(f"{source}: rule {rule.name!r} is already {where}; give yours another name")
-    registered = coupled_l2(decoupled_decay(rule))
+    registered = coupled_l2(decoupled_decay(replace(rule, formula=formula) if formula and not rule.formula
+                                            else rule))
     RULES[rule.name], SOURCES[rule.name], PLAIN[rule.name] = registered, source, rule
-    if formula:
-        FORMULAS[rule.name] = formula
     return registered
+
+
+def rules_of(obj, where: str) -> list[Rule]:
+    """The rules an entry point's or a module's object holds: a Rule, a list
+    of them, or a module defining RULE / RULES."""
+    if isinstance(obj, Rule):
+        return [obj]
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(r, Rule) for r in obj):
+        return list(obj)
+    found = [getattr(obj, name) for name in ("RULE", "RULES") if hasattr(obj, name)]
+    if not found:
+        raise PluginError(f"{where} defines neither RULE (a optbench.kernels.Rule) nor RULES (a list of them)")
+    rules = []
+    for value in found:
+        rules += [value] if isinstance(value, Rule) else list(value) if isinstance(value, (list, tuple)) else [None]
+    if not rules or not all(isinstance(r, Rule) for r in rules):
+        raise PluginError(f"{where}: RULE must be a optbench.kernels.Rule and RULES a non-empty list of them")
+    return rules
+
+
+def load_entry_points() -> list[Rule]:
+    """Register the rules of every installed package's ``optbench.rules``
+    entry point (once per process); returns the rules registered now."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return []
+    _ENTRY_POINTS_LOADED = True
+    rules = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        where = f"entry point {ep.name!r} ({ep.value})"
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise PluginError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}") from None
+        try:
+            rules += [register(r, where) for r in rules_of(obj, where)]
+        except PluginError:
+            raise
+        except RuleError as exc:
+            raise PluginError(str(exc)) from None
+    return rules
 
 
 def get_rule(name: str) -> Rule:
@@ -72,8 +130,6 @@ def get_rule(name: str) -> Rule:
     try:
         return RULES[name]
     except (KeyError, TypeError):
-        from ..plugins import load_entry_points
-
         if isinstance(name, str) and load_entry_points() and name in RULES:
             return RULES[name]
         raise UnknownRuleError(

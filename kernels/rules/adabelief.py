@@ -19,14 +19,14 @@ PyTorch 2.13 has no AdaBelief; optax has ``optax.adabelief``.
 from ..rule import Rule
 from .adam import scalars as adam_scalars
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "mu := gamma mu + (1 - gamma) L';  s := alpha s + (1 - alpha) (L' - mu)^2 + eps;  w := w - eta (mu / (1 - gamma^t)) / (sqrt(s / (1 - alpha^t)) + eps)"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'none: torch.optim has no AdaBelief (optax.adabelief does)'
 
 RULE = Rule(
     name="adabelief",
     title="AdaBelief",
+    formula="mu := gamma mu + (1 - gamma) L';  s := alpha s + (1 - alpha) (L' - mu)^2 + eps;  w := w - eta (mu / (1 - gamma^t)) / (sqrt(s / (1 - alpha^t)) + eps)",
+    year=2020,
+    lr_centre=0.003,
+    peer_note='none: torch.optim has no AdaBelief (optax.adabelief does)',
     hyper={"lr": 1e-3, "gamma": 0.9, "alpha": 0.999, "eps": 1e-16},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},

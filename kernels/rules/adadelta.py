@@ -18,21 +18,23 @@ Conventions:
 * eps outside the roots, as on the slide. Zeiler (and PyTorch) put it inside,
   sqrt(E + eps); our default eps = 1e-3 = sqrt(1e-6) makes the first steps
   match Zeiler's eps = 1e-6.
-
-PyTorch: none exact: torch.optim.Adadelta puts eps inside both roots and uses
-one rho for both averages.
 """
 
+from ..peer import Peer
 from ..rule import Rule
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "v := gamma v + (1 - gamma) L'^2;  delta = L' (sqrt(Delta) + eps) / (sqrt(v) + eps);  Delta := alpha Delta + (1 - alpha) delta^2;  w := w - eta delta"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'none exact: torch.optim.Adadelta puts eps inside both roots and uses one rho for both averages'
 
 RULE = Rule(
     name="adadelta",
     title="AdaDelta",
+    formula="v := gamma v + (1 - gamma) L'^2;  delta = L' (sqrt(Delta) + eps) / (sqrt(v) + eps);  Delta := alpha Delta + (1 - alpha) delta^2;  w := w - eta delta",
+    lecture=5,
+    year=2012,
+    lr_centre=1.0,
+    peer=Peer("torch.optim", lambda hp: None if hp["wd"] else (
+        "Adadelta", {"lr": hp["lr"], "rho": hp["gamma"], "eps": hp["eps"] ** 2, "weight_decay": hp["l2"]}),
+        exact=False),  # the same memory traffic, for the bench; not the same rule
+    peer_note='none exact: torch.optim.Adadelta puts eps inside both roots and uses one rho for both averages',
     hyper={"lr": 1.0, "gamma": 0.95, "alpha": 0.95, "eps": 1e-3},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},

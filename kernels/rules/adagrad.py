@@ -7,21 +7,23 @@ shrinks with the sum of the squared gradients seen so far.
 
 Symbols -> arguments: eta -> ``lr``, epsilon -> ``eps``; G is the state ``G``
 (zero at the start). Convention: eps outside the root, as in PyTorch.
-
-PyTorch: exactly ``torch.optim.Adagrad(lr=lr, eps=eps, lr_decay=0,
-initial_accumulator_value=0)``; its ``weight_decay`` is our coupled ``l2``.
 """
 
+from ..peer import Peer
 from ..rule import Rule
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "G := G + L'^2;  w := w - eta L' / (sqrt(G) + eps)"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'exactly torch.optim.Adagrad(lr=lr, eps=eps, lr_decay=0, initial_accumulator_value=0)'
 
 RULE = Rule(
     name="adagrad",
     title="Adagrad",
+    formula="G := G + L'^2;  w := w - eta L' / (sqrt(G) + eps)",
+    year=2011,
+    lr_centre=0.03,
+    peer=Peer("torch.optim", lambda hp: None if hp["wd"] else (
+        "Adagrad", {"lr": hp["lr"], "lr_decay": 0, "initial_accumulator_value": 0, "eps": hp["eps"],
+                    "weight_decay": hp["l2"]}),
+        state={"G": ("sum", 1.0)}),
+    peer_note='exactly torch.optim.Adagrad(lr=lr, eps=eps, lr_decay=0, initial_accumulator_value=0)',
     hyper={"lr": 0.01, "eps": 1e-10},
     ranges={"lr": "(0, inf)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "epsilon": "eps"},

@@ -15,17 +15,10 @@ into the averages and the first moment averages the gradient. This is the
 canonical algorithm. The corrections 1/(1-gamma^t) and 1/(1-alpha^t) are
 computed on the host in double once per step (``lr_c1`` = eta/(1-gamma^t),
 ``c2`` = 1/(1-alpha^t)).
-
-PyTorch: exactly torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps); with
-wd, torch.optim.AdamW(weight_decay=wd).
 """
 
+from ..peer import Peer
 from ..rule import Rule
-
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "mu := gamma mu + (1 - gamma) L';  v := alpha v + (1 - alpha) L'^2;  w := w - eta (mu / (1 - gamma^t)) / (sqrt(v / (1 - alpha^t)) + eps)"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'exactly torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps); with wd, torch.optim.AdamW(weight_decay=wd)'
 
 
 def scalars(hp, t):
@@ -45,6 +38,15 @@ def scalars(hp, t):
 RULE = Rule(
     name="adam",
     title="Adam",
+    formula="mu := gamma mu + (1 - gamma) L';  v := alpha v + (1 - alpha) L'^2;  w := w - eta (mu / (1 - gamma^t)) / (sqrt(v / (1 - alpha^t)) + eps)",
+    lecture=6,
+    year=2014,
+    lr_centre=0.003,
+    peer=Peer("torch.optim", lambda hp: None if hp["l2"] and hp["wd"] else (
+        "AdamW" if hp["wd"] else "Adam",
+        {"lr": hp["lr"], "betas": (hp["gamma"], hp["alpha"]), "eps": hp["eps"], "weight_decay": hp["wd"] or hp["l2"]}),
+        state={"mu": ("exp_avg", 1.0), "v": ("exp_avg_sq", 1.0)}),
+    peer_note='exactly torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps); with wd, torch.optim.AdamW(weight_decay=wd)',
     hyper={"lr": 1e-3, "gamma": 0.9, "alpha": 0.999, "eps": 1e-8},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},

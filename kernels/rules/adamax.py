@@ -11,21 +11,22 @@ Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma`` (beta1), alpha ->
 eps inside the max, as in PyTorch (the paper has none; it keeps u > 0 while
 every gradient so far is 0). The bias correction eta / (1 - gamma^t) is a
 per-step scalar computed on the host.
-
-PyTorch: exactly ``torch.optim.Adamax(lr=lr, betas=(gamma, alpha), eps=eps)``;
-its ``weight_decay`` is our coupled ``l2``.
 """
 
+from ..peer import Peer
 from ..rule import Rule
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "mu := gamma mu + (1 - gamma) L';  u := max(alpha u, |L'| + eps);  w := w - eta / (1 - gamma^t) mu / u"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'exactly torch.optim.Adamax(lr=lr, betas=(gamma, alpha), eps=eps)'
 
 RULE = Rule(
     name="adamax",
     title="Adamax",
+    formula="mu := gamma mu + (1 - gamma) L';  u := max(alpha u, |L'| + eps);  w := w - eta / (1 - gamma^t) mu / u",
+    year=2014,
+    lr_centre=0.003,
+    peer=Peer("torch.optim", lambda hp: None if hp["wd"] else (
+        "Adamax", {"lr": hp["lr"], "betas": (hp["gamma"], hp["alpha"]), "eps": hp["eps"], "weight_decay": hp["l2"]}),
+        state={"mu": ("exp_avg", 1.0), "u": ("exp_inf", 1.0)}),
+    peer_note='exactly torch.optim.Adamax(lr=lr, betas=(gamma, alpha), eps=eps)',
     hyper={"lr": 2e-3, "gamma": 0.9, "alpha": 0.999, "eps": 1e-8},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},

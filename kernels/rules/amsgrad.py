@@ -11,23 +11,25 @@ Symbols -> arguments: as Adam (eta -> ``lr``, gamma -> ``gamma``, alpha ->
 ``alpha``, epsilon -> ``eps``); v-hat is the state ``vmax``. Convention: the
 bias corrections as in PyTorch (the paper has none); both are per-step
 scalars computed on the host.
-
-PyTorch: exactly ``torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps,
-amsgrad=True)``; with decoupled ``wd``, ``torch.optim.AdamW(...,
-weight_decay=wd, amsgrad=True)``.
 """
 
+from ..peer import Peer
 from ..rule import Rule
 from .adam import scalars as adam_scalars
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "mu := gamma mu + (1 - gamma) L';  v := alpha v + (1 - alpha) L'^2;  vmax := max(vmax, v);  w := w - eta (mu / (1 - gamma^t)) / (sqrt(vmax / (1 - alpha^t)) + eps)"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'exactly torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps, amsgrad=True)'
 
 RULE = Rule(
     name="amsgrad",
     title="AMSGrad",
+    formula="mu := gamma mu + (1 - gamma) L';  v := alpha v + (1 - alpha) L'^2;  vmax := max(vmax, v);  w := w - eta (mu / (1 - gamma^t)) / (sqrt(vmax / (1 - alpha^t)) + eps)",
+    year=2018,
+    lr_centre=0.003,
+    peer=Peer("torch.optim", lambda hp: None if hp["l2"] and hp["wd"] else (
+        "AdamW" if hp["wd"] else "Adam",
+        {"lr": hp["lr"], "betas": (hp["gamma"], hp["alpha"]), "eps": hp["eps"], "amsgrad": True,
+         "weight_decay": hp["wd"] or hp["l2"]}),
+        state={"mu": ("exp_avg", 1.0), "v": ("exp_avg_sq", 1.0), "vmax": ("max_exp_avg_sq", 1.0)}),
+    peer_note='exactly torch.optim.Adam(lr=lr, betas=(gamma, alpha), eps=eps, amsgrad=True)',
     hyper={"lr": 1e-3, "gamma": 0.9, "alpha": 0.999, "eps": 1e-8},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps"},

@@ -18,14 +18,14 @@ PyTorch 2.13 has no Lion; optax has ``optax.lion(learning_rate, b1, b2)``.
 
 from ..rule import Rule
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "c = gamma mu + (1 - gamma) L';  w := w - eta sign(c);  mu := alpha mu + (1 - alpha) L'"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'none: torch.optim has no Lion (optax.lion does)'
 
 RULE = Rule(
     name="lion",
     title="Lion",
+    formula="c = gamma mu + (1 - gamma) L';  w := w - eta sign(c);  mu := alpha mu + (1 - alpha) L'",
+    year=2023,
+    lr_centre=0.0003,
+    peer_note='none: torch.optim has no Lion (optax.lion does)',
     hyper={"lr": 1e-4, "gamma": 0.9, "alpha": 0.99},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha"},

@@ -7,22 +7,24 @@ Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma``. Convention: the lecture
 EMA form, so the step is eta times an average gradient (not the "heavy ball"
 sum v := gamma v + L' of PyTorch's SGD, whose steps are 1 / (1 - gamma)
 larger at the same lr). With gamma = 0 it is exactly SGD.
-
-PyTorch: exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma,
-dampening=0): torch's buffer b = g on the first step and b := gamma b + g
-after, and our v = (1 - gamma) b.
 """
 
+from ..peer import Peer
 from ..rule import Rule
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "v := gamma v + (1 - gamma) L';  w := w - eta v"
-#: The exact torch.optim equivalent, if any.
-TORCH = "exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma, dampening=0): torch's buffer b = g on the first step and b := gamma b + g after, and our v = (1 - gamma) b"
 
 RULE = Rule(
     name="momentum",
     title="Momentum",
+    formula="v := gamma v + (1 - gamma) L';  w := w - eta v",
+    lecture=2,
+    year=1964,
+    lr_centre=0.1,
+    peer=Peer("torch.optim", lambda hp: None if hp["wd"] else (
+        "SGD", {"lr": hp["lr"] * (1 - hp["gamma"]), "momentum": hp["gamma"], "dampening": 0,
+                "weight_decay": hp["l2"]}),
+        state={"v": ("momentum_buffer", lambda hp: 1 - hp["gamma"])}),
+    peer_note="exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma, dampening=0): torch's buffer b = g on the first step and b := gamma b + g after, and our v = (1 - gamma) b",
     hyper={"lr": 0.01, "gamma": 0.9},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)"},
     symbols={"eta": "lr", "gamma": "gamma"},

@@ -17,14 +17,11 @@ is in the two terms: the current gradient weighted by this step's momentum
 coefficient, the average by the next step's. All the gamma_t and the product
 Pi_t are per-step scalars computed on the host in double (:func:`mu_product`
 keeps the running product, so a step costs O(1)).
-
-PyTorch: exactly ``torch.optim.NAdam(lr=lr, betas=(gamma, alpha), eps=eps,
-momentum_decay=psi)``; its ``weight_decay`` is our coupled ``l2``, and with
-``decoupled_weight_decay=True`` our ``wd``.
 """
 
 import numpy as np
 
+from ..peer import Peer
 from ..rule import Rule
 
 #: (gamma, psi) -> [Pi_0 = 1, Pi_1, Pi_2, ...], extended as steps are taken.
@@ -65,14 +62,17 @@ def _scalars(hp, t):
     }
 
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "gamma_t = gamma (1 - 0.5 * 0.96^(t psi));  mu := gamma mu + (1 - gamma) L';  v := alpha v + (1 - alpha) L'^2;  d = sqrt(v / (1 - alpha^t)) + eps;  w := w - eta (1 - gamma_t) / (1 - prod_{i<=t} gamma_i) L' / d - eta gamma_{t+1} / (1 - prod_{i<=t+1} gamma_i) mu / d"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'exactly torch.optim.NAdam(lr=lr, betas=(gamma, alpha), eps=eps, momentum_decay=psi)'
-
 RULE = Rule(
     name="nadam",
     title="NAdam",
+    formula="gamma_t = gamma (1 - 0.5 * 0.96^(t psi));  mu := gamma mu + (1 - gamma) L';  v := alpha v + (1 - alpha) L'^2;  d = sqrt(v / (1 - alpha^t)) + eps;  w := w - eta (1 - gamma_t) / (1 - prod_{i<=t} gamma_i) L' / d - eta gamma_{t+1} / (1 - prod_{i<=t+1} gamma_i) mu / d",
+    year=2016,
+    lr_centre=0.003,
+    peer=Peer("torch.optim", lambda hp: None if hp["l2"] and hp["wd"] else (
+        "NAdam", {"lr": hp["lr"], "betas": (hp["gamma"], hp["alpha"]), "eps": hp["eps"], "momentum_decay": hp["psi"],
+                  "weight_decay": hp["wd"] or hp["l2"], "decoupled_weight_decay": bool(hp["wd"])}),
+        state={"mu": ("exp_avg", 1.0), "v": ("exp_avg_sq", 1.0)}),
+    peer_note='exactly torch.optim.NAdam(lr=lr, betas=(gamma, alpha), eps=eps, momentum_decay=psi)',
     hyper={"lr": 2e-3, "gamma": 0.9, "alpha": 0.999, "eps": 1e-8, "psi": 4e-3},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "alpha": "[0, 1)", "eps": "(0, inf)", "psi": "[0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "alpha": "alpha", "epsilon": "eps", "psi": "psi"},

@@ -25,23 +25,24 @@ the two agree step by step.
 
 Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma``. Coupled L2 adds its
 gradient at the look-ahead point.
-
-PyTorch: exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma,
-dampening=0, nesterov=True), whose parameters are our stored look-ahead point
-u = w - eta gamma v and whose buffer is v / (1 - gamma).
 """
 
+from ..peer import Peer
 from ..rule import Rule
 
-
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = 'v := gamma v + (1 - gamma) dQ(w - eta gamma v)/dw;  w := w - eta v'
-#: The exact torch.optim equivalent, if any.
-TORCH = 'exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma, dampening=0, nesterov=True), whose parameters are our stored look-ahead point u = w - eta gamma v and whose buffer is v / (1 - gamma)'
 
 RULE = Rule(
     name="nesterov",
     title="Nesterov (NAG)",
+    formula='v := gamma v + (1 - gamma) dQ(w - eta gamma v)/dw;  w := w - eta v',
+    lecture=3,
+    year=1983,
+    lr_centre=0.1,
+    peer=Peer("torch.optim", lambda hp: None if hp["wd"] else (
+        "SGD", {"lr": hp["lr"] * (1 - hp["gamma"]), "momentum": hp["gamma"], "dampening": 0, "nesterov": True,
+                "weight_decay": hp["l2"]}),
+        state={"v": ("momentum_buffer", lambda hp: 1 - hp["gamma"])}, params="stored"),
+    peer_note='exactly torch.optim.SGD(lr=lr * (1 - gamma), momentum=gamma, dampening=0, nesterov=True), whose parameters are our stored look-ahead point u = w - eta gamma v and whose buffer is v / (1 - gamma)',
     hyper={"lr": 0.01, "gamma": 0.9},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)"},
     symbols={"eta": "lr", "gamma": "gamma"},

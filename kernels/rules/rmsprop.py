@@ -7,21 +7,24 @@
 Symbols -> arguments: eta -> ``lr``, gamma -> ``gamma`` (PyTorch calls it
 alpha), epsilon -> ``eps``.
 Convention: eps outside the root, as on the slide and in PyTorch.
-
-PyTorch: exactly torch.optim.RMSprop(lr=lr, alpha=gamma, eps=eps, momentum=0,
-centered=False).
 """
 
+from ..peer import Peer
 from ..rule import Rule
 
-#: The update in the lecture's symbols (L' is the gradient), as the README and `optbench rules` print it.
-FORMULA = "v := gamma v + (1 - gamma) L'^2;  w := w - eta L' / (sqrt(v) + eps)"
-#: The exact torch.optim equivalent, if any.
-TORCH = 'exactly torch.optim.RMSprop(lr=lr, alpha=gamma, eps=eps, momentum=0, centered=False)'
 
 RULE = Rule(
     name="rmsprop",
     title="RMSProp",
+    formula="v := gamma v + (1 - gamma) L'^2;  w := w - eta L' / (sqrt(v) + eps)",
+    lecture=4,
+    year=2012,
+    lr_centre=0.001,
+    peer=Peer("torch.optim", lambda hp: None if hp["wd"] else (
+        "RMSprop", {"lr": hp["lr"], "alpha": hp["gamma"], "eps": hp["eps"], "centered": False, "momentum": 0,
+                    "weight_decay": hp["l2"]}),
+        state={"v": ("square_avg", 1.0)}),
+    peer_note='exactly torch.optim.RMSprop(lr=lr, alpha=gamma, eps=eps, momentum=0, centered=False)',
     hyper={"lr": 1e-3, "gamma": 0.9, "eps": 1e-8},
     ranges={"lr": "(0, inf)", "gamma": "[0, 1)", "eps": "(0, inf)"},
     symbols={"eta": "lr", "gamma": "gamma", "epsilon": "eps"},

@@ -24,9 +24,9 @@ from typing import Callable
 
 import numpy as np
 
-from kernels import RULES, FlatLayout, Optimizer
-from kernels import dropout as dropout_kernels
-from kernels.optimizer import aligned_zeros
+from optbench.kernels import RULES, FlatLayout, Optimizer
+from optbench.kernels import dropout as dropout_kernels
+from optbench.kernels.launch import aligned_zeros
 
 from .timing import Case, Env, WallTimer, measure
 
@@ -58,7 +58,7 @@ def _pad16(n: int) -> int:
 def _pool(env: Env, copies: int, n: int, fill):
     """copies x n float32 rows, every row = fill, each starting on a 64-byte
     boundary (CuPy's allocations are; on the CPU as PyTorch's allocator does,
-    see kernels.optimizer.aligned_zeros)."""
+    see optbench.kernels.launch.aligned_zeros)."""
     if env.gpu:
         a = env.xp.empty((copies, _pad16(n)), dtype=np.float32)
     else:

@@ -7,11 +7,9 @@ member with its own learning rate and its own batches. A step is what a
 training step does: the members' losses and gradients, the step account
 (finiteness, gradient norms) and the optimiser update.
 
-* ``population``: P members as one model (suite.nn.population, one Adam
-  launch for all);
-* ``single``: one run's step (suite.nn.mlp and kernels.Optimizer, as the
-  training loop takes it), the same at every P (P runs one after another
-  cost P of these);
+* ``population``: P members as one model (one Adam launch for all);
+* ``single``: one run's step -- a population of one, the same at every P
+  (P runs one after another cost P of these);
 * ``jax-vmap``: JAX's ``vmap`` over the members of a ``jit``-compiled step
   with optax's Adam, where JAX is installed (an optional extra, like torch).
 
@@ -22,6 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from optbench.kernels import FlatBuffer, PopulationOptimizer
+
+from ..nn.inits import init_layers
+from ..nn.mlp import MLP, one_blas_thread
+from ..training.loop import train_epoch
 from .timing import Case, Env, WallTimer, take_samples
 
 SIZES = [40, 128, 128, 10]
@@ -46,23 +49,17 @@ def _lrs(P: int) -> list[float]:
     return list(np.geomspace(1e-4, 1e-2, P)) if P > 1 else [1e-3]
 
 
-def population_case(env: Env, backend, P: int) -> Case:
+def population_case(env: Env, backend, P: int, label: str = "population") -> Case:
     """P members as one model, on ``backend``: each call is a short epoch of
-    N_BATCHES steps of the population trainer's own loop
-    (suite.training.population.population_epoch)."""
-    from kernels import FlatBuffer, PopulationOptimizer
-
-    from ..nn.inits import init_layers
-    from ..nn.population import PopulationMLP
-    from ..training.population import population_epoch
-
+    N_BATCHES steps of the training loop's own epoch
+    (optbench.suite.training.loop.train_epoch)."""
     xp = backend.xp
     X, y, _ = _data(xp, P)
     Xd, yd = xp.asarray(X[None]), xp.asarray(y[None])
     rows = xp.zeros(P, dtype=np.int64)
     orders = xp.asarray(np.stack([np.random.default_rng(m).permutation(N_TRAIN) for m in range(P)]))
     bounds = [(k * BATCH, (k + 1) * BATCH) for k in range(N_BATCHES)]
-    model = PopulationMLP(P, SIZES, "relu", "cross_entropy", xp=xp)
+    model = MLP(SIZES, "relu", "cross_entropy", xp=xp, members=P)
     host = np.zeros(model.params.shape, np.float32)
     for m in range(P):
         buf = FlatBuffer(model.layout, host[m])
@@ -73,34 +70,11 @@ def population_case(env: Env, backend, P: int) -> Case:
     active = xp.ones(P, dtype=np.int32)
 
     def epoch():
-        population_epoch(model, opt, Xd, yd, rows, orders, bounds, active)
+        train_epoch(model, opt, Xd, yd, rows, orders, bounds, active)
 
-    return Case(f"{backend.name}-population", [epoch], env.our_timer, backend.synchronize,
-                note=f"P={P} members as one model (suite.training.population)")
-
-
-def single_case(env: Env, backend) -> Case:
-    """One run: each call is a short epoch of N_BATCHES steps of the single
-    run's loop (suite.training.loop.train_epoch)."""
-    from kernels import Optimizer
-
-    from ..nn.inits import init_layers
-    from ..nn.mlp import MLP
-    from ..training.loop import train_epoch
-
-    xp = backend.xp
-    X, y, _ = _data(xp, 1)
-    Xd, yd = xp.asarray(X), xp.asarray(y)
-    order = np.random.default_rng(0).permutation(N_TRAIN)[:N_BATCHES * BATCH]
-    model = MLP(SIZES, "relu", "cross_entropy", xp=xp)
-    model.set_layers(init_layers("he", SIZES, np.random.default_rng(0)))
-    opt = Optimizer("adam", model.params, backend=backend.name, lr=1e-3)
-
-    def epoch():
-        train_epoch(model, opt, Xd, yd, order, BATCH)
-
-    return Case(f"{backend.name}-single", [epoch], env.our_timer, backend.synchronize,
-                note="one run (suite.training.loop)")
+    what = "one run (a population of one)" if P == 1 else f"P={P} members as one model"
+    return Case(f"{backend.name}-{label}", [epoch], env.our_timer, backend.synchronize,
+                note=f"{what} (optbench.suite.training.loop)")
 
 
 def jax_case(P: int) -> Case | None:
@@ -169,19 +143,20 @@ def population_rows(env: Env, members=None, log=print) -> list[dict]:
     """Per P: microseconds per member-step of each implementation."""
     members = members or MEMBERS[env.quick]
     backend = env.main
-    single = single_case(env, backend)
+    single = population_case(env, backend, 1, "single")
     rows = []
     for P in members:
         cases = [population_case(env, backend, P), single]
         jax = None if env.gpu else jax_case(P)  # JAX on this CPU says nothing about a GPU
         if jax is not None:
             cases.append(jax)
-        for c in cases:
-            c.run(3)
-            c.sync()
-            c.calls = CALLS_PER_SAMPLE[env.quick]
-            c.samples.clear()
-        take_samples(cases, env.repeats, env.pause_s)
+        with one_blas_thread():  # as training runs (JAX's own BLAS is not this one)
+            for c in cases:
+                c.run(3)
+                c.sync()
+                c.calls = CALLS_PER_SAMPLE[env.quick]
+                c.samples.clear()
+            take_samples(cases, env.repeats, env.pause_s)
         for c in cases:
             per_step = c.seconds / N_BATCHES  # a call is N_BATCHES steps
             per_member = per_step if c is single else per_step / P

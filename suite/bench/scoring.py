@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kernels.rules import BUILTIN
+from optbench.kernels.rules import BUILTIN
 
 CSV_NAME = "throughput.csv"
 META_NAME = "meta.json"

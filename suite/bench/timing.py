@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kernels import get_backend
+from optbench.kernels import get_backend
 
 REPEATS = {("cpu", False): 15, ("cpu", True): 5, ("gpu", False): 50, ("gpu", True): 20}
 #: Each sample times back-to-back calls lasting at least this long.

@@ -12,8 +12,12 @@ from itertools import cycle
 
 import numpy as np
 
-from kernels import Optimizer
+from optbench.kernels import PopulationOptimizer
+from optbench.kernels.steps import StepAccount
 
+from ..nn.inits import init_layers
+from ..nn.mlp import MLP, one_blas_thread
+from ..training.loop import training_step
 from .cases import set_torch_ratios, table_row
 from .timing import Case, Env, WallTimer, take_samples
 
@@ -30,22 +34,20 @@ def _batch_indices(n_train: int, batch: int, count: int, seed: int = 0):
 
 
 def _our_training_step(backend, ds, hidden, batch: int):
-    """(step function, parameter count) for our MLP with Adam on ``backend`` (numpy,
-    numba or cupy)."""
-    from ..nn.inits import init_layers
-    from ..nn.mlp import MLP
-
+    """(step function, parameter count) for one run of our MLP with Adam on
+    ``backend`` (numpy, numba or cupy): the training loop's own step
+    (:func:`optbench.suite.training.loop.training_step`), a population of one."""
     xp = backend.xp
-    X, y = xp.asarray(ds.X_train), xp.asarray(ds.y_train)
+    X, y = xp.asarray(ds.X_train)[None], xp.asarray(ds.y_train)[None]
     model = MLP([ds.n_features, *hidden, ds.n_outputs], "relu", "cross_entropy", xp=xp)
     model.set_layers(init_layers("he", model.sizes, np.random.default_rng(1)))
-    opt = Optimizer("adam", model.params, backend=backend.name)
-    batches = cycle([(X[xp.asarray(i)], y[xp.asarray(i)]) for i in _batch_indices(ds.n_train, batch, 16)])
+    opt = PopulationOptimizer(model.params, ["adam"], [{}], backend=backend.name)
+    account, rows = StepAccount(xp, 1), xp.zeros((1, 1), dtype=np.int64)
+    batches = cycle([xp.asarray(i[None]) for i in _batch_indices(ds.n_train, batch, 16)])
+    count = iter(range(1 << 62))
 
     def step():
-        xb, yb = next(batches)
-        model.loss_and_grad(xb, yb)
-        opt.step(model.grads, check_finite=False)  # as the training loop does
+        training_step(model, opt, account, X, y, rows, next(batches), next(count))
 
     n_params = sum(math.prod(s.shape) for s in model.layout)
     return step, n_params
@@ -125,18 +127,19 @@ def training_rows(env: Env, batch_sizes=None, datasets=None, log=print) -> list[
                                                hidden, batch)),
                              ("torch-fused", partial(_torch_training_step, env.torch, env.torch_device,
                                                      ds, hidden, batch, True))]
-            cases, n_params = [], 0
-            for label, build in builders:
-                try:
-                    step, n_params = build()
-                    sync = env.main.synchronize if not label.startswith("torch") else env.torch_sync
-                    k = _steps_per_sample(step, sync, TRAIN_SAMPLE_S[env.quick])
-                    cases.append(Case(label, [step], partial(WallTimer, sync), sync, calls=k,
-                                      note=f"MLP {arch}, ReLU, softmax cross-entropy, Adam"))
-                except Exception as exc:
-                    log(f"  skipped training {label}: {type(exc).__name__}: {exc}")
-            reps = max(3, env.repeats // 3) if env.gpu else max(3, min(env.repeats, 7))
-            take_samples(cases, reps, env.pause_s)
+            with one_blas_thread():  # as training runs (PyTorch's own BLAS is not this one)
+                cases, n_params = [], 0
+                for label, build in builders:
+                    try:
+                        step, n_params = build()
+                        sync = env.main.synchronize if not label.startswith("torch") else env.torch_sync
+                        k = _steps_per_sample(step, sync, TRAIN_SAMPLE_S[env.quick])
+                        cases.append(Case(label, [step], partial(WallTimer, sync), sync, calls=k,
+                                          note=f"MLP {arch}, ReLU, softmax cross-entropy, Adam"))
+                    except Exception as exc:
+                        log(f"  skipped training {label}: {type(exc).__name__}: {exc}")
+                reps = max(3, env.repeats // 3) if env.gpu else max(3, min(env.repeats, 7))
+                take_samples(cases, reps, env.pause_s)
             rows = []
             for c in cases:
                 rows.append({**table_row(env, "training", c, "adam", n_params, float("nan"), float("nan")),

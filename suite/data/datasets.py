@@ -53,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from kernels.cache import CACHE_ENV, cache_dir  # noqa: F401 (CACHE_ENV: re-exported for users)
+from optbench.kernels.cache import CACHE_ENV, cache_dir  # noqa: F401 (CACHE_ENV: re-exported for users)
 
 from ..reporting.files import atomic_write
 from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, apply_standardization, fit_standardization, split_indices

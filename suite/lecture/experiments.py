@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kernels import Optimizer
+from optbench.kernels import Optimizer
 
 from ..data import datasets
 from ..data.batches import batches
 from ..data.splits import condition_number
 from ..nn.inits import INITS, init_layers
-from ..nn.mlp import MLP
+from ..nn.mlp import MLP, Network
 from .perceptron import signed_labels, train_perceptron
 
 #: The lecture's six rules (section 12), not every registered one: the
@@ -110,7 +110,7 @@ def gradient_check(activation: str, sizes=(5, 7, 6, 3), n: int = 8, seed: int = 
     near 1e-9; a wrong backward pass gives errors of order 1.
     """
     rng = np.random.default_rng(seed)
-    model = MLP(list(sizes), activation, "cross_entropy", dtype=np.float64)
+    model = MLP(list(sizes), activation, "cross_entropy", dtype=np.float64).member()
     model.set_layers(init_layers("xavier", list(sizes), rng))
     X = rng.normal(size=(n, sizes[0]))
     y = rng.integers(0, sizes[-1], n)
@@ -204,7 +204,7 @@ def condition_table(names=datasets.DATASETS, seed: int = 0) -> pd.DataFrame:
 # --- Sections 8 and 9: what each layer sees at initialisation ---------------- #
 
 
-def layer_statistics(model: MLP, X, y) -> pd.DataFrame:
+def layer_statistics(model: Network, X, y) -> pd.DataFrame:
     """Per layer l = 1..L, on the objects (X, y), at the model's current weights:
 
     - out_var: the variance of the layer's output as the next layer sees it
@@ -216,7 +216,7 @@ def layer_statistics(model: MLP, X, y) -> pd.DataFrame:
     Inference mode (no dropout); the gradient is of the mean loss over X.
     """
     z, cache = model.forward(X, train=False)
-    _, grad_z = model.loss.value_and_grad(model.xp, z, y)
+    _, grad_z = model.value_and_grad(z, y)
     model.backward(cache, grad_z)
     outputs = [*cache.acts, z]
     rows = []
@@ -240,7 +240,7 @@ def init_statistics(dataset: str = "mnist1d", hidden=(64,) * 6, activations=("ta
         for init in inits:
             for seed in seeds:
                 rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-                model = MLP(sizes, activation, "cross_entropy")
+                model = MLP(sizes, activation, "cross_entropy").member()
                 model.set_layers(init_layers(init, sizes, rng, X=X, y=y, activation=activation))
                 stats = layer_statistics(model, X, y)
                 frames.append(stats.assign(activation=activation, init=init, seed=seed))

@@ -111,18 +111,14 @@ def network_size(run: pd.Series) -> tuple[int, list[int]]:
 # --- per layer ------------------------------------------------------------------------ #
 
 
-def layer_norm_columns(df: pd.DataFrame) -> list[str]:
-    """grad_norm_W1, grad_norm_W2, ... in layer order (the opt-in layer_norms columns)."""
-    cols = [c for c in df.columns if c.startswith("grad_norm_W") and c[11:].isdigit()]
-    return sorted(cols, key=lambda c: int(c[11:]))
-
-
 def layer_norms_long(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run, epoch and layer: the layer's gradient norm (column ``norm``)."""
-    cols = layer_norm_columns(df)
-    long = df.melt(id_vars=["cell", "epoch", "activation", "optimizer", "lr", "seed"], value_vars=cols,
-                   var_name="layer", value_name="norm")
-    long["layer"] = long["layer"].str[11:].astype(int)
+    """One row per run, epoch and layer: the layer's gradient norm (column
+    ``norm``), from the opt-in ``layer_grad_norms`` lists."""
+    runs = df[df["layer_grad_norms"].notna()] if "layer_grad_norms" in df else df.iloc[:0]
+    rows = [{"cell": r.cell, "epoch": r.epoch, "activation": r.activation, "optimizer": r.optimizer, "lr": r.lr,
+             "seed": r.seed, "layer": layer, "norm": float(norm)}
+            for r in runs.itertuples() for layer, norm in enumerate(r.layer_grad_norms, start=1)]
+    long = pd.DataFrame(rows, columns=["cell", "epoch", "activation", "optimizer", "lr", "seed", "layer", "norm"])
     return long.dropna(subset=["norm"])
 
 

@@ -31,9 +31,10 @@ def quick_study(study):
         c = cell.config
         if c.seed != first_seed:
             continue
-        small = dataclasses.replace(c, epochs=1,
-                                    hidden=tuple(min(h, 16) for h in c.hidden))
-        group = cell_key(dataclasses.replace(small, lr=None))
+        small = dataclasses.replace(c, workload=dataclasses.replace(
+            c.workload, epochs=1, hidden=tuple(min(h, 16) for h in c.workload.hidden)))
+        group = cell_key(dataclasses.replace(small, optimizer=dataclasses.replace(
+            small.optimizer, given={k: v for k, v in small.optimizer.given.items() if k != "lr"})))
         if group not in groups:
             groups.add(group)
             cells.append(Cell(small, cell_key(small)))

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from kernels.backend import array_module
+from optbench.kernels.backend import array_module
 
 PRELU_DEFAULT_ALPHA = 0.25  # He et al. 2015's initial alpha (PyTorch's default too)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels import FlatBuffer
+from optbench.kernels import FlatBuffer
 
 from ..reporting.files import atomic_write
 
@@ -75,10 +75,9 @@ def load_checkpoint(model, path, optimizer=None) -> dict:
         optimizer.load_state_dict(sd)  # checks rule, buffers and shapes before writing
     for slot in model.layout:
         model.params[slot.name][...] = model.xp.asarray(stored[slot.name])
-    if optimizer is not None and optimizer.rule.lookahead is not None:
-        # The file holds w; the buffer holds the look-ahead point u = w - offset.
-        data = model.params.data
-        data -= optimizer.rule.weights(model.xp.zeros_like(data), optimizer.state, optimizer.hyper)
+    offset = None if optimizer is None else optimizer.lookahead_offset()
+    if offset is not None:  # the file holds w; the buffer holds the look-ahead point u = w - offset
+        model.params.data[...] -= offset
     return config
 
 

@@ -1,6 +1,8 @@
-"""Losses on the network's output layer, and their gradients.
+"""Losses on the network's output layer, and their gradients, per member.
 
-Both are averaged over the objects of a batch, so a learning rate means the
+A model holds P members (a single run is P = 1): outputs ``z`` are (P, B, k),
+targets ``y`` (P, B) class labels or (P, B[, k]) continuous values. Each
+member's loss is averaged over its B objects, so a learning rate means the
 same thing at every batch size (the lecture sums over objects; its Q is ours
 times N).
 
@@ -8,9 +10,9 @@ times N).
   linear output y~ = z (for regression, or one-hot targets);
 * ``cross_entropy``: softmax cross-entropy, -log softmax(z)_y per object.
 
-``value_and_grad(z, y)`` returns (mean loss, dQ/dz). The loss is a 0-d array
-on z's device, not a Python float: reading it back would make a GPU wait at
-every step (``kernels.backend.to_host`` reads it when it is needed).
+``value_and_grad(xp, z, y)`` returns ((P,) mean losses, dQ/dz). The losses
+are arrays on z's device, not Python floats: reading them back would make a
+GPU wait at every step (``kernels.backend.to_host`` reads them when needed).
 """
 
 from __future__ import annotations
@@ -19,41 +21,43 @@ from dataclasses import dataclass
 from typing import Callable
 
 
-def _one_hot(xp, y, k, dtype):
-    t = xp.zeros((y.shape[0], k), dtype=dtype)
-    t[xp.arange(y.shape[0]), y] = 1
-    return t
-
-
-def _targets(xp, z, y):
-    """Integer class labels become one-hot rows; continuous targets stay."""
-    if y.ndim == 1 and y.dtype.kind in "iu":
-        return _one_hot(xp, y, z.shape[1], z.dtype)
-    return y.reshape(z.shape).astype(z.dtype, copy=False)
-
-
 def squared(xp, z, y):
-    """Q = mean over objects of 1/2 sum_q (z_q - y_q)^2; dQ/dz = (z - y) / N."""
-    diff = z - _targets(xp, z, y)
-    n = z.shape[0]
-    return 0.5 * (diff * diff).sum() / n, diff / n
+    """Per member: mean over its objects of 1/2 sum_q (z_q - y_q)^2; dQ/dz = (z - y) / B."""
+    if y.ndim == 2 and y.dtype.kind in "iu":  # labels: one-hot rows
+        t = (y[..., None] == xp.arange(z.shape[-1])).astype(z.dtype)
+    else:
+        t = y.reshape(z.shape).astype(z.dtype, copy=False)
+    diff = z - t
+    n = z.shape[-2]
+    return 0.5 * (diff * diff).reshape(z.shape[0], -1).sum(axis=1) / n, diff / n
 
 
 def cross_entropy(xp, z, y):
-    """Q = mean over objects of -log softmax(z)_y; dQ/dz = (softmax(z) - onehot(y)) / N.
-
-    Log-sum-exp with the row maximum subtracted, so large logits don't overflow.
-    """
-    n = z.shape[0]
-    shifted = z - z.max(axis=1, keepdims=True)
+    """Per member: mean over its objects of -log softmax(z)_y; dQ/dz =
+    (softmax(z) - onehot(y)) / B. Log-sum-exp with the row maximum
+    subtracted, so large logits don't overflow."""
+    P, n, k = z.shape
+    shifted = z - z.max(axis=-1, keepdims=True)
     e = xp.exp(shifted)
-    s = e.sum(axis=1, keepdims=True)
-    rows = xp.arange(n)
-    loss = (xp.log(s[:, 0]) - shifted[rows, y]).sum() / n
+    s = e.sum(axis=-1, keepdims=True)
+    rows, labels = _rows(xp, P * n), y.reshape(-1)  # each object's row of the (P B, k) view, and its label
+    picked = shifted.reshape(P * n, k)[rows, labels].reshape(P, n)
+    loss = (xp.log(s[..., 0]) - picked).sum(axis=-1) / n
     grad = e / s
-    grad[rows, y] -= 1
+    grad.reshape(P * n, k)[rows, labels] -= 1
     grad /= n
     return loss, grad
+
+
+_ROWS: dict = {}
+
+
+def _rows(xp, n: int):
+    """arange(n) on ``xp``'s device, made once per size (a step's index)."""
+    key = (xp.__name__, n)
+    if key not in _ROWS:
+        _ROWS[key] = xp.arange(n)
+    return _ROWS[key]
 
 
 @dataclass(frozen=True)
@@ -75,4 +79,3 @@ def get_loss(name: str) -> Loss:
         return LOSSES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}") from None
-

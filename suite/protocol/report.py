@@ -22,7 +22,7 @@ from ..studies import store
 from ..studies.figures import palette_for
 from . import figures, scoring, search, stats
 from .runner import read_protocol
-from .workloads import METRICS, TARGET_FACTOR
+from ..workloads import METRICS, TARGET_FACTOR
 
 REPORT = "report.md"
 FIGURES = "figures"

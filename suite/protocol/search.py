@@ -11,11 +11,12 @@ of i in the j-th prime base, shifted by a random offset modulo 1
 optimiser names, so a rerun draws the same trials.
 
 The unit interval maps onto each range in the scale a person would tune it
-in:
+in, as the rule declares it (``Rule.scale``):
 
-- ``lr``, ``eps``, ``wd``, ``l2``: log-uniform between the two ends;
-- ``gamma``, ``alpha`` (decay rates in [0, 1)): log-uniform in 1 - x, so
-  0.9, 0.99 and 0.999 are equally likely decades;
+- "log" (``lr``, ``eps``, ``wd``, ``l2``): log-uniform between the two ends;
+- "log1m" (decay rates in [0, 1), such as ``gamma`` and ``alpha``):
+  log-uniform in 1 - x, so 0.9, 0.99 and 0.999 are equally likely decades;
+- "linear": uniform;
 - ``schedule``: a list of schedules (``"constant"``, ``"cosine"``, ...), one
   chosen per trial.
 
@@ -39,10 +40,7 @@ import math
 
 import numpy as np
 
-#: Hyper-parameters searched on a log scale, and those searched as log(1 - x).
-LOG = ("lr", "eps", "wd", "l2")
-ONE_MINUS_LOG = ("gamma", "alpha")
-#: The ones that are RunConfig fields; the rest go into ``hyper``.
+#: The ones that are settings of their own; the rest go into ``hyper``.
 RUN_FIELDS = ("lr", "wd", "l2", "schedule")
 #: A chosen value this close to an end of its range (in unit coordinates) is flagged.
 EDGE = 0.1
@@ -78,32 +76,38 @@ def _round(x: float) -> float:
     return float(f"{x:.3g}")
 
 
-def to_value(name: str, u: float, bounds):
-    """The value at unit coordinate ``u`` of ``name``'s range (see the module docstring)."""
-    if name == "schedule":
+def to_value(scale: str, u: float, bounds):
+    """The value at unit coordinate ``u`` of a range searched on ``scale``
+    ("log", "log1m", "linear", or "choice" for a list of schedules)."""
+    if scale == "choice":
         return bounds[min(int(u * len(bounds)), len(bounds) - 1)]
     lo, hi = bounds
-    if name in LOG:
+    if scale == "log":
         return _round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
-    if name in ONE_MINUS_LOG:  # log-uniform in 1 - x; u = 0 is the low end of x
+    if scale == "log1m":  # log-uniform in 1 - x; u = 0 is the low end of x
         a, b = math.log(1 - lo), math.log(1 - hi)
         return 1 - _round(math.exp(a + u * (b - a)))  # 1 - x to 3 digits: 0.99996, never 1.0
     return _round(lo + u * (hi - lo))
 
 
-def to_unit(name: str, value, bounds) -> float:
+def to_unit(scale: str, value, bounds) -> float:
     """The inverse of :func:`to_value` (where in its range a value lies, 0..1)."""
     lo, hi = bounds
-    if name in LOG:
+    if scale == "log":
         return (math.log(value) - math.log(lo)) / (math.log(hi) - math.log(lo))
-    if name in ONE_MINUS_LOG:
+    if scale == "log1m":
         return (math.log(1 - value) - math.log(1 - lo)) / (math.log(1 - hi) - math.log(1 - lo))
     return (value - lo) / (hi - lo)
 
 
-def check_space(space: dict, hypers_of) -> str | None:
-    """What is wrong with a ``[space]`` table, or None. ``hypers_of``: the
-    set of hyper-parameter names any of the protocol's optimisers has."""
+def _scales(name: str, rules) -> set[str]:
+    return {r.scale(name) for r in rules if name in r.hyper}
+
+
+def check_space(space: dict, rules) -> str | None:
+    """What is wrong with a ``[space]`` table, or None. ``rules``: the
+    protocol's optimisers' rules (each declares how its hyper-parameters
+    are searched)."""
     for name, bounds in space.items():
         if name == "lr":
             return "lr's range is its grid's (the [lr] table, or the default two decades), not a [space] key"
@@ -111,27 +115,35 @@ def check_space(space: dict, hypers_of) -> str | None:
             if not (isinstance(bounds, list) and bounds and all(isinstance(s, (str, dict)) for s in bounds)):
                 return f"schedule must list schedules, got {bounds!r}"
             continue
-        if name not in (*LOG, *ONE_MINUS_LOG) and name not in hypers_of:
+        scales = _scales(name, rules)
+        if not scales:
             return f"{name!r} is not a hyper-parameter of any of the protocol's optimisers"
+        if len(scales) > 1:
+            return (f"{name!r} is searched on different scales by the protocol's optimisers "
+                    f"({', '.join(sorted(scales))}): give each its own protocol")
         if not (isinstance(bounds, list) and len(bounds) == 2 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bounds)):
             return f"{name} must be a range [low, high], got {bounds!r}"
         lo, hi = bounds
         if not lo < hi:
             return f"{name} = [{lo}, {hi}] is empty: low must be below high"
-        if name in LOG and lo <= 0:
+        scale = scales.pop()
+        if scale == "log" and lo <= 0:
             return f"{name} is searched on a log scale, so its range must be > 0, got [{lo}, {hi}]"
-        if name in ONE_MINUS_LOG and not (0 <= lo and hi < 1):
+        if scale == "log1m" and not (0 <= lo and hi < 1):
             return f"{name} is a decay rate: its range must lie in [0, 1), got [{lo}, {hi}]"
     return None
 
 
-def dimensions(space: dict, lr_bounds, hypers: set) -> dict:
-    """The searched dimensions of one optimiser: lr, then the [space] keys it has."""
-    dims = {"lr": tuple(lr_bounds)}
+def dimensions(space: dict, lr_bounds, rule) -> dict:
+    """The searched dimensions of one optimiser: {name: (scale, bounds)} --
+    lr, then the [space] keys its rule has."""
+    dims = {"lr": (rule.scale("lr"), tuple(lr_bounds))}
     for name, bounds in space.items():
-        if name in RUN_FIELDS or name in hypers:
-            dims[name] = bounds if name == "schedule" else tuple(bounds)
+        if name == "schedule":
+            dims[name] = ("choice", bounds)
+        elif name in rule.hyper:
+            dims[name] = (rule.scale(name), tuple(bounds))
     return dims
 
 
@@ -139,7 +151,7 @@ def trials(dims: dict, k: int, *names: str) -> list[dict]:
     """``k`` settings {name: value} over ``dims``, deterministic in ``names``."""
     keys = list(dims)
     points = halton(k, len(keys), _shift(len(keys), *names))
-    return [{key: to_value(key, float(u), dims[key]) for key, u in zip(keys, p)} for p in points]
+    return [{key: to_value(dims[key][0], float(u), dims[key][1]) for key, u in zip(keys, p)} for p in points]
 
 
 def edges(settings: dict, dims: dict) -> list[tuple[str, str]]:
@@ -147,9 +159,10 @@ def edges(settings: dict, dims: dict) -> list[tuple[str, str]]:
     in the outer EDGE of its range."""
     out = []
     for name, value in settings.items():
-        if name == "schedule" or dims[name][0] == dims[name][1]:
+        scale, bounds = dims[name]
+        if scale == "choice" or bounds[0] == bounds[1]:
             continue
-        u = to_unit(name, value, dims[name])
+        u = to_unit(scale, value, bounds)
         if u >= 1 - EDGE:
             out.append((name, "highest"))
         elif u <= EDGE:

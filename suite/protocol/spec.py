@@ -1,13 +1,14 @@
 """A protocol file: a study of workloads x optimisers, tuned then confirmed.
 
-A study file with a ``[protocol]`` table is a protocol::
+A study file with a ``[protocol]`` table is a protocol (read and checked by
+:mod:`optbench.suite.studies.loader`, the one loader both share)::
 
     [study]
     name = "default"
     description = "..."
 
     [protocol]
-    workloads = ["mnist1d-mlp", "digits-mlp", ...]   # suite.protocol.workloads
+    workloads = ["mnist1d-mlp", "digits-mlp", ...]   # optbench.suite.workloads
     optimizers = ["sgd", "adam", ...]                # any registered rule (plug-ins too: rules = [...])
     tuning_seeds = [0, 1]
     confirm_seeds = [100, 101, 102, 103, 104]        # fresh: disjoint from the tuning seeds
@@ -18,7 +19,10 @@ A study file with a ``[protocol]`` table is a protocol::
     [lr]                                             # optional: a starting grid per optimiser
     sgd = [0.01, 0.03, 0.1, 0.3, 1.0]
 
-    [fixed]                                          # optional: RunConfig fields for every cell
+    [hyper.adam]                                     # optional: hyper-parameters per optimiser
+    gamma = 0.95
+
+    [fixed]                                          # optional: settings for every cell
 
 or, instead of the lr grid, quasi-random search over several
 hyper-parameters (:mod:`.search`)::
@@ -31,27 +35,26 @@ hyper-parameters (:mod:`.search`)::
     wd = [1e-5, 1e-2]
     schedule = ["constant", "cosine"]
 
-Every workload's configuration (:mod:`.workloads`), with [fixed] on top, is
+Every workload (:mod:`optbench.suite.workloads`), with [fixed] on top, is
 crossed with the optimisers, their lr grids (:mod:`.tuning`) and the tuning
 seeds; the runner (:mod:`.runner`) brackets the grids, picks each
-optimiser's lr on the tuning seeds' validation loss and confirms it on the
+optimiser's lr on the tuning seeds' metric and confirms it on the
 confirmation seeds. Everything is checked before anything trains.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernels import RULES
+from optbench.kernels import RULES
 
-from ..studies.spec import NAME, Cell, StudyError, _load_rules, cell_key, resolve
-from ..training.config import ConfigError, RunConfig
+from ..studies.loader import StudyError, StudyFile, parse, read
+from ..studies.spec import Cell, make_cell
+from ..training.config import ConfigError
+from ..workloads import WORKLOADS, Workload
 from . import search, tuning
-from .workloads import WORKLOADS, Workload
 
-TABLES = ("study", "protocol", "lr", "fixed", "space")
 KEYS = {"workloads": list, "optimizers": list, "tuning_seeds": list, "confirm_seeds": list,
         "decades": (int, float), "per_decade": int, "bracket_rounds": int, "search": str, "trials": int}
 SEARCHES = ("grid", "random")
@@ -73,6 +76,7 @@ class Protocol:
     fixed: dict
     text: str
     backend: str
+    doc: StudyFile = field(compare=False, repr=False)  # the file as read (its [hyper.NAME] tables)
     rule_files: tuple[Path, ...] = ()
     search: str = "grid"  # or "random": quasi-random trials (.search)
     trials: int = 0  # per workload and optimiser, for search = "random"
@@ -91,7 +95,7 @@ class Protocol:
         """What a random search varies for ``optimizer``: its lr between its
         grid's ends, and the [space] keys it has."""
         grid = self.initial_grid(workload, optimizer)
-        return search.dimensions(self.space, (min(grid), max(grid)), set(RULES[optimizer].hyper))
+        return search.dimensions(self.space, (min(grid), max(grid)), RULES[optimizer])
 
     def trial_settings(self, workload: Workload, optimizer: str) -> list[dict]:
         """The random search's trials of ``optimizer`` on ``workload`` (the same on every call)."""
@@ -99,42 +103,31 @@ class Protocol:
 
     def cell(self, workload: Workload, optimizer: str, settings: dict, seed: int, phase: str,
              trial: int | None = None) -> Cell:
-        """One run: the workload, [fixed], and ``settings`` (``{"lr": ...}``,
-        or a random trial's lr, hyper-parameters, wd, schedule)."""
+        """One run: the workload, [fixed], the optimiser's [hyper.NAME], and
+        ``settings`` (``{"lr": ...}``, or a random trial's lr, hyper-parameters,
+        wd, schedule)."""
         fields, hyper = search.split(settings)
-        config = RunConfig(**{**workload.config, **self.fixed, **fields, "optimizer": optimizer, "seed": seed,
-                              "backend": self.backend, "hyper": {**self.fixed.get("hyper", {}), **hyper}})
+        base = self.doc.optimizer_settings(optimizer, dict(self.fixed))
+        values = {**base, **fields, "optimizer": optimizer, "seed": seed, "backend": self.backend,
+                  "hyper": {**base.get("hyper", {}), **hyper}}
         tags = (("workload", workload.name), ("phase", phase)) + (() if trial is None else (("trial", str(trial)),))
-        return Cell(config, cell_key(config), tags)
-
-
-def is_protocol(name_or_path: str) -> bool:
-    """Whether a study name or file is a protocol (has a [protocol] table)."""
-    try:
-        path = resolve(name_or_path)
-        return "protocol" in tomllib.loads(path.read_text())
-    except (StudyError, OSError, tomllib.TOMLDecodeError):
-        return False
+        return make_cell(self.doc, values, workload, tags)
 
 
 def load_protocol(name_or_path: str, backend: str = "numpy") -> Protocol:
-    path = resolve(name_or_path)
-    return parse_protocol(path.read_text(), path, backend)
+    return expand(read(name_or_path, backend))
 
 
 def parse_protocol(text: str, path: Path, backend: str = "numpy") -> Protocol:
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise StudyError(f"{path}: not valid TOML: {exc}") from None
-    rule_files = _load_rules(path, doc.pop("rules", []))
-    for table in doc:
-        if table not in TABLES:
-            raise StudyError(f"{path}: unknown table [{table}] in a protocol; allowed: {', '.join(TABLES)}")
-    meta, spec = doc.get("study", {}), doc.get("protocol", {})
-    name = meta.get("name", path.stem)
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise StudyError(f"{path}: [study] name = {name!r} is not a name (it names the results folder)")
+    return expand(parse(text, path, backend))
+
+
+def expand(doc: StudyFile) -> Protocol:
+    """A protocol file's workloads, optimisers, seeds and grids, every
+    starting cell checked."""
+    path, spec = doc.path, doc.protocol
+    if spec is None:
+        raise doc.error("a plain study (no [protocol] table): optbench.suite.studies.spec.load_study reads it")
     for key, value in spec.items():
         if key not in KEYS:
             raise StudyError(f"{path}: [protocol] has unknown key {key!r}; allowed: {', '.join(KEYS)}")
@@ -149,6 +142,10 @@ def parse_protocol(text: str, path: Path, backend: str = "numpy") -> Protocol:
     for o in spec["optimizers"]:
         if o not in RULES:
             raise StudyError(f"{path}: unknown optimiser {o!r}; allowed: {', '.join(RULES)}")
+    for table in ("lr", "hyper"):
+        for o in getattr(doc, table):
+            if o not in spec["optimizers"]:
+                raise StudyError(f"{path}: [{table}] {o} is not one of the protocol's optimizers")
     seeds = {}
     for key in ("tuning_seeds", "confirm_seeds"):
         values = spec[key]
@@ -166,30 +163,25 @@ def parse_protocol(text: str, path: Path, backend: str = "numpy") -> Protocol:
         raise StudyError(f"{path}: [protocol] decades must be at least 2 (a grid that brackets), got {decades}")
     if per_decade < 1 or rounds < 0:
         raise StudyError(f"{path}: [protocol] per_decade >= 1 and bracket_rounds >= 0, got {per_decade}, {rounds}")
-    grids = dict(doc.get("lr", {}))
-    for o, values in grids.items():
-        if o not in spec["optimizers"]:
-            raise StudyError(f"{path}: [lr] {o} is not one of the protocol's optimizers")
-        if not isinstance(values, list) or len(values) < 2 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+    for o, values in doc.lr.items():
+        if len(values) < 2 or not all(v > 0 for v in values):
             raise StudyError(f"{path}: [lr] {o} must list at least two learning rates > 0, got {values!r}")
-    fixed = dict(doc.get("fixed", {}))
-    for key in fixed:
-        if key in ("optimizer", "lr", "seed", "backend") or key not in RunConfig.field_names():
-            raise StudyError(f"{path}: [fixed] {key!r} cannot be set in a protocol")
-    how, k, space = spec.get("search", "grid"), spec.get("trials", 0), dict(doc.get("space", {}))
+    how, k, space = spec.get("search", "grid"), spec.get("trials", 0), doc.space
     if how not in SEARCHES:
         raise StudyError(f"{path}: [protocol] search = {how!r}; allowed: {', '.join(SEARCHES)}")
     if how == "random" and k < 2:
         raise StudyError(f"{path}: a random search needs trials >= 2 per optimiser, got {k}")
     if how == "grid" and (space or "trials" in spec):
         raise StudyError(f"{path}: [space] and trials belong to search = \"random\"; a grid search tunes the lr")
-    problem = search.check_space(space, {h for o in spec["optimizers"] for h in RULES[o].hyper})
+    problem = search.check_space(space, [RULES[o] for o in spec["optimizers"]])
     if problem:
         raise StudyError(f"{path}: [space] {problem}")
-    protocol = Protocol(name, meta.get("description", ""), path, tuple(WORKLOADS[w] for w in spec["workloads"]),
+    backend = doc.fixed.get("backend", "numpy")
+    fixed = {k: v for k, v in doc.fixed.items() if k != "backend"}
+    protocol = Protocol(doc.name, doc.description, path, tuple(WORKLOADS[w] for w in spec["workloads"]),
                         tuple(spec["optimizers"]), seeds["tuning_seeds"], seeds["confirm_seeds"], float(decades),
-                        per_decade, rounds, grids, fixed, text, backend, rule_files, how, k, space)
+                        per_decade, rounds, dict(doc.lr), fixed, doc.text, backend, doc, doc.rule_files, how, k,
+                        dict(space))
     for w in protocol.workloads:  # every starting cell is a valid config
         for o in protocol.optimizers:
             first = [{"lr": protocol.initial_grid(w, o)[0]}] if how == "grid" else protocol.trial_settings(w, o)
@@ -197,5 +189,6 @@ def parse_protocol(text: str, path: Path, backend: str = "numpy") -> Protocol:
                 for settings in first:
                     protocol.cell(w, o, settings, protocol.tuning_seeds[0], "tune")
             except (ConfigError, ValueError) as exc:
-                raise StudyError(f"{path}: workload {w.name}, optimiser {o}: {exc}") from None
+                message = str(exc).removeprefix(f"{path}: ")
+                raise StudyError(f"{path}: workload {w.name}, optimiser {o}: {message}") from None
     return protocol

@@ -3,7 +3,8 @@ rule that extends a grid whose best value sits on its edge.
 
 A grid is ``per_decade`` points per decade spanning ``decades`` decades
 (at least 2 by default) around a centre: the rule's usual learning rate
-(:data:`LR_CENTRES`) times the workload's scale. Point j is 10^(j / per_decade)
+(``Rule.lr_centre``, what a small MLP usually wants; a rule without one is
+centred on its default lr) times the workload's scale. Point j is 10^(j / per_decade)
 rounded to one significant digit -- the 1-3-10 series for two points a
 decade, 1-2-5 for three -- so every lr is a short, exactly reproducible
 number, and grids of different rules line up on the same values.
@@ -23,11 +24,8 @@ from __future__ import annotations
 
 import math
 
-#: The centre of each built-in rule's default grid: what a small MLP usually
-#: wants (plug-in rules: their own default lr).
-LR_CENTRES = {"sgd": 0.1, "momentum": 0.1, "nesterov": 0.1, "rmsprop": 1e-3, "adadelta": 1.0, "adam": 3e-3,
-              "adagrad": 0.03, "adamax": 3e-3, "nadam": 3e-3, "amsgrad": 3e-3, "lion": 3e-4,
-              "adabelief": 3e-3}
+from optbench.kernels import get_rule
+
 DECADES = 2
 PER_DECADE = 2
 ROUNDS = 3
@@ -39,12 +37,8 @@ def round_lr(x: float) -> float:
 
 
 def centre(optimizer: str, scale: float = 1.0) -> float:
-    """The centre of ``optimizer``'s grid: its usual lr (a plug-in's default) times ``scale``."""
-    if optimizer in LR_CENTRES:
-        return LR_CENTRES[optimizer] * scale
-    from kernels import get_rule
-
-    return get_rule(optimizer).hyper["lr"] * scale
+    """The centre of ``optimizer``'s grid: its rule's tuning centre times ``scale``."""
+    return get_rule(optimizer).tuning_centre * scale
 
 
 def _index(lr: float, per_decade: int) -> int:

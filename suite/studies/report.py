@@ -1,6 +1,6 @@
 """A study's report, regenerated from its stored results alone (no training).
 
-``write_report(results_dir)`` reads ``results_dir/cells/*.csv`` and
+``write_report(results_dir)`` reads ``results_dir/cells/*.parquet`` and
 ``metadata.json`` (see :mod:`.store`) and writes
 ``results_dir/report.md`` and its figures in ``results_dir/figures/``.
 
@@ -94,7 +94,7 @@ def _header(df: pd.DataFrame, meta: dict, results_dir: Path) -> list[str]:
     study = meta.get("study") or ", ".join(sorted(df["study"].astype(str).unique()))
     date = meta.get("written")
     if not date:  # no metadata.json: the newest result file's time
-        newest = max(p.stat().st_mtime for p in (results_dir / store.CELLS).glob("*.csv"))
+        newest = max(p.stat().st_mtime for p in store.cell_files(results_dir).values())
         date = pd.Timestamp(newest, unit="s", tz="UTC").isoformat(timespec="seconds") + " (file time)"
     cells = set(df["cell"].astype(str))
     count = f"{len(cells)} cells (one run each: seeds are cells too), {len(df)} evaluation rows"

@@ -2,11 +2,11 @@
 
 Cells are independent, so whoever runs them the rows are the same. The
 driver (this process) is the only writer: each finished cell's rows go to
-``results/<study>/cells/<key>.csv`` atomically, so an interrupted sweep loses
+``results/<study>/cells/<key>.parquet`` atomically, so an interrupted sweep loses
 at most the cells in flight and a rerun skips every completed cell.
 
 Populations (the default): the pending cells that share a shape
-(``suite.training.population.population_key``) train together as one
+(``optbench.suite.training.loop.population_key``) train together as one
 batched model, in populations no larger than ``population_size`` and the
 memory budget allow (:func:`plan_populations`). Each member's cell is
 written when its population ends; an interrupted population is trained again
@@ -34,11 +34,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kernels import get_backend
-from kernels.plugins import load_files
+from optbench.kernels import get_backend
+from optbench.kernels.plugins import load_files
 
-from ..training.loop import run
-from ..training.population import activation_bytes, member_bytes, population_key, run_population
+from ..training.loop import activation_bytes, member_bytes, population_key, run, run_population
 from . import store
 from .spec import Cell, Study, check_study
 
@@ -95,8 +94,8 @@ def plan_populations(cells: list[Cell], shapes: dict, size: int | None = None,
     out = []
     for members in groups.values():
         c = members[0].config
-        n_features, n_outputs, n_train = shapes[c.dataset]
-        widths = [n_features, *c.hidden, n_outputs]
+        n_features, n_outputs, n_train = shapes[c.workload.dataset]
+        widths = [n_features, *c.workload.hidden, n_outputs]
         n_params = sum(h * m + m for h, m in zip(widths[:-1], widths[1:]))
         if budget is None and not get_backend(c.backend).is_gpu:
             cap = max(1, CPU_ACTIVATION_BUDGET // activation_bytes(c, n_features, n_outputs, n_train))
@@ -117,17 +116,22 @@ def _gpu_budget(backend: str) -> int:
 def _rows(study_name: str, cell: Cell, records: list[dict]) -> list[dict]:
     """A cell's records as rows with every config field a column."""
     config = cell.config
-    columns = config.as_dict()
-    columns["hidden"] = "-".join(str(h) for h in config.hidden)
-    columns["hyper"] = json.dumps(config.hyper, sort_keys=True)
-    if config.schedule is not None:  # its label, e.g. "warmup_cosine(warmup=100)"
-        columns["schedule"] = config.schedule.label
+    columns = config.settings()
+    columns["hidden"] = "-".join(str(h) for h in config.workload.hidden)
+    columns["hyper"] = json.dumps(dict(columns["hyper"]), sort_keys=True)
+    schedule = config.optimizer.schedule
+    columns["schedule"] = None if schedule is None else schedule.label  # e.g. "warmup_cosine(warmup=100)"
+    columns["decay"] = None if config.optimizer.decay == "all" else config.optimizer.decay
+    columns["layer_norms"] = config.layer_norms or None
     if isinstance(config.dropout, tuple):
         columns["dropout"] = "-".join(str(p) for p in config.dropout)
     rows = []
     for rec in records:
         rec = dict(rec)
         columns["lr"] = rec.pop("lr_used")
+        layers = sorted((k for k in rec if k.startswith("grad_norm_W")), key=lambda k: int(k[11:]))
+        if layers:  # one list column, whatever the depth
+            rec["layer_grad_norms"] = [rec.pop(k) for k in layers]
         rows.append({"study": study_name, "cell": cell.key, **dict(cell.tags), **columns, **rec})
     return rows
 
@@ -159,7 +163,7 @@ class _Sink:
         self.claims.release(cell.key)
         self.ran += 1
         self.diverged += bool(rows[-1]["diverged"])
-        self.data_hashes[f"{cell.config.dataset} seed={cell.config.seed}"] = rows[-1]["data_hash"]
+        self.data_hashes[f"{cell.config.workload.dataset} seed={cell.config.seed}"] = rows[-1]["data_hash"]
         self.bar.set_postfix_str(cell.label, refresh=False)
         self.bar.update(1)
 
@@ -171,15 +175,15 @@ def _in_process(study: Study, todo: list[Cell], sink: _Sink, plan: list[list[Cel
         if not members:
             continue
         bar.set_postfix_str(f"population of {len(members)}", refresh=False)
-        with tqdm(total=members[0].config.epochs, desc="  epochs", leave=False, unit="ep",
+        with tqdm(total=members[0].config.workload.epochs, desc="  epochs", leave=False, unit="ep",
                   disable=bar.disable) as epochs:
-            for cell, rows in population_rows(study.name, members, lambda epoch: epochs.update(1)):
+            for cell, rows in population_rows(study.name, members, lambda epoch, records: epochs.update(1)):
                 sink(cell, rows)
     for cell in todo if plan is None else []:
         if not sink.take(cell):
             continue
         bar.set_postfix_str(cell.label, refresh=False)
-        with tqdm(total=cell.config.epochs, desc="  epochs", leave=False, unit="ep",
+        with tqdm(total=cell.config.workload.epochs, desc="  epochs", leave=False, unit="ep",
                   disable=bar.disable) as epochs:
             def progress(epoch, record):
                 epochs.update(1)
@@ -249,6 +253,7 @@ def run_study(study: Study, out: Path, backend: str = "auto", workers: int | Non
         raise ValueError(f"--population-size must be at least 1, got {population_size}")
     be = get_backend(backend)  # fails now, clearly, if the backend can't run
     shapes = check_study(study)
+    store.refuse_legacy(out)
     store.preflight(out, len(study.cells))
     keys = {c.key for c in study.cells}
     damaged = {path: why for path, why in store.damaged_cells(out).items() if Path(path).stem in keys}

@@ -70,7 +70,7 @@ def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def _cell_file(results_dir: Path, cell) -> Path:
-    return results_dir / store.CELLS / f"{cell}.csv"
+    return results_dir / store.CELLS / f"{cell}{store.SUFFIX}"
 
 
 def _check_columns(df: pd.DataFrame, results_dir: Path) -> None:
@@ -326,7 +326,7 @@ def optimizer_order(names) -> list[str]:
     """The optimisers in the kernels' order (sgd ... adam), unknown ones after;
     variants ("adam, cosine": :func:`name_variants`) after their rule's plain
     name, in alphabetical order."""
-    from kernels import RULES
+    from optbench.kernels import RULES
 
     rules = list(RULES)
 

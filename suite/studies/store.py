@@ -1,36 +1,55 @@
-"""The results store: one long-format table per study, written cell by cell.
+"""The results store: one Parquet file per cell, one long-format table per study.
 
 Layout of ``results/<study>/``::
 
-    cells/<cell key>.csv    the rows of one completed cell (written atomically)
-    metadata.json           package versions, device, threads, git commit,
-                            data hashes, the study file's text and its cells' keys
-    report.md, figures/     written by ``optbench report`` from the above
+    cells/<cell key>.parquet   the rows of one completed cell (written atomically)
+    metadata.json              package versions, device, threads, git commit,
+                               data hashes, the study file's text and its cells' keys
+    report.md, figures/        written by ``optbench report`` from the above
+
+Every cell file has the same columns, in the same order, with the same types
+(:data:`SCHEMA`, from :mod:`optbench.suite.schema`), so any tool reads a
+whole study as one table::
+
+    pd.read_parquet("results/default/cells")         # pandas (pyarrow)
+    pl.read_parquet("results/default/cells/*.parquet")  # Polars
+    duckdb.sql("SELECT * FROM 'results/default/cells/*.parquet'")
 
 A cell's file appears only once the cell has finished (temporary file, then
-rename), so an interrupted run loses at most the cell in flight. Its last
-line proves it whole: ``# optbench cell: rows=N sha256=H``, the hash of
-everything above it. A file without that footer, or whose hash does not
-match (cut short, edited, or written by an older optbench), is *damaged*:
-``optbench report`` names it and leaves it out, and the next ``optbench run``
-retrains it, saying so.
+rename), so an interrupted run loses at most the cell in flight. The file's
+own metadata proves it whole and names what it holds: ``optbench.rows`` (the
+row count) and ``optbench.sha256``, the hash of the cell's key (its file
+name) and of every value (:func:`checksum`). A file that cannot be read, or
+whose metadata is missing or does not match its rows or its name (cut short,
+edited, or copied over another cell's name), is *damaged*: ``optbench
+report`` names it and leaves it out, and the next ``optbench run`` retrains
+it, saying so.
+
+Folders written by optbench before 0.2 hold ``cells/*.csv`` (CSV with a
+checksum footer): every reader refuses them in one line that says how to
+convert them, ``optbench convert DIR`` (:func:`convert`), which checks each
+file's footer, writes its Parquet file and removes the CSV.
 
 Two runs on one folder share the work: each claims a cell before training it
 with a lock on the folder's ``.claims`` file (one byte per cell key; the
 kernel drops a dead process's locks), skips the cells another run holds and
 rechecks for a finished file after claiming.
 
-Columns of the table (one row per run and evaluation point):
+Columns of the table (one row per run and evaluation point; types in
+:data:`optbench.suite.schema.COLUMNS`):
 
-- study, cell: the study's name and the cell's stable hash;
-- the config, one column per RunConfig field: dataset, hidden (widths joined
-  by "-"), activation, init, init_from, loss, optimizer, lr (the learning rate
-  actually used: the rule's default when the study gives none), hyper (JSON
-  of the other hyper-parameters), batch_size (an int, or "full"), epochs, l2,
-  wd, schedule (the lr schedule's label, e.g. "warmup_cosine(warmup=100)";
-  only in the files of cells that have one), decay ("weights"; only where
-  decay is not on all parameters), dropout, dropout_mode, standardize, order,
-  seed, backend (the one that ran, never "auto"), tol, patience, checkpoint;
+- study, cell: the study's name and the cell's stable hash; a protocol's tags
+  workload, phase ("tune" or "confirm") and trial (null elsewhere);
+- the settings, one column per field of :data:`optbench.suite.schema.FIELDS`:
+  dataset, hidden (widths joined by "-"), activation, init, init_from, loss,
+  optimizer, lr (the learning rate used: the rule's default when the study
+  gives none), hyper (JSON of the other hyper-parameters), batch_size (text:
+  a number, or "full"), epochs, l2, wd, schedule (the lr schedule's label,
+  e.g. "warmup_cosine(warmup=100)"; null for a constant lr), decay ("weights";
+  null where decay is on all parameters), dropout (text: one p, or one per
+  layer joined by "-"), dropout_mode, standardize, order, seed, backend (the
+  one that ran, never "auto"), tol, patience, checkpoint, layer_norms,
+  init_from_sha256;
 - device (GPU or CPU name), dtype ("float32"), data_hash (the data set's
   content hash), n_train;
 - epoch, step, examples_seen, wall_time (training seconds so far, evaluation
@@ -38,6 +57,7 @@ Columns of the table (one row per run and evaluation point):
   time divided by its members: the time per member), examples_per_sec
   (this epoch's, from that time), train_loss (the criterion Q over the training
   set), train_acc, val_loss, val_acc, test_loss, test_acc, grad_norm,
+  layer_grad_norms (||dQ/dW_l|| per layer, where layer_norms asked for it),
   diverged, stop_reason (on the last row of a run; "" before).
 """
 
@@ -51,10 +71,14 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..reporting import provenance
 from ..reporting.files import atomic_write, atomic_write_text
+from ..schema import COLUMNS, FIELDS
 
 try:  # POSIX byte-range locks; without them two runs are not kept apart
     import fcntl
@@ -62,55 +86,125 @@ except ImportError:  # pragma: no cover - not on Linux
     fcntl = None
 
 CELLS = "cells"
+SUFFIX = ".parquet"
+LEGACY_SUFFIX = ".csv"
 METADATA = "metadata.json"
-#: The config columns, one per RunConfig field (suite.training.config; a test
-#: checks the two agree). The report reads results through this schema and
-#: never imports training.
-CONFIG_COLUMNS = ("dataset", "hidden", "activation", "init", "init_from", "loss", "optimizer", "lr",
-                  "hyper", "batch_size", "epochs", "l2", "wd", "schedule", "decay", "dropout", "dropout_mode",
-                  "standardize", "order", "seed", "backend", "tol", "patience", "checkpoint", "layer_norms",
-                  "init_from_sha256")
-TEXT_COLUMNS = {c: str for c in ("study", "cell", "hidden", "hyper", "stop_reason", "init_from",
-                                 "checkpoint", "data_hash", "device", "backend", "schedule", "decay")}
+#: The config columns, one per field of the run's schema (the report reads
+#: results through it and never imports training).
+CONFIG_COLUMNS = tuple(f.name for f in FIELDS)
+_TYPES = {"string": pa.string(), "double": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(),
+          "list<double>": pa.list_(pa.float64())}
+#: The Arrow schema every cell file has.
+SCHEMA = pa.schema([(name, _TYPES[kind]) for name, kind in COLUMNS.items()])
+#: Columns held as text because a value may be a number or a word ("full",
+#: "0.5-0.2"); read back as numbers where every value in the table is one.
+MIXED = ("batch_size", "dropout")
+ROWS_KEY, SHA_KEY = b"optbench.rows", b"optbench.sha256"
 
 
 class ResultsError(ValueError):
     """A results directory is missing, empty or holds a corrupt file."""
 
 
-FOOTER = re.compile(r"^# optbench cell: rows=(\d+) sha256=([0-9a-f]{64})\n?$")
+def _column(name: str, values: list) -> pa.Array:
+    kind = COLUMNS[name]
+    if kind == "string":
+        values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+    elif kind == "double":
+        values = [None if v is None else float(v) for v in values]
+    elif kind == "int64":
+        values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v) for v in values]
+    elif kind == "bool":
+        values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else bool(v) for v in values]
+    return pa.array(values, type=_TYPES[kind])
 
 
-def _footer(body: str) -> str:
-    rows = body.count("\n") - 1  # lines after the header (no field of ours holds a newline)
-    return f"# optbench cell: rows={rows} sha256={hashlib.sha256(body.encode()).hexdigest()}\n"
+def table_of(rows: list[dict]) -> pa.Table:
+    """A cell's rows as a table of :data:`SCHEMA` (absent columns null). A
+    key that is not a column is a ValueError: the schema lists them all."""
+    unknown = sorted({k for r in rows for k in r} - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"result columns {unknown} are not in the results schema (optbench.suite.schema.COLUMNS)")
+    return pa.table([_column(name, [r.get(name) for r in rows]) for name in COLUMNS], schema=SCHEMA)
+
+
+def checksum(key: str, table: pa.Table) -> str:
+    """sha256 of a cell's key and of every value of its table, column by
+    column (name, validity, values as float64 / int64 / bool bytes, text as
+    UTF-8), so the hash does not depend on how Parquet laid the file out."""
+    h = hashlib.sha256(key.encode())
+    for name, column in zip(table.column_names, table.columns):
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        h.update(f"\x00{name}\x00{len(array)}\x00".encode())
+        h.update(np.packbits(array.is_valid().to_numpy(zero_copy_only=False)).tobytes())
+        if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+            h.update(json.dumps(array.to_pylist()).encode())
+        elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            h.update("\x00".join(v or "" for v in array.to_pylist()).encode())
+        elif pa.types.is_boolean(array.type):
+            h.update(array.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
+        elif pa.types.is_integer(array.type):
+            h.update(array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
+        elif pa.types.is_floating(array.type):
+            h.update(array.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64).tobytes())
+        elif not pa.types.is_null(array.type):
+            raise ValueError(f"column {name!r} has type {array.type}, which the checksum does not cover")
+    return h.hexdigest()
+
+
+def _parquet_bytes(key: str, table: pa.Table) -> bytes:
+    meta = {ROWS_KEY: str(table.num_rows).encode(), SHA_KEY: checksum(key, table).encode()}
+    sink = io.BytesIO()
+    # zstd and dictionary pages: the settings repeat on every row of a cell.
+    # No column statistics: they would triple the footer of a small file.
+    pq.write_table(table.replace_schema_metadata(meta), sink, compression="zstd", write_statistics=False)
+    return sink.getvalue()
 
 
 def write_cell(out: Path, key: str, rows: list[dict]) -> Path:
-    """Write one finished cell's rows, with the footer that proves the file whole."""
-    body = pd.DataFrame(rows).to_csv(index=False, lineterminator="\n")
-    return atomic_write_text(Path(out) / CELLS / f"{key}.csv", body + _footer(body))
+    """Write one finished cell's rows, with the metadata that proves the file whole."""
+    data = _parquet_bytes(key, table_of(rows))
+    return atomic_write(Path(out) / CELLS / f"{key}{SUFFIX}", lambda f: f.write(data), binary=True)
 
 
-def read_cell(path: Path) -> tuple[str | None, str]:
-    """(the CSV text above the footer, or None if the file is damaged; why not)."""
+def read_cell(path: Path) -> tuple[pa.Table | None, str]:
+    """(the cell's table, or None if the file is damaged; why not)."""
+    path = Path(path)
     try:
-        text = Path(path).read_bytes().decode()
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, f"unreadable ({exc})"
-    body, _, last = text.rstrip("\n").rpartition("\n")
-    m = FOOTER.match(last)
-    if not m:
-        return None, "no completion footer (cut short, or written by an older optbench)"
-    body += "\n"
-    if hashlib.sha256(body.encode()).hexdigest() != m.group(2):
-        return None, "its checksum does not match its rows (cut short or edited)"
-    return body, ""
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several kinds for a cut-short or foreign file
+        return None, f"unreadable ({' '.join(str(exc).split())[:120]})"
+    meta = table.schema.metadata or {}
+    if ROWS_KEY not in meta or SHA_KEY not in meta:
+        return None, "no row count and checksum in its metadata (not written by optbench)"
+    if int(meta[ROWS_KEY]) != table.num_rows:
+        return None, f"{table.num_rows} rows where its metadata says {int(meta[ROWS_KEY])} (cut short or edited)"
+    if table.schema.remove_metadata() != SCHEMA:
+        return None, "its columns are not the results schema's (edited, or another program's file)"
+    table = table.replace_schema_metadata(None)
+    if checksum(path.name[: -len(SUFFIX)], table) != meta[SHA_KEY].decode():
+        return None, ("its checksum does not match its rows and its name (edited, or copied over another "
+                      "cell's name)")
+    return table, ""
 
 
 def cell_files(out: Path) -> dict[str, Path]:
     folder = Path(out) / CELLS
-    return {p.stem: p for p in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
+    return {p.name[: -len(SUFFIX)]: p for p in sorted(folder.glob(f"*{SUFFIX}"))} if folder.is_dir() else {}
+
+
+def legacy_files(out: Path) -> list[Path]:
+    """Cell files in the CSV format of optbench before 0.2."""
+    folder = Path(out) / CELLS
+    return sorted(folder.glob(f"*{LEGACY_SUFFIX}")) if folder.is_dir() else []
+
+
+def refuse_legacy(out: Path) -> None:
+    """A ResultsError, saying how to convert them, where ``out`` holds CSV cells."""
+    old = legacy_files(out)
+    if old:
+        raise ResultsError(f"{out} holds {len(old)} cell file(s) in the CSV format of optbench before 0.2 "
+                           f"({old[0].name}, ...); convert them with `optbench convert {out}`")
 
 
 def completed_cells(out: Path) -> set[str]:
@@ -123,8 +217,8 @@ def damaged_cells(out: Path) -> dict[str, str]:
     out = Path(out)
     damaged = {}
     for key, path in cell_files(out).items():
-        body, why = read_cell(path)
-        if body is None:
+        table, why = read_cell(path)
+        if table is None:
             damaged[str(path.relative_to(out))] = why
     return damaged
 
@@ -211,34 +305,87 @@ def read_metadata(out: Path) -> dict:
 def load_results(out: Path, required=("cell", "epoch", "optimizer", "train_loss", "val_loss")) -> pd.DataFrame:
     """The long-format table of every whole cell file in a results directory
     (damaged ones are left out: :func:`damaged_cells` lists them). A whole
-    file that lacks a ``required`` column is a ResultsError naming it."""
+    file without rows, or with no value in a ``required`` column, is a
+    ResultsError naming it; so is a folder of CSV cells (:func:`refuse_legacy`).
+
+    The :data:`MIXED` text columns come back as numbers where every value is
+    one (a study of batch sizes 32 and 256 has an integer batch_size column,
+    one with "full" too a text column)."""
     out = Path(out)
     if not out.is_dir():
         raise ResultsError(f"results directory {out} does not exist (run `optbench run` first)")
+    refuse_legacy(out)
     files = cell_files(out)
     if not files:
-        raise ResultsError(f"results directory {out} holds no results ({out / CELLS}/*.csv is empty)")
-    frames = []
+        raise ResultsError(f"results directory {out} holds no results ({out / CELLS}/*{SUFFIX} is empty)")
+    tables = []
     for path in files.values():
-        body, _ = read_cell(path)
-        if body is None:
+        table, _ = read_cell(path)
+        if table is None:
             continue
-        try:
-            # Text columns stay text: a hex key like "7e1398..." would parse as a float.
-            df = pd.read_csv(io.StringIO(body), keep_default_na=False, na_values=["", "nan", "NaN"],
-                             dtype=TEXT_COLUMNS)
-        except Exception as exc:
-            raise ResultsError(f"{path} is corrupt: {' '.join(str(exc).split())}") from None
-        missing = set(required) - set(df.columns)
-        if df.empty or missing:
-            raise ResultsError(f"{path} is corrupt: {'no rows' if df.empty else f'missing columns {sorted(missing)}'}")
-        frames.append(df)
-    if not frames:
+        empty = [c for c in required if table.num_rows and table.column(c).null_count == table.num_rows]
+        if table.num_rows == 0 or empty:
+            raise ResultsError(f"{path} is corrupt: {'no rows' if not table.num_rows else f'no values in {empty}'}")
+        tables.append(table)
+    if not tables:
         raise ResultsError(f"results directory {out} holds no whole cell files "
                            f"({len(files)} damaged; `optbench run` retrains them)")
-    df = pd.concat(frames, ignore_index=True)
-    df["stop_reason"] = df["stop_reason"].fillna("") if "stop_reason" in df else ""
+    df = pa.concat_tables(tables).to_pandas()
+    for col in MIXED:
+        values = pd.to_numeric(df[col], errors="coerce")
+        if values.notna().all():
+            df[col] = values.astype(int) if col == "batch_size" else values.astype(float)
+    df["stop_reason"] = df["stop_reason"].fillna("")
     return df
+
+
+def convert(out: Path) -> tuple[int, dict[str, str]]:
+    """Convert a folder's CSV cells (optbench before 0.2) to Parquet: each
+    whole one (its footer's row count and checksum match) is written as
+    ``<key>.parquet`` and its CSV removed; a damaged one is renamed
+    ``<key>.csv.damaged`` (kept, never read again: ``optbench run`` retrains
+    the cell). Returns (cells converted, {damaged file: why})."""
+    converted, damaged = 0, {}
+    for path in legacy_files(out):
+        body, why = _legacy_body(path)
+        if body is None:
+            damaged[str(path)] = why
+            path.rename(path.with_name(path.name + ".damaged"))
+            continue
+        df = pd.read_csv(io.StringIO(body), keep_default_na=False, na_values=["", "nan", "NaN"],
+                         dtype={c: str for c, kind in COLUMNS.items() if kind == "string"})
+        layers = sorted((c for c in df.columns if c.startswith("grad_norm_W") and c[11:].isdigit()),
+                        key=lambda c: int(c[11:]))
+        rows = []
+        for record in df.to_dict("records"):
+            row = {k: (None if isinstance(v, float) and np.isnan(v) and COLUMNS.get(k) != "double" else v)
+                   for k, v in record.items() if k not in layers}
+            if layers:
+                row["layer_grad_norms"] = [float(record[c]) for c in layers]
+            rows.append(row)
+        write_cell(out, path.name[: -len(LEGACY_SUFFIX)], rows)
+        path.unlink()
+        converted += 1
+    return converted, damaged
+
+
+_LEGACY_FOOTER = re.compile(r"^# optbench cell: rows=(\d+) sha256=([0-9a-f]{64})\n?$")
+
+
+def _legacy_body(path: Path) -> tuple[str | None, str]:
+    """(the CSV text above an old cell file's footer, or None if the file is damaged; why not)."""
+    try:
+        text = Path(path).read_bytes().decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"unreadable ({exc})"
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    m = _LEGACY_FOOTER.match(last)
+    if not m:
+        return None, "no completion footer (cut short)"
+    body += "\n"
+    if hashlib.sha256(body.encode()).hexdigest() != m.group(2) or body.count("\n") - 1 != int(m.group(1)):
+        return None, "its checksum does not match its rows (cut short or edited)"
+    return body, ""
 
 
 def run_metadata(study, backend, data_hashes: dict) -> dict:

@@ -1,123 +1,142 @@
-"""RunConfig: everything that defines one training run (a study's cell).
+"""RunConfig: one run -- a workload, an optimiser spec, and how this run trains it.
+
+A run is
+
+- a :class:`~optbench.suite.workloads.Workload`: the data set, network, loss,
+  pre-processing and budget (epochs);
+- an :class:`~optbench.suite.training.optimizer_spec.OptimizerSpec`: the rule
+  with every hyper-parameter, the lr included, resolved and checked once;
+- the run's own settings: a batch size and an initialisation (by default the
+  workload's), a seed, the lecture's knobs (dropout and its mode, the batch
+  order), a stopping rule (``tol``, ``patience``), the backend, a checkpoint
+  to start from or to write, and whether to record per-layer gradient norms.
+
+A study file writes a run as flat settings, one name per field of
+:data:`optbench.suite.schema.FIELDS`; :meth:`RunConfig.of` builds the run from
+them (each goes to the part the schema names), :meth:`RunConfig.settings`
+gives them back, and the cell key is the hash of :meth:`RunConfig.as_dict`
+(the settings, less the ones added after results were stored while they have
+their defaults, so every earlier cell keeps its key).
 
 A config checks itself when it is made (:class:`ConfigError`, naming the
-field, the value and what is allowed): names, strict types (a boolean is a
-bool, not the string "false"), ranges, and the optimiser's hyper-parameters
-against the ranges its rule declares. :func:`check` adds what depends on the
+field, the value and what is allowed). :func:`check` adds what depends on the
 data set (batch size against the training set, loss against the targets,
-layer sizes against a checkpoint); a study runs both for every cell before
-the first one trains.
-
-The cell key is the hash of :meth:`RunConfig.as_dict`. A setting added
-after results were stored is left out of it while it has its default
-(``layer_norms``, ``schedule``, ``decay``), so every earlier cell keeps its key.
-
-``schedule``: the learning-rate schedule (:mod:`kernels.schedules`), given as
-a table such as ``{"kind": "warmup_cosine", "warmup": 100}`` and held as a
-:class:`~kernels.schedules.Schedule` (None: constant lr); a run binds it to
-its total steps, epochs x steps per epoch (:func:`run_schedule`).
-``decay``: where L2 and decoupled decay apply: "all" parameters, or only the
-"weights" (the weight matrices W1, W2, ...; not the biases b* and PReLU
-alphas: :func:`decay_mask_for`).
-
-``hidden = ()`` is a linear model (one layer, inputs to outputs). The
-``quadratic`` data set must be trained on raw inputs: ``standardize = true``
-is refused for it (``suite.data.datasets.RAW_ONLY``).
+layer sizes against a checkpoint, a schedule's warm-up against the run's
+steps); a study runs both for every cell before the first one trains.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from kernels import RuleError, get_rule
-from kernels.backend import BACKENDS
-from kernels.dropout import MODES as DROPOUT_MODES
-from kernels.schedules import Schedule, ScheduleError, as_schedule
-from kernels.transforms import decay_mask
+from optbench.kernels.backend import BACKENDS
+from optbench.kernels.dropout import MODES as DROPOUT_MODES
+from optbench.kernels.schedules import Schedule, ScheduleError
+from optbench.kernels.transforms import decay_mask
 
 from ..data.batches import ORDERS
-from ..data.datasets import DATASETS, RAW_ONLY
-from ..nn.activations import ACTIVATIONS
 from ..nn.inits import INITS
-from ..nn.losses import LOSSES, get_loss
+from ..schema import BY_NAME, FIELDS, ConfigError, part
+from ..workloads import Workload, get_workload
+from .optimizer_spec import OptimizerSpec
 
-
-class ConfigError(ValueError):
-    """A run's settings are invalid; the message names the field and the value."""
-
-
-#: Where L2 and decoupled decay apply: every parameter, or the weight matrices only.
-DECAY = ("all", "weights")
+__all__ = ["ConfigError", "RunConfig", "check", "decay_mask_for", "file_sha256", "run_schedule", "steps_per_epoch"]
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one run (a study's cell)."""
+    """One run (a study's cell): a workload, an optimiser spec and the run's settings."""
 
-    dataset: str = "digits"
-    hidden: tuple[int, ...] = (128, 128)
-    activation: str = "relu"
-    init: str = "he"                 # a scheme in suite.inits, or "checkpoint"
-    init_from: str | None = None     # checkpoint path for init = "checkpoint"
-    loss: str = "auto"               # auto: cross_entropy for classes, squared for regression
-    optimizer: str = "adam"
-    lr: float | None = None          # None: the rule's default
-    hyper: dict = field(default_factory=dict)  # other hyper-parameters (gamma, alpha, eps)
+    workload: Workload
+    optimizer: OptimizerSpec
     batch_size: int | str = 64       # an int, or "full" for batch gradient descent
-    epochs: int = 20
-    l2: float = 0.0                  # coupled L2 (added to the gradient)
-    wd: float = 0.0                  # decoupled weight decay
-    schedule: Schedule | dict | None = None  # lr schedule, e.g. {"kind": "cosine"}; None: constant
-    decay: str = "all"               # where l2 and wd apply: "all", or "weights" (W*, not biases/alphas)
+    init: str = "he"                 # a scheme in suite.nn.inits, or "checkpoint"
+    init_from: str | None = None     # checkpoint path for init = "checkpoint"
+    seed: int = 0
     dropout: float | tuple = 0.0     # p per hidden layer (one value for all)
     dropout_mode: str = "inverted"
-    standardize: bool = True
     order: str = "shuffle"
-    seed: int = 0
-    backend: str = "numpy"
     tol: float = 0.0
     patience: int = 0
+    backend: str = "numpy"
     checkpoint: str | None = None    # write the final weights (and optimiser state) here
-    layer_norms: bool = False        # also record ||dQ/dW_l|| per layer (grad_norm_W1, ...)
+    layer_norms: bool = False        # also record ||dQ/dW_l|| per layer
     #: sha256 of the init_from file's bytes, set when a study is loaded: the
     #: cell's key then follows the checkpoint's content, not its path.
     init_from_sha256: str | None = None
 
     def __post_init__(self):
-        try:  # held as a Schedule (unbound: a run binds it), None when constant
-            schedule = as_schedule(self.schedule)
-        except ScheduleError as exc:
-            raise ConfigError(str(exc)) from None
-        object.__setattr__(self, "schedule", None if schedule is None else replace(schedule, total=None))
+        if isinstance(self.dropout, list):
+            object.__setattr__(self, "dropout", tuple(self.dropout))
         _validate(self)
 
+    @classmethod
+    def of(cls, workload: Workload | str | None = None, **settings) -> "RunConfig":
+        """A run from flat settings (the schema's names, as a study file
+        writes them). ``workload``: a named workload (or its name) whose
+        data, network, budget, batch size and init the settings may override;
+        None: an anonymous workload of the settings (schema defaults)."""
+        unknown = sorted(set(settings) - set(BY_NAME))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(BY_NAME)}")
+        if isinstance(workload, str):
+            try:
+                workload = get_workload(workload)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        base = workload if workload is not None else Workload()
+        mine = {k: v for k, v in settings.items() if k in part("workload")}
+        if "hidden" in mine and isinstance(mine["hidden"], list):
+            mine["hidden"] = tuple(mine["hidden"])
+        if workload is None or mine:
+            base = replace(base, **mine) if workload is not None else Workload(**{**_defaults("workload"), **mine})
+        spec = OptimizerSpec.resolve(
+            settings.get("optimizer", BY_NAME["optimizer"].default), lr=settings.get("lr"),
+            hyper=settings.get("hyper"), l2=settings.get("l2"), wd=settings.get("wd"),
+            schedule=settings.get("schedule"), decay=settings.get("decay", "all"))
+        run = {k: v for k, v in settings.items() if k in part("run")}
+        run.setdefault("batch_size", base.batch_size if workload is not None else BY_NAME["batch_size"].default)
+        run.setdefault("init", base.init if workload is not None else BY_NAME["init"].default)
+        return cls(base, spec, **run)
+
+    def settings(self) -> dict:
+        """Every field of the schema, by name (a study file's flat settings)."""
+        out = {**self.workload.settings(), **self.optimizer.settings()}
+        out.update({f.name: getattr(self, f.name) for f in FIELDS if f.part == "run"})
+        return {f.name: out[f.name] for f in FIELDS}
+
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
+        """The settings the cell key hashes (JSON-ready): every field, less
+        those added after results were stored while they keep their defaults."""
+        d = self.settings()
+        d["hidden"] = list(self.workload.hidden)
+        d["hyper"] = dict(d["hyper"])
         d["dropout"] = list(self.dropout) if isinstance(self.dropout, tuple) else self.dropout
-        # An opt-in diagnostic that does not change training: left out when off,
-        # so every config that predates it keeps its cell key (and its results).
-        if not self.layer_norms:
-            del d["layer_norms"]
-        if self.init_from_sha256 is None:
-            del d["init_from_sha256"]
-        # So are a constant lr and decay everywhere, the settings before these existed.
-        if self.schedule is None:
-            del d["schedule"]
-        else:
-            d["schedule"] = self.schedule.as_dict()
-        if self.decay == "all":
-            del d["decay"]
+        for f in FIELDS:
+            if not f.keyed_when_default and d[f.name] == f.default:
+                del d[f.name]
+        if "schedule" in d:
+            d["schedule"] = self.optimizer.schedule.as_dict()
         return d
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+    @property
+    def label(self) -> str:
+        """'adam lr=0.001 bs=32 init=he seed=0', with a schedule or decay where set."""
+        spec = self.optimizer
+        extra = (f" schedule={spec.schedule.label}" if spec.schedule is not None else "") + (
+            f" decay={spec.decay}" if spec.decay != "all" else "")
+        lr = spec.given.get("lr")
+        return (f"{spec.name} lr={'default' if lr is None else lr} bs={self.batch_size} init={self.init} "
+                f"seed={self.seed}{extra}")
+
+
+def _defaults(name: str) -> dict:
+    return {f.name: f.default for f in FIELDS if f.part == name}
 
 
 def _fail(name: str, must: str, value) -> ConfigError:
@@ -138,53 +157,35 @@ def _one_of(name: str, value, allowed) -> None:
 
 
 def _validate(c: RunConfig) -> None:
-    """Everything about a config that does not need its data set."""
-    _one_of("dataset", c.dataset, DATASETS)
-    _one_of("activation", c.activation, tuple(ACTIVATIONS))
+    """The run's own settings (the workload and the spec check themselves)."""
+    if not isinstance(c.workload, Workload):
+        raise _fail("workload", "a Workload", c.workload)
+    if not isinstance(c.optimizer, OptimizerSpec):
+        raise _fail("optimizer", "an OptimizerSpec (RunConfig.of takes a rule's name)", c.optimizer)
     _one_of("init", c.init, (*INITS, "checkpoint"))
-    _one_of("loss", c.loss, ("auto", *LOSSES))
     _one_of("dropout_mode", c.dropout_mode, DROPOUT_MODES)
     _one_of("order", c.order, ORDERS)
     _one_of("backend", c.backend, BACKENDS)
-    _one_of("decay", c.decay, DECAY)
-    if not isinstance(c.hidden, (tuple, list)) or not all(_is_int(h) and h >= 1 for h in c.hidden):
-        raise _fail("hidden", "a list of positive integers (layer widths)", c.hidden)
     if not (c.batch_size == "full" or (_is_int(c.batch_size) and c.batch_size >= 1)):
         raise _fail("batch_size", 'a positive integer or "full"', c.batch_size)
-    for name in ("epochs",):
-        if not (_is_int(getattr(c, name)) and getattr(c, name) >= 1):
-            raise _fail(name, "a positive integer", getattr(c, name))
     for name in ("seed", "patience"):
         if not (_is_int(getattr(c, name)) and 0 <= getattr(c, name) < 2**63):
             raise _fail(name, "a non-negative integer", getattr(c, name))
     if not (_is_real(c.tol) and math.isfinite(c.tol) and c.tol >= 0):
         raise _fail("tol", "a finite number >= 0", c.tol)
-    for name in ("standardize", "layer_norms"):
-        if not isinstance(getattr(c, name), (bool, np.bool_)):
-            raise _fail(name, "true or false (a boolean, not a string)", getattr(c, name))
-    if c.standardize and c.dataset in RAW_ONLY:
-        raise ConfigError(f"standardize = true is refused for dataset {c.dataset!r}: z-scoring its inputs would "
-                          "change the Hessian whose known spectrum is the point of the data set; "
-                          "set standardize = false")
-    ps = list(c.dropout) if isinstance(c.dropout, (tuple, list)) else [c.dropout]
+    if not isinstance(c.layer_norms, (bool, np.bool_)):
+        raise _fail("layer_norms", "true or false (a boolean, not a string)", c.layer_norms)
+    hidden = c.workload.hidden
+    ps = list(c.dropout) if isinstance(c.dropout, tuple) else [c.dropout]
     if not all(_is_real(p) and 0.0 <= p < 1.0 for p in ps):
         raise _fail("dropout", "a probability in [0, 1) (or one per hidden layer)", c.dropout)
-    if isinstance(c.dropout, (tuple, list)) and len(c.dropout) != len(c.hidden):
-        raise ConfigError(f"dropout lists {len(c.dropout)} rates but hidden has {len(c.hidden)} layers")
+    if isinstance(c.dropout, tuple) and len(c.dropout) != len(hidden):
+        raise ConfigError(f"dropout lists {len(c.dropout)} rates but hidden has {len(hidden)} layers")
     if c.init == "checkpoint" and not (isinstance(c.init_from, str) and c.init_from):
         raise ConfigError("init = \"checkpoint\" needs init_from = the checkpoint file's path")
     for name in ("init_from", "checkpoint"):
         if getattr(c, name) is not None and not isinstance(getattr(c, name), str):
             raise _fail(name, "a path (a string)", getattr(c, name))
-    if not isinstance(c.hyper, dict) or not all(isinstance(k, str) for k in c.hyper):
-        raise _fail("hyper", "a table of hyper-parameters", c.hyper)
-    if "lr" in c.hyper or "l2" in c.hyper or "wd" in c.hyper:
-        raise ConfigError("give lr, l2 and wd as their own settings, not inside hyper")
-    try:
-        rule = get_rule(c.optimizer)
-        rule.resolve({**c.hyper, "l2": c.l2, "wd": c.wd, **({"lr": c.lr} if c.lr is not None else {})})
-    except RuleError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def steps_per_epoch(batch: int, n_train: int) -> int:
@@ -195,10 +196,11 @@ def steps_per_epoch(batch: int, n_train: int) -> int:
 def run_schedule(config: RunConfig, batch: int, n_train: int) -> Schedule | None:
     """The config's schedule bound to its run: total steps = epochs x steps
     per epoch (a run that stops early stops on the way); None: constant."""
-    if config.schedule is None:
+    schedule = config.optimizer.schedule
+    if schedule is None:
         return None
     try:
-        return config.schedule.bind(config.epochs * steps_per_epoch(batch, n_train))
+        return schedule.bind(config.workload.epochs * steps_per_epoch(batch, n_train))
     except ScheduleError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -206,13 +208,13 @@ def run_schedule(config: RunConfig, batch: int, n_train: int) -> Schedule | None
 def decays(config: RunConfig, name: str) -> bool:
     """Whether the config's L2 and decoupled decay apply to the flat buffer's
     view ``name`` (W1, b1, alpha1, ...)."""
-    return config.decay == "all" or name.startswith("W")
+    return config.optimizer.decay == "all" or name.startswith("W")
 
 
 def decay_mask_for(config: RunConfig, layout, xp=np):
     """The decay mask of the config's network (a FlatBuffer on ``xp``), or
     None when decay applies everywhere (no mask: the unmasked kernel)."""
-    if config.decay == "all":
+    if config.optimizer.decay == "all":
         return None
     return decay_mask(layout, lambda name: decays(config, name), xp)
 
@@ -239,16 +241,11 @@ def check(config: RunConfig, ds) -> tuple[int, str]:
         batch = int(config.batch_size)
         if batch > ds.n_train:
             raise ConfigError(
-                f"batch_size {batch} is larger than the training set of {config.dataset!r} "
+                f"batch_size {batch} is larger than the training set of {config.workload.dataset!r} "
                 f"({ds.n_train} objects); use \"full\" for batch gradient descent")
-    loss = config.loss
-    if loss == "auto":
-        loss = "cross_entropy" if ds.task == "classification" else "squared"
-    if get_loss(loss).needs_labels and ds.task != "classification":
-        raise ConfigError(f"loss {loss!r} needs class labels but {config.dataset!r} is a regression set")
+    loss = config.workload.loss_for(ds)
     if config.init == "checkpoint":
-        sizes = [ds.n_features, *config.hidden, ds.n_outputs]
-        _check_checkpoint(config, sizes)
+        _check_checkpoint(config, config.workload.sizes(ds))
     run_schedule(config, batch, ds.n_train)  # a warm-up as long as the run is refused here
     return batch, loss
 

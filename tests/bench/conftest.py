@@ -25,7 +25,7 @@ def _sizes(config):
     text = os.environ.get("OPTBENCH_BENCH_SIZES")
     if not text:
         return list(TIMED_SIZES)
-    from suite.cli import parse_sizes
+    from optbench.suite.cli import parse_sizes
 
     return parse_sizes(text)
 

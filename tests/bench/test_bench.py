@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels import RULES, Optimizer
-from suite.bench import cases as bench_cases
-from suite.bench import command as bench
-from suite.bench import timing as bench_timing
-from suite.bench import training as bench_training
-from suite.bench import report as tr
-from suite.bench import scoring as tscore
-from suite.cli import main
+from optbench.kernels import RULES, Optimizer
+from optbench.suite.bench import cases as bench_cases
+from optbench.suite.bench import command as bench
+from optbench.suite.bench import timing as bench_timing
+from optbench.suite.bench import training as bench_training
+from optbench.suite.bench import report as tr
+from optbench.suite.bench import scoring as tscore
+from optbench.suite.cli import main
 
 
 # --- the timing harness ---------------------------------------------------------------------
@@ -120,7 +120,7 @@ def test_kernel_backends_side_by_side():
 
 def test_every_rule_torch_has_maps_to_a_torch_optimiser():
     torch = pytest.importorskip("torch")
-    from kernels.rules import BUILTIN
+    from optbench.kernels.rules import BUILTIN
 
     mapped = [name for name in BUILTIN if bench_cases.torch_rule_note(name)]
     assert set(BUILTIN) - set(mapped) == {"lion", "adabelief"}  # not in torch.optim
@@ -274,9 +274,9 @@ def test_bench_writes_table_and_report_regenerates(tmp_path, capsys):
 
 
 def test_report_of_a_study_directory_still_goes_to_the_study_report(tmp_path, monkeypatch, capsys):
-    import suite.studies.report
+    import optbench.suite.studies.report
 
-    monkeypatch.setattr(suite.studies.report, "write_report", lambda d: d / "study-report.md")
+    monkeypatch.setattr(optbench.suite.studies.report, "write_report", lambda d: d / "study-report.md")
     assert main(["report", str(tmp_path)]) == 0
     assert "study-report.md" in capsys.readouterr().out
 

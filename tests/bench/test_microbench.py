@@ -19,7 +19,7 @@ measurement of record; these are for quick before/after comparisons
 import numpy as np
 import pytest
 
-from kernels import RULES, Optimizer, dropout
+from optbench.kernels import RULES, Optimizer, dropout
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from suite.data import batches, datasets, splits
+from optbench.suite.data import batches, datasets, splits
 
 SYNTHETIC = ("spirals", "blobs", "regression")
 

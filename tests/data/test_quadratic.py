@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite.data import datasets
-from suite.studies.spec import StudyError, parse_study
-from suite.training.config import ConfigError, RunConfig
-from suite.training.loop import run
-from suite.training.population import run_population
+from optbench.suite.data import datasets
+from optbench.suite.studies.spec import StudyError, parse_study
+from optbench.suite.training.config import ConfigError, RunConfig
+from optbench.suite.training.loop import run
+from optbench.suite.training.population import run_population
 
 
 def _spectrum_error(n: int, data_seed: int = 0) -> tuple[float, float]:

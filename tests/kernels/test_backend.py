@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import BackendUnavailable, get_backend
+from optbench.kernels import BackendUnavailable, get_backend
 
 
 def test_numpy_backend():

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from kernels.sources import cuda_sources
+from optbench.kernels.testing.sources import cuda_sources
 
 NVCC = shutil.which("nvcc") or (shutil.which("/usr/local/cuda/bin/nvcc"))
 ARCHS = ("80", "90")
@@ -53,7 +53,7 @@ def test_shipped_cuda_file_compiles_as_a_file(name, tmp_path):
         pytest.skip("nvcc not found on PATH: the CUDA sources were not compiled")
     from importlib import resources
 
-    folder = resources.files("kernels") / "cuda"
+    folder = resources.files("optbench.kernels") / "cuda"
     cmd = [NVCC, "-c", "-I", str(folder), "-o", str(tmp_path / "out.o"), str(folder / name),
            "-gencode", "arch=compute_90,code=sm_90"]
     proc = subprocess.run(cmd, capture_output=True, text=True)

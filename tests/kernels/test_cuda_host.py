@@ -1,9 +1,11 @@
 """The generated CUDA kernels, run on the CPU from their exact source (issue 7).
 
-``kernels.cuda_path.cuda_source(rule)`` is built with the host C++ compiler
-(see ``cuda_host.py``) and every kernel is launched, thread by thread, over
-the geometries the CuPy path uses and over tiny grids that make every thread
-loop many times and leave a tail. After each of several steps the parameters
+``optbench.kernels.codegen.cuda_kernel.cuda_source(rule)`` is built with the
+host C++ compiler (:mod:`optbench.kernels.testing.cuda_host`) and every
+kernel is launched for one run (a population of one member; populations:
+``test_population_kernels.py``), thread by thread, over the geometries the
+CuPy path uses and over tiny grids that make every thread loop many times
+and leave a tail. After each of several steps the parameters
 and every state buffer must match the float64 reference and the NumPy path,
 and nothing outside [0, n) may change. So the GPU code is checked on every CI
 run, with no GPU.
@@ -16,11 +18,10 @@ import zlib
 import numpy as np
 import pytest
 
-# tests/ is on sys.path (conftest)
-from cuda_host import BACK, FRONT, aligned_random, single_spec
-from kernels import RULES, Optimizer, reference
-from kernels.codegen.cuda_kernel import cuda_source, kernel_names, launch_geometry
-from kernels.transforms import masked
+from optbench.kernels import RULES, Optimizer, reference
+from optbench.kernels.codegen.cuda_kernel import cuda_source, kernel_names, population_geometry
+from optbench.kernels.testing.cuda_host import BACK, FRONT, aligned_random, rule_spec
+from optbench.kernels.transforms import masked
 
 #: Every tail length 0-3, both sides of the 1024 boundary, and sizes large
 #: enough that the CuPy geometries' grid-stride loops go round more than once.
@@ -43,9 +44,22 @@ def host(host_compiler):
 
 
 def geometries(n: int, vec: bool) -> list[tuple[int, int]]:
-    return sorted({launch_geometry(n, vec, sm) for sm in SM_COUNTS} | set(TINY_GRIDS))
+    """(blocks, threads) of one member's launch: the CuPy path's, and tiny ones."""
+    return sorted({(population_geometry(1, n, vec, sm)[0][0], population_geometry(1, n, vec, sm)[1])
+                   for sm in SM_COUNTS} | set(TINY_GRIDS))
 
 
+def launch(kernel, grid, views, flag, scalars, n):
+    """One run's update: the kernel over one member (row stride n rounded to 4)."""
+    table = np.array([[scalars[s] for s in kernel.rule.scalar_names]], dtype=np.float32)
+    kernel((grid[0], 1), (grid[1],), (*views, flag, table, 1, n, -(-n // 4) * 4))
+
+
+def rule_kernel(host, rule, kind):
+    kernel = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), rule_spec(rule))).get_function(
+        kernel_names(rule)[0 if kind == "vec4" else 1])
+    kernel.rule = rule
+    return kernel
 
 
 def assert_close(what: str, got: np.ndarray, want: np.ndarray) -> None:
@@ -82,8 +96,7 @@ def expected_steps(rule, hp, w0, grads):
 @pytest.mark.parametrize("name", RULES)
 def test_kernel_matches_reference_and_numpy(host, name, kind, form, n):
     rule = RULES[name]
-    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), single_spec(rule)))
-    kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
+    kernel = rule_kernel(host, rule, kind)
     hp = rule.resolve({"lr": max(rule.hyper["lr"], 0.1), **FORMS[form]})  # steps big enough to see
     rng = np.random.default_rng(zlib.crc32(f"{name}/{form}/{n}".encode()))
     w0 = rng.standard_normal(n).astype(np.float32)
@@ -103,8 +116,7 @@ def test_kernel_matches_reference_and_numpy(host, name, kind, form, n):
         for t, (g, (want_ref, want_np)) in enumerate(zip(grads, expected), start=1):
             full["g"][lo:hi] = g
             before = {b: a.copy() for b, a in full.items()}
-            scalars = rule.step_scalars(hp, t)
-            kernel(grid[0], grid[1], (*views, ON, n, *(scalars[s] for s in rule.scalar_names)))
+            launch(kernel, grid, views, ON, rule.step_scalars(hp, t), n)
 
             case = f"{name} {kind} n={n} {form} (blocks, threads)={grid} step {t}"
             for b, a in full.items():
@@ -169,8 +181,7 @@ def test_masked_kernel_matches_numpy(host, name, kind, n):
     """The masked variant (Optimal Brain Damage's pruning): same source
     generator plus a mask input; pruned weights stay exactly 0."""
     rule = masked(RULES[name])
-    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), single_spec(rule)))
-    kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
+    kernel = rule_kernel(host, rule, kind)
     hp = rule.resolve({"lr": max(rule.hyper["lr"], 0.1), "wd": 0.1})
     rng = np.random.default_rng(zlib.crc32(f"masked/{name}/{n}".encode()))
     w0 = rng.standard_normal(n).astype(np.float32)
@@ -187,8 +198,7 @@ def test_masked_kernel_matches_numpy(host, name, kind, n):
         g = rng.standard_normal(n).astype(np.float32)
         full["g"][lo:lo + n] = g
         opt.step(g)
-        scalars = rule.step_scalars(opt.hyper, t)
-        kernel(*launch_geometry(n, kind == "vec4", 4), (*views, ON, n, *(scalars[s] for s in rule.scalar_names)))
+        launch(kernel, geometries(n, kind == "vec4")[-1], views, ON, rule.step_scalars(opt.hyper, t), n)
         got = full["w"][lo:lo + n]
         assert np.all(got[mask == 0] == 0.0)
         assert_close(f"{rule.name} {kind} n={n} step {t}", got, opt.params.astype(np.float64))
@@ -199,16 +209,16 @@ def test_masked_kernel_matches_numpy(host, name, kind, n):
 def test_a_cleared_active_flag_leaves_every_buffer_alone(host, name, kind):
     """A run frozen on the device (its flag 0) gets no update, bit for bit."""
     rule = RULES[name]
-    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), single_spec(rule)))
-    kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
+    kernel = rule_kernel(host, rule, kind)
     rng = np.random.default_rng(3)
     n, lo = 1029, FRONT[kind]
     full = {b: aligned_random(rng, lo + n + BACK) for b in rule.buffers}
     before = {b: a.copy() for b, a in full.items()}
     scalars = rule.step_scalars(rule.resolve({"wd": 0.1}), 1)
     args = [full[b][lo:] for b in rule.buffers]
-    kernel(*launch_geometry(n, kind == "vec4", 132), (*args, OFF, n, *(scalars[s] for s in rule.scalar_names)))
+    grid = geometries(n, kind == "vec4")[-1]
+    launch(kernel, grid, args, OFF, scalars, n)
     for b in rule.buffers:
         np.testing.assert_array_equal(full[b].view(np.uint32), before[b].view(np.uint32))
-    kernel(*launch_geometry(n, kind == "vec4", 132), (*args, ON, n, *(scalars[s] for s in rule.scalar_names)))
+    launch(kernel, grid, args, ON, scalars, n)
     assert not np.array_equal(full["w"], before["w"])

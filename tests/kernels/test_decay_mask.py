@@ -15,11 +15,11 @@ import ast
 import numpy as np
 import pytest
 
-from kernels import RULES, FlatLayout, Optimizer, PopulationOptimizer, RuleError
-from kernels.optimizer import kernel_for
-from kernels.rules import sgd
-from kernels.schedules import Schedule
-from kernels.transforms import decay_mask, decay_masked, masked
+from optbench.kernels import RULES, FlatLayout, Optimizer, PopulationOptimizer, RuleError
+from optbench.kernels.launch import kernel_for
+from optbench.kernels.rules import sgd
+from optbench.kernels.schedules import Schedule
+from optbench.kernels.transforms import decay_mask, decay_masked, masked
 
 #: An MLP's flat layout with PReLU (suite.nn.mlp.mlp_layout's names).
 LAYOUT = FlatLayout([("W1", (7, 5)), ("b1", (5,)), ("alpha1", (1,)), ("W2", (5, 3)), ("b2", (3,)),
@@ -126,9 +126,9 @@ def test_it_composes_with_the_pruning_mask(name):
     hyper = {"lr": rule.hyper["lr"] * 5, "l2": 0.05, "wd": 0.4}
     opt = Optimizer(name, w0.copy(), mask=prune, decay_mask=weights_only(), **hyper)
     assert opt.kernel is kernel_for(masked(decay_masked(rule)), "numpy")
-    other = Optimizer(name, w0.copy(), **hyper)
-    other.kernel = kernel_for(decay_masked(masked(rule)), "numpy")
-    other.mask, other.decay_mask = prune, weights_only().data
+    other = Optimizer(name, w0.copy(), **hyper)  # the other order of the transforms, by hand
+    other.population.groups[0].kernel = kernel_for(decay_masked(masked(rule)), "numpy")
+    other.population.masks, other.population.decay_masks = prune[None], weights_only().data[None]
     other.params *= prune
     for g in grads:
         opt.step(g)

@@ -10,9 +10,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from kernels import dropout
-from kernels.dropout import dropout_backward, dropout_forward, keep_mask
-from kernels.philox import philox4x32_10
+from optbench.kernels import dropout
+from optbench.kernels.dropout import dropout_backward, dropout_forward, keep_mask
+from optbench.kernels.philox import philox4x32_10
 
 SEED = 0x0123_4567_89AB_CDEF  # both key words non-zero
 TWO64 = 1 << 64

@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from kernels import dropout
-from kernels.backend import array_kind
-from kernels.dropout import (dropout_backward, dropout_backward_population, dropout_forward,
+from optbench.kernels import dropout
+from optbench.kernels.backend import array_kind
+from optbench.kernels.dropout import (dropout_backward, dropout_backward_population, dropout_forward,
                              dropout_forward_population, member_keys)
 
 SEED = 0x0123_4567_89AB_CDEF

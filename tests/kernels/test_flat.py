@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernels import RULES, FlatLayout, Optimizer
-from kernels.flat import FlatBuffer
+from optbench.kernels import RULES, FlatLayout, Optimizer
+from optbench.kernels.flat import FlatBuffer
 
 SHAPES = [("W1", (64, 127)), ("b1", (127,)), ("alpha1", (1,)), ("W2", (127, 10)), ("b2", (10,))]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kernels import RULES, Optimizer
+from optbench.kernels import RULES, Optimizer
 
 
 def _steps(opt, grads):
@@ -51,7 +51,7 @@ def test_load_state_dict_refuses_another_rule_or_shape():
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_non_finite_gradient_is_refused_and_changes_nothing(bad, backend):
-    from kernels import NonFiniteGradient
+    from optbench.kernels import NonFiniteGradient
 
     w0 = np.linspace(-1, 1, 1031).astype(np.float32)
     opt = Optimizer("adam", backend.asarray(w0.copy()), backend=backend, lr=0.1)
@@ -85,7 +85,7 @@ def test_a_huge_but_finite_gradient_is_not_refused():
     ({"lr": "0.1"}, "must be a number"),
 ])
 def test_the_python_api_checks_hyper_parameters(hyper, message):
-    from kernels import RuleError
+    from optbench.kernels import RuleError
 
     with pytest.raises(RuleError, match=message):
         Optimizer("adam", np.zeros(4, np.float32), **hyper)

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from kernels import philox
+from optbench.kernels import philox
 
 # Known-answer vectors published with Random123 (Salmon et al. 2011), copied
 # from shared/data/philox4x32_10_kat.json: (counter c0..c3, key k0 k1, output).

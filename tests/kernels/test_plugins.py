@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kernels.plugins as plugins
-import kernels.rules as registry
-from kernels import Optimizer, PopulationOptimizer, RULES, get_rule
-from kernels.plugins import PluginError, load_file
-from kernels.validate import check_rule, reference_for
-from suite.cli import main
+import optbench.kernels.plugins as plugins
+import optbench.kernels.rules as registry
+from optbench.kernels import Optimizer, PopulationOptimizer, RULES, get_rule
+from optbench.kernels.plugins import PluginError, load_file
+from optbench.kernels.validate import check_rule, reference_for
+from optbench.suite.cli import main
 
 EXAMPLE = Path(__file__).parents[2] / "suite" / "studies" / "examples" / "signum.py"
 
@@ -33,7 +33,7 @@ def write(tmp_path, text: str, name: str = "myrule.py") -> Path:
 
 
 RULE_TEXT = '''
-    from kernels import Rule
+    from optbench.kernels import Rule
 
     RULE = Rule(
         name="{name}", title="Test rule", hyper={{"lr": 0.01, "gamma": 0.5}},
@@ -68,7 +68,7 @@ def test_a_wrong_reference_fails_validation(tmp_path):
     path = write(tmp_path, EXAMPLE.read_text().replace('hp["lr"] * np.sign(mu)', '0.5 * hp["lr"] * np.sign(mu)'),
                  "wrong.py")
     load_file(path)
-    from kernels import get_backend
+    from optbench.kernels import get_backend
 
     assert not check_rule("signum", "coupled", 1029, get_backend("numpy")).ok
 
@@ -116,7 +116,7 @@ def test_an_entry_point_is_loaded_on_the_first_unknown_name(tmp_path, monkeypatc
         def load(self):
             return module["RULE"]
 
-    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [EntryPoint()] if group == plugins.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()] if group == registry.ENTRY_POINT_GROUP else [])
     assert "fromapackage" not in RULES
     assert get_rule("fromapackage").name == "fromapackage"
     assert "entry point 'mine'" in registry.SOURCES["fromapackage"]
@@ -131,7 +131,7 @@ def _error(path) -> str:
 
 
 def test_a_syntax_error_names_file_and_line(tmp_path):
-    path = write(tmp_path, "from kernels import Rule\n\nRULE = Rule(name='x',\n")
+    path = write(tmp_path, "from optbench.kernels import Rule\n\nRULE = Rule(name='x',\n")
     assert _error(path).startswith(f"{path}:3: syntax error")
 
 

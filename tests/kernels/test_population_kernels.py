@@ -1,14 +1,15 @@
-"""The population form: P members' updates in one launch per rule, each
-member bit for bit its own single run.
+"""Populations: P members' updates in one launch per rule, each member bit
+for bit its own single run (a population of one).
 
-Driven by ``kernels.rules.RULES`` over the ``backend`` fixture (numpy, numba,
-cupy -- on a GPU or on the CPU stand-in): every member's row after several
-steps equals, bit for bit, a single-run ``kernels.Optimizer`` on that row with
-the member's hyper-parameters and gradients on the same backend. The CUDA
-population kernels also run from their exact source on the host harness
-(``tests/cuda_host.py``) over several grids, against the single-run kernel of
-the same source (bit for bit), the NumPy population kernel and the float64
-reference.
+Driven by ``optbench.kernels.rules.RULES`` over the ``backend`` fixture
+(numpy, numba, cupy -- on a GPU or on the CPU stand-in): every member's row
+after several steps equals, bit for bit, a single-run
+``optbench.kernels.Optimizer`` on that row with the member's
+hyper-parameters and gradients on the same backend. The CUDA kernels also
+run from their exact source on the host harness
+(:mod:`optbench.kernels.testing.cuda_host`) over several grids, against the
+same kernel run for each member alone (bit for bit), the NumPy kernel and the
+float64 reference.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import zlib
 import numpy as np
 import pytest
 
-import cuda_host  # tests/ is on sys.path (conftest)
-from kernels import (RULES, BackendUnavailable, Optimizer, PopulationOptimizer, RuleError, UnknownRuleError,
-                     get_backend, reference)
-from kernels.codegen import cuda_kernel
-from kernels.codegen.cuda_kernel import cuda_source, kernel_names, population_geometry, population_kernel_names
-from kernels.codegen.numba_kernel import NumbaKernel
-from kernels.codegen.numpy_kernel import NumpyKernel
-from kernels.population import hyper_values, scalar_table
+from optbench.kernels import (RULES, BackendUnavailable, Optimizer, PopulationOptimizer, RuleError, UnknownRuleError,
+                              get_backend, reference)
+from optbench.kernels.codegen import cuda_kernel
+from optbench.kernels.codegen.cuda_kernel import cuda_source, kernel_names, population_geometry
+from optbench.kernels.codegen.numba_kernel import NumbaKernel
+from optbench.kernels.codegen.numpy_kernel import NumpyKernel
+from optbench.kernels.population import scalar_table
+from optbench.kernels.testing import cuda_host
 
 STEPS = 4
 
@@ -101,23 +102,33 @@ def check_against_single_runs(backend, rules, hypers, n, active_steps, seed=0):
 
 @pytest.mark.parametrize("name", RULES)
 def test_scalar_table_is_each_members_step_scalars(name):
-    """The vectorised scalars (the rule's own lambda over arrays of the
-    members' values) are, in double, exactly each member's Python-float
-    scalars -- ``**`` included -- so the float32 table is too."""
+    """The table is each member's Python-float scalars (the rule's own
+    ``scalars``, as a run alone computes them), rounded once to float32 --
+    computed once per distinct member and the same for its twins."""
     rule = RULES[name]
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    hypers = [rule.resolve({k: (rng.uniform(0.05, 0.999) if k in ("gamma", "alpha") else v * rng.uniform(0.5, 2))
-                            for k, v in rule.hyper.items() if v}) for _ in range(300)]
-    values = hyper_values(rule, hypers)
-    for t in (1, 2, 7, 1000):
-        vectorised = rule.scalars(values, t)
-        table = scalar_table(rule, values, t, 1)[0]
-        for m, hp in enumerate(hypers):
-            want = rule.step_scalars(hp, t)
-            for j, s in enumerate(rule.scalar_names):
-                got = np.broadcast_to(vectorised[s], (len(hypers),))[m]
-                assert np.float64(got).view(np.uint64) == np.float64(want[s]).view(np.uint64), (s, t, m)
-                assert table[m, j].view(np.uint32) == np.float32(want[s]).view(np.uint32)
+    distinct = [rule.resolve({k: (rng.uniform(0.05, 0.999) if k in ("gamma", "alpha") else v * rng.uniform(0.5, 2))
+                              for k, v in rule.hyper.items() if v}) for _ in range(40)]
+    hypers = distinct + distinct[::-1]  # every member twice
+    calls = []
+    original = rule.scalars
+
+    def counted(hp, t):
+        calls.append(t)
+        return original(hp, t)
+
+    object.__setattr__(rule, "scalars", counted)
+    try:
+        for t in (1, 2, 7, 1000):
+            calls.clear()
+            table = scalar_table(rule, hypers, t, 1)[0]
+            assert len(calls) == len(distinct)
+            for m, hp in enumerate(hypers):
+                want = original(hp, t)
+                for j, s in enumerate(rule.scalar_names):
+                    assert table[m, j].view(np.uint32) == np.float32(want[s]).view(np.uint32), (s, t, m)
+    finally:
+        object.__setattr__(rule, "scalars", original)
 
 
 @pytest.mark.parametrize("n", [1024, 1031])
@@ -333,7 +344,7 @@ def test_tilings_threads_and_numba_agree_bit_for_bit(name, monkeypatch):
     threshold lowered), on views and on gathered rows; and the Numba
     population loop, serial and (for two rules) the prange build: the same
     bits everywhere."""
-    monkeypatch.setattr("kernels.codegen.numpy_kernel.THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr("optbench.kernels.codegen.numpy_kernel.THREAD_MIN_BYTES", 0)
     rule = RULES[name]
     rng = np.random.default_rng(zlib.crc32(f"tiles/{name}".encode()))
     members, n = 7, 203
@@ -356,7 +367,7 @@ def test_tilings_threads_and_numba_agree_bit_for_bit(name, monkeypatch):
         for kernel in kernels:
             buffers = {b: a.copy() for b, a in start.items()}
             for t in (1, 2):
-                kernel.population(buffers, scalar_table(rule, hyper_values(rule, hypers), t, 1)[0], active)
+                kernel.population(buffers, scalar_table(rule, hypers, t, 1)[0], active)
             results.append(buffers)
         for b in rule.written:
             for kernel, r in zip(kernels[1:], results[1:]):
@@ -402,17 +413,14 @@ def assert_close(what: str, got: np.ndarray, want: np.ndarray) -> None:
 def test_population_kernel_on_the_host(host, name, kind, n, members):
     """Rows ld > n elements apart with random guard elements between and
     around them; member 1 left out of step 2. After each step every row is
-    bit for bit what the single-run kernel of the same source makes of the
-    member alone, and close to the NumPy population kernel and the float64
+    bit for bit what the same source's kernel makes of the member alone (a
+    launch of one member), and close to the NumPy kernel and the float64
     reference; no guard element changes, nor does g."""
     rule = RULES[name]
-    source = cuda_source(rule)
-    pop_kernels = host.module(source, dict.fromkeys(population_kernel_names(rule), cuda_host.population_spec(rule)))
-    pop_kernel = pop_kernels.get_function(population_kernel_names(rule)[0 if kind == "vec4" else 1])
-    single_kernel = host.module(source, dict.fromkeys(kernel_names(rule), cuda_host.single_spec(rule))).get_function(
-        kernel_names(rule)[1])
+    module = host.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), cuda_host.rule_spec(rule)))
+    pop_kernel = module.get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
+    single_kernel = module.get_function(kernel_names(rule)[1])
     hypers = [rule.resolve({"lr": max(rule.hyper["lr"], 0.1), **h}) for h in member_hypers(rule, members)]
-    values = hyper_values(rule, hypers)
     rng = np.random.default_rng(zlib.crc32(f"{name}/{kind}/{n}/{members}".encode()))
     w0 = rng.standard_normal((members, n)).astype(np.float32)
     grads = rng.standard_normal((3, members, n)).astype(np.float32)
@@ -434,7 +442,7 @@ def test_population_kernel_on_the_host(host, name, kind, n, members):
         single = [{"w": w0[m].copy(), **{s: np.zeros(n, np.float32) for s in rule.state}} for m in range(members)]
         ref = [{"w": w0[m].astype(np.float64), **{s: np.zeros(n) for s in rule.state}} for m in range(members)]
         for t, (g, active) in enumerate(zip(grads, flags), start=1):
-            table = scalar_table(rule, values, t, 1)[0]
+            table = scalar_table(rule, hypers, t, 1)[0]
             for m, r in enumerate(rows):
                 full["g"][r] = g[m]
             before = {b: a.copy() for b, a in full.items()}
@@ -453,11 +461,11 @@ def test_population_kernel_on_the_host(host, name, kind, n, members):
                         assert_bitwise(f"{case}: member {m} left out, {b}", full[b][r], before[b][r])
                     continue
                 one = single[m]
-                single_kernel(1, 32, (one["w"], g[m], *(one[s] for s in rule.state), np.ones(1, np.int32), n,
-                                      *(float(x) for x in table[m])))
+                single_kernel((1, 1), 32, (one["w"], g[m], *(one[s] for s in rule.state), np.ones(1, np.int32),
+                                           np.ascontiguousarray(table[m:m + 1]), 1, n, n))
                 w, state = reference.step(name, ref[m]["w"], g[m], {s: ref[m][s] for s in rule.state}, hypers[m], t)
                 ref[m] = {"w": w, **state}
                 for b in rule.written:
-                    assert_bitwise(f"{case}: member {m} {b} vs the single-run kernel", full[b][r], one[b])
+                    assert_bitwise(f"{case}: member {m} {b} vs the member alone", full[b][r], one[b])
                     assert_close(f"{case}: member {m} {b} vs NumPy", full[b][r], numpy_pop[b][m])
                     assert_close(f"{case}: member {m} {b} vs reference", full[b][r], ref[m][b])

@@ -24,18 +24,26 @@ import zlib
 import numpy as np
 import pytest
 
-import cuda_host  # tests/ is on sys.path (conftest)
-from kernels import BackendUnavailable, Optimizer, PopulationOptimizer, get_backend
-from kernels.codegen.cuda_kernel import (cuda_source, kernel_names, launch_geometry, population_geometry,
-                                         population_kernel_names)
-from kernels.codegen.expr import CUDA, NUMBA, evaluate, run_update
-from kernels.codegen.numba_kernel import NumbaKernel, namespace, numba_source
-from kernels.codegen.numpy_kernel import NumpyKernel, _where, _where_into_b
-from kernels.population import hyper_values, scalar_table
-from kernels.rule import FUNCTIONS, Rule, RuleError
-from kernels.transforms import coupled_l2, decoupled_decay
+from optbench.kernels.testing import cuda_host
+from optbench.kernels import BackendUnavailable, Optimizer, PopulationOptimizer, get_backend
+from optbench.kernels.codegen.cuda_kernel import cuda_source, kernel_names, population_geometry
+from optbench.kernels.codegen.expr import CUDA, NUMBA, evaluate, run_update
+from optbench.kernels.codegen.numba_kernel import NumbaKernel, namespace, population_source
+from optbench.kernels.codegen.numpy_kernel import NumpyKernel, _where, _where_into_b
+from optbench.kernels.population import scalar_table
+from optbench.kernels.rule import FUNCTIONS, Rule, RuleError
+from optbench.kernels.transforms import coupled_l2, decoupled_decay
 
 HYPER = {"lr": 0.1, "beta": 0.9}
+
+
+
+def one_run(kernel, bufs, scalars, active=None) -> None:
+    """``kernel``'s update of one run (a population of one member) in place:
+    ``bufs`` 1-D by name, ``scalars`` the step's dict."""
+    table = np.array([[scalars[s] for s in kernel.rule.scalar_names]], dtype=np.float32)
+    rows = {k: v.reshape(1, -1) for k, v in bufs.items()}
+    kernel.population(rows, table, np.ones(1, np.int32) if active is None else active)
 
 
 def _scalars(hp, t):
@@ -234,8 +242,9 @@ def test_a_bad_lookahead_names_its_expression():
     with pytest.raises(RuleError, match=re.escape("rule 'lion': expression 'max(v)': max() takes 2 arguments")):
         bad("w = w - lr * g", lookahead="max(v)")
     rule = bad("v = beta * v + g\nw = w - lr * v", lookahead="where(v > 0, lr * v, -lr * v)")
-    w = rule.weights(np.ones(3), {"v": np.array([1.0, -2.0, 0.0])}, rule.defaults())
-    np.testing.assert_array_equal(w, 1 + np.array([0.1, 0.2, -0.0]))
+    opt = Optimizer(rule, np.ones(3, np.float32))
+    opt.state["v"][...] = [1.0, -2.0, 0.0]
+    np.testing.assert_array_equal(opt.weights(), 1 + np.array([0.1, 0.2, -0.0], np.float32))
 
 
 def test_functions_and_rule_fields():
@@ -344,7 +353,7 @@ def test_run_update_is_close_to_the_float32_kernels():
     bufs = start_buffers(rule, 1000, 3)
     scalars = rule.step_scalars(rule.defaults(), 1)
     want = run_update(rule, {**bufs, **scalars})
-    NumpyKernel(rule)(bufs, scalars)
+    one_run(NumpyKernel(rule), bufs, scalars)
     for b in rule.written:
         np.testing.assert_allclose(bufs[b], want[b], rtol=1e-6, atol=1e-7)
 
@@ -388,7 +397,7 @@ def test_generated_numba_source_as_plain_python_equals_numpy():
     """Without Numba: the loop's source and the preamble's helpers as plain Python."""
     for rule in [*RULES.values(), OPS["max"], OPS["sign"], OPS["where_ne"]]:
         ns = namespace(jit=False)
-        exec(numba_source(rule, parallel=False), ns)
+        exec(population_source(rule, parallel=False), ns)
         fn = ns[f"{rule.name}_numba_serial"]
         if rule.hyper:
             start = start_buffers(rule, 67, 4)
@@ -398,8 +407,9 @@ def test_generated_numba_source_as_plain_python_equals_numpy():
         scalars = rule.step_scalars(rule.defaults(), 1)
         got, want = {k: v.copy() for k, v in start.items()}, {k: v.copy() for k, v in start.items()}
         with np.errstate(invalid="ignore"):
-            fn(*(got[b] for b in rule.buffers), *(np.float32(scalars[s]) for s in rule.scalar_names))
-            NumpyKernel(rule)(want, scalars)
+            fn(*(got[b][None] for b in rule.buffers), np.ones(1, np.int32),
+               np.array([[scalars[s] for s in rule.scalar_names]], np.float32))
+            one_run(NumpyKernel(rule), want, scalars)
         for b in rule.written:
             assert_bitwise(f"{rule.name} {b}", got[b], want[b])
 
@@ -412,7 +422,7 @@ def test_numba_parallel_build_equals_serial():
     results = []
     for parallel_min in (1 << 40, 0):
         bufs = {k: v.copy() for k, v in start.items()}
-        NumbaKernel(rule, parallel_min=parallel_min)(bufs, scalars)
+        one_run(NumbaKernel(rule, parallel_min=parallel_min), bufs, scalars)
         results.append(bufs)
     for b in rule.written:
         assert_bitwise(b, results[1][b], results[0][b])
@@ -446,8 +456,8 @@ def test_folding_zero_and_one_is_exact_with_the_new_functions(rule, k, floor):
     a, b = ({key: v.copy() for key, v in start.items()} for _ in range(2))
     for t in (1, 2):
         scalars = rule.step_scalars(hp, t)
-        folded(a, scalars)
-        plain(b, scalars)
+        one_run(folded, a, scalars)
+        one_run(plain, b, scalars)
     for buf in rule.written:
         assert_bitwise(f"{buf} folded vs not", a[buf], b[buf])
     if rule is FOLD and k in (0.0, 1.0):  # the where on k > 0.5 was decided when compiling
@@ -457,11 +467,11 @@ def test_folding_zero_and_one_is_exact_with_the_new_functions(rule, k, floor):
         assert wheres(folded) < wheres(plain) == 2
     # the population form folds per group; its rows are the single runs'
     pop = {key: np.stack([v, v[::-1]]) for key, v in start.items()}
-    table = scalar_table(rule, hyper_values(rule, [hp, hp]), 1, 1)[0]
+    table = scalar_table(rule, [hp, hp], 1, 1)[0]
     singles = [{key: v[i].copy() for key, v in pop.items()} for i in range(2)]
     folded.population(pop, table, np.ones(2, np.int32))
     for i, one in enumerate(singles):
-        folded(one, rule.step_scalars(hp, 1))
+        one_run(folded, one, rule.step_scalars(hp, 1))
         for buf in rule.written:
             assert_bitwise(f"population row {i} {buf}", pop[buf][i], one[buf])
 
@@ -489,7 +499,7 @@ def test_where_with_its_destination_among_its_arguments(update, select, want):
         assert select in ops
     start = start_buffers(rule, 1000, 7)
     bufs = {k: v.copy() for k, v in start.items()}
-    kernel(bufs, scalars)
+    one_run(kernel, bufs, scalars)
     lr = np.float32(0.1)
     want_m = want(start["g"], start["m"], lr, np.float32(0.9))
     assert_bitwise("m", bufs["m"], want_m)
@@ -509,9 +519,9 @@ def test_one_bool_temporary_and_nothing_allocated_per_step():
     kernel = NumpyKernel(rule, chunk=chunk, threads=1)
     scalars = rule.step_scalars(rule.defaults(), 1)
     assert kernel.program(scalars).n_bools == 1
-    table = scalar_table(rule, hyper_values(rule, [rule.defaults()] * 8), 1, 1)[0]
-    single = start_buffers(rule, 16 * chunk + 5, 8)
-    steps = {"single run": lambda: kernel(single, scalars)}
+    table = scalar_table(rule, [rule.defaults()] * 8, 1, 1)[0]
+    single = {k: v[None] for k, v in start_buffers(rule, 16 * chunk + 5, 8).items()}
+    steps = {"single run": lambda: kernel.population(single, table[:1], np.ones(1, np.int32))}
     for n in (3000, 2 * chunk + 3):  # whole rows per tile, pieces of a row
         for active in (np.ones(8, np.int32), np.array([1, 0, 1, 1, 0, 1, 1, 1], np.int32)):
             pop = start_buffers(rule, 0, 9, shape=(8, n))
@@ -566,7 +576,7 @@ def test_numpy_and_numba_population_paths_equal_single_runs(name, monkeypatch):
     """NumPy's population kernel over tiles of rows, pieces of a row, threads,
     views (contiguous active rows) and gathered rows; Numba's population loop:
     every active row bit for bit the single-run NumPy kernel on that row."""
-    monkeypatch.setattr("kernels.codegen.numpy_kernel.THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr("optbench.kernels.codegen.numpy_kernel.THREAD_MIN_BYTES", 0)
     rule = RULES[name]
     members, n = 7, 203
     hps = [rule.resolve(h) for h in hypers(members)]
@@ -586,11 +596,11 @@ def test_numpy_and_numba_population_paths_equal_single_runs(name, monkeypatch):
         for t in (1, 2):
             for m in np.flatnonzero(active):
                 row = {k: v[m] for k, v in want.items()}  # views: updated in place
-                single(row, rule.step_scalars(hps[m], t))
+                one_run(single, row, rule.step_scalars(hps[m], t))
         for kernel in kernels:
             bufs = {k: v.copy() for k, v in start.items()}
             for t in (1, 2):
-                kernel.population(bufs, scalar_table(rule, hyper_values(rule, hps), t, 1)[0], active)
+                kernel.population(bufs, scalar_table(rule, hps, t, 1)[0], active)
             for b in rule.written:
                 what = f"{name} {b} {type(kernel).__name__} chunk={getattr(kernel, 'chunk', '-')} active={active}"
                 assert_bitwise(what, bufs[b], want[b])
@@ -606,10 +616,10 @@ ON = np.ones(1, np.int32)
 @pytest.mark.parametrize("kind", ["vec4", "scalar"])
 @pytest.mark.parametrize("name", [*RULES, "op_max", "op_sign", "op_where_ne"])
 def test_cuda_source_on_the_host_equals_numpy(host_compiler, name, kind, n):
-    """Both single-run kernels, over the CuPy geometries and tiny grids, with
-    guard elements around the buffers: bit for bit the NumPy path."""
+    """Both kernels for one run (one member), over the CuPy geometries and
+    tiny grids, with guard elements around the buffers: bit for bit the NumPy path."""
     rule = RULES.get(name) or OPS[name[3:]]
-    kernel = host_compiler.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), cuda_host.single_spec(rule))) \
+    kernel = host_compiler.module(cuda_source(rule), dict.fromkeys(kernel_names(rule), cuda_host.rule_spec(rule))) \
         .get_function(kernel_names(rule)[0 if kind == "vec4" else 1])
     if rule.hyper:
         start = start_buffers(rule, n, zlib.crc32(f"{name}/{n}".encode()))
@@ -619,16 +629,17 @@ def test_cuda_source_on_the_host_equals_numpy(host_compiler, name, kind, n):
     scalars = rule.step_scalars(rule.resolve({"lr": 0.3}) if rule.hyper else {}, 1)
     want = {k: v.copy() for k, v in start.items()}
     with np.errstate(invalid="ignore"):
-        NumpyKernel(rule)(want, scalars)
+        one_run(NumpyKernel(rule), want, scalars)
     lo, rng = cuda_host.FRONT[kind], np.random.default_rng(n)
-    grids = {launch_geometry(n, kind == "vec4", sm) for sm in (1, 132)} | {(1, 1), (3, 7)}
+    table = np.array([[scalars[s] for s in rule.scalar_names]], np.float32)
+    grids = {(population_geometry(1, n, kind == "vec4", sm)[0][0], population_geometry(1, n, kind == "vec4", sm)[1])
+             for sm in (1, 132)} | {(1, 1), (3, 7)}
     for grid in sorted(grids):
         full = {b: cuda_host.aligned_random(rng, lo + n + cuda_host.BACK) for b in rule.buffers}
         for b in rule.buffers:
             full[b][lo : lo + n] = start[b]
         before = {b: a.copy() for b, a in full.items()}
-        kernel(grid[0], grid[1], (*(full[b][lo:] for b in rule.buffers), ON, n,
-                                  *(scalars[s] for s in rule.scalar_names)))
+        kernel((grid[0], 1), (grid[1],), (*(full[b][lo:] for b in rule.buffers), ON, table, 1, n, -(-n // 4) * 4))
         for b, a in full.items():
             assert_bitwise(f"{name} {kind} n={n} {grid}: {b} guards", np.r_[a[:lo], a[lo + n:]],
                            np.r_[before[b][:lo], before[b][lo + n:]])
@@ -637,17 +648,15 @@ def test_cuda_source_on_the_host_equals_numpy(host_compiler, name, kind, n):
 
 @pytest.mark.parametrize("kind", ["vec4", "scalar"])
 @pytest.mark.parametrize("name", POP_RULES)
-def test_cuda_population_kernels_on_the_host_equal_the_single_run_kernel(host_compiler, name, kind):
+def test_cuda_population_kernels_on_the_host_equal_each_member_alone(host_compiler, name, kind):
     rule = RULES[name]
     members, n = 4, 1027
-    source = cuda_source(rule)
-    pop_names = population_kernel_names(rule)
-    pop_kernel = host_compiler.module(source, dict.fromkeys(pop_names, cuda_host.population_spec(rule))) \
-        .get_function(pop_names[0 if kind == "vec4" else 1])
-    single_kernel = host_compiler.module(source, dict.fromkeys(kernel_names(rule), cuda_host.single_spec(rule))) \
-        .get_function(kernel_names(rule)[1])
+    names = kernel_names(rule)
+    module = host_compiler.module(cuda_source(rule), dict.fromkeys(names, cuda_host.rule_spec(rule)))
+    pop_kernel = module.get_function(names[0 if kind == "vec4" else 1])
+    single_kernel = module.get_function(names[1])
     hps = [rule.resolve(h) for h in hypers(members)]
-    table = scalar_table(rule, hyper_values(rule, hps), 1, 1)[0]
+    table = scalar_table(rule, hps, 1, 1)[0]
     active = np.array([1, 0, 1, 1], np.int32)
     ld = 1032 if kind == "vec4" else 1030  # rows 16-byte aligned (ld % 4 == 0) or not
     lo = cuda_host.FRONT[kind]
@@ -663,7 +672,8 @@ def test_cuda_population_kernels_on_the_host_equal_the_single_run_kernel(host_co
     for m, r in enumerate(rows):
         one = {b: start[b][m].copy() for b in rule.buffers}
         if active[m]:
-            single_kernel(1, 32, (*(one[b] for b in rule.buffers), ON, n, *(float(x) for x in table[m])))
+            single_kernel((1, 1), 32, (*(one[b] for b in rule.buffers), ON, np.ascontiguousarray(table[m:m + 1]), 1,
+                                       n, n))
         for b in rule.written:
             assert_bitwise(f"{name} {kind} member {m} {b}", full[b][r], one[b])
 

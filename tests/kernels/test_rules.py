@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from kernels import RULES, Optimizer, RuleError, UnknownRuleError, get_rule, reference
-from kernels.rules import BUILTIN
-from kernels.codegen.numpy_kernel import CHUNK, NumpyKernel
-from kernels.validate import TOLERANCE_PER_STEP, rel_err
+from optbench.kernels import RULES, Optimizer, RuleError, UnknownRuleError, get_rule, reference
+from optbench.kernels.rules import BUILTIN
+from optbench.kernels.codegen.numpy_kernel import CHUNK, NumpyKernel
+from optbench.kernels.validate import TOLERANCE_PER_STEP, rel_err
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def test_matches_reference_over_many_steps(backend, row, form, n):
 def test_threaded_numpy_path_matches_one_thread(row, monkeypatch):
     """The threaded split must compute exactly what one thread does (the
     byte threshold lowered, so a small buffer is split too)."""
-    monkeypatch.setattr("kernels.codegen.numpy_kernel.THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr("optbench.kernels.codegen.numpy_kernel.THREAD_MIN_BYTES", 0)
     rule = get_rule(row.name)
     n = CHUNK * 2 + 7
     rng = np.random.default_rng(1)
@@ -130,7 +130,7 @@ def test_alternating_programs_share_a_kernel(row):
 
 
 def _numpy():
-    from kernels import get_backend
+    from optbench.kernels import get_backend
 
     return get_backend("numpy")
 
@@ -252,7 +252,7 @@ def test_step_counter_starts_at_one():
     ("lr = g", "cannot assign to scalar"),
 ])
 def test_rule_definitions_are_checked(update, message):
-    from kernels.rule import Rule
+    from optbench.kernels.rule import Rule
 
     with pytest.raises(RuleError, match=message):
         Rule(name="bad", title="bad", hyper={"lr": 0.1}, symbols={}, state=("v",),

@@ -24,11 +24,11 @@ from math import prod
 import numpy as np
 import pytest
 
-from kernels import RULES, Optimizer, RuleError, UnknownRuleError, get_rule
-from kernels.export import FUNCTIONS, evaluate, torch_optimizer
-from kernels.rule import Rule, Statement
-from kernels.transforms import masked
-from kernels.validate import TOLERANCE_PER_STEP, rel_err
+from optbench.kernels import RULES, Optimizer, RuleError, UnknownRuleError, get_rule
+from optbench.kernels.export import FUNCTIONS, evaluate, torch_optimizer
+from optbench.kernels.rule import Rule, Statement
+from optbench.kernels.transforms import masked
+from optbench.kernels.validate import TOLERANCE_PER_STEP, rel_err
 
 #: Parameter tensors of several shapes, laid end to end in our flat buffer.
 SHAPES = [(7, 11), (13,), (3, 1, 2), (1,)]
@@ -333,7 +333,7 @@ def test_unsupported_expressions_are_refused(expr, message):
 
 
 def test_importing_the_export_does_not_import_torch():
-    code = ("import sys; sys.modules['torch'] = None; import kernels, kernels.export; "
+    code = ("import sys; sys.modules['torch'] = None; import optbench.kernels as kernels, optbench.kernels.export; "
             "assert sys.modules['torch'] is None")
     subprocess.run([sys.executable, "-c", code], check=True)
 

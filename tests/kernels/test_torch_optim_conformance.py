@@ -74,9 +74,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-import kernels.rules
-from kernels import RULES, Optimizer
-from kernels.validate import TOLERANCE_PER_STEP, rel_err
+import optbench.kernels.rules
+from optbench.kernels import RULES, Optimizer
+from optbench.kernels.validate import TOLERANCE_PER_STEP, rel_err
 
 STEPS = 20
 N = 1000
@@ -209,5 +209,5 @@ def test_every_builtin_with_a_torch_equivalent_has_a_case():
     docstring as having no exact torch.optim equivalent."""
     unmapped = {"adadelta", "lion", "adabelief"}
     mapped = {c.rule for c in CASES}
-    builtin = getattr(kernels.rules, "BUILTIN", tuple(RULES))  # not the plug-ins
+    builtin = getattr(optbench.kernels.rules, "BUILTIN", tuple(RULES))  # not the plug-ins
     assert set(builtin) <= mapped | unmapped, sorted(set(builtin) - mapped - unmapped)

@@ -12,10 +12,10 @@ import ast
 import numpy as np
 import pytest
 
-from kernels import RULES, Optimizer, RuleError
-from kernels.codegen.numpy_kernel import NumpyKernel
-from kernels.rules import adadelta, adam, momentum, nesterov, rmsprop, sgd
-from kernels.transforms import coupled_l2, decoupled_decay, masked
+from optbench.kernels import RULES, Optimizer, RuleError
+from optbench.kernels.codegen.numpy_kernel import NumpyKernel
+from optbench.kernels.rules import adadelta, adam, momentum, nesterov, rmsprop, sgd
+from optbench.kernels.transforms import coupled_l2, decoupled_decay, masked
 
 BARE = {m.RULE.name: m.RULE for m in (sgd, momentum, nesterov, rmsprop, adadelta, adam)}
 
@@ -74,7 +74,8 @@ def test_transforms_refuse_a_clash_and_a_rule_without_lr():
         coupled_l2(RULES["sgd"])
     from dataclasses import replace
 
-    no_lr = replace(BARE["sgd"], name="nolr", hyper={"eta": 0.1}, ranges={}, scalars=lambda hp, t: {"lr": hp["eta"]})
+    no_lr = replace(BARE["sgd"], name="nolr", hyper={"eta": 0.1}, ranges={}, scalars=lambda hp, t: {"lr": hp["eta"]},
+                    lr_centre=None, peer=None)
     with pytest.raises(RuleError, match="learning rate"):
         decoupled_decay(no_lr)
 

@@ -10,14 +10,14 @@ import re
 import numpy as np
 import pytest
 
-from kernels.rules import LECTURE
-from suite.lecture import experiments, measures, running, sections, stored
-from suite.lecture import report as lecture_report
-from suite.nn.inits import INITS, init_layers
-from suite.nn.mlp import MLP
-from suite.studies.spec import builtin_studies, cell_key, load_study
-from suite.training.config import RunConfig
-from suite.training.loop import run, without_timing
+from optbench.kernels.rules import LECTURE
+from optbench.suite.lecture import experiments, measures, running, sections, stored
+from optbench.suite.lecture import report as lecture_report
+from optbench.suite.nn.inits import INITS, init_layers
+from optbench.suite.nn.mlp import MLP
+from optbench.suite.studies.spec import builtin_studies, cell_key, load_study
+from optbench.suite.training.config import RunConfig
+from optbench.suite.training.loop import run, without_timing
 
 LECTURE_FILES = sorted(n for n in builtin_studies() if n.startswith("lecture-"))
 
@@ -78,7 +78,7 @@ def test_each_optimiser_converges_on_the_quadratic_and_records_its_path(name):
 def test_nesterov_path_is_the_true_weights_not_the_look_ahead_point():
     # w = u + lr gamma v: on the way down v != 0, so the recorded point is not the buffer.
     path = experiments.optimizer_path("nesterov", "quadratic", 0.1, steps=5)
-    from kernels import Optimizer
+    from optbench.kernels import Optimizer
 
     u = np.array(experiments.TEST_FUNCTIONS["quadratic"].start, dtype=np.float32)
     opt = Optimizer("nesterov", u, lr=0.1)
@@ -221,7 +221,7 @@ def quick_run(tmp_path_factory):
     """run_lecture(quick=True) once, with a stand-in for OBD's experiments (their own
     tests cover it) that honours the contract: sections with a figure name
     relative to the OBD folder."""
-    import suite.lecture.obd.experiments as obd_experiments
+    import optbench.suite.lecture.obd.experiments as obd_experiments
 
     out = tmp_path_factory.mktemp("lecture")
 
@@ -278,14 +278,14 @@ def test_report_regenerates_from_stored_results_alone(quick_run, monkeypatch):
     before = report.read_text()
     for png in (out / "figures").glob("*.png"):
         png.unlink()
-    import suite.studies.runner
-    import suite.training.loop
+    import optbench.suite.studies.runner
+    import optbench.suite.training.loop
 
     def no_training(*args, **kwargs):
         pytest.fail("write_lecture_report trained")
 
-    monkeypatch.setattr(suite.studies.runner, "run_study", no_training)  # nothing may train
-    monkeypatch.setattr(suite.training.loop, "run", no_training)
+    monkeypatch.setattr(optbench.suite.studies.runner, "run_study", no_training)  # nothing may train
+    monkeypatch.setattr(optbench.suite.training.loop, "run", no_training)
     monkeypatch.setattr(running, "run_custom", no_training)
     again = lecture_report.write_lecture_report(out)
     assert again.read_text() == before
@@ -293,7 +293,7 @@ def test_report_regenerates_from_stored_results_alone(quick_run, monkeypatch):
 
 
 def test_a_failing_obd_leaves_a_marked_hook(tmp_path, monkeypatch):
-    import suite.lecture.obd.experiments as obd_experiments
+    import optbench.suite.lecture.obd.experiments as obd_experiments
 
     def broken(out_dir, quick=False):
         raise RuntimeError("not finished yet")

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels import FlatBuffer, Optimizer
-from suite.lecture.obd import experiments as obd_experiments
-from suite.lecture.obd import pruning as obd
-from suite.lecture.verdict import STATUSES
-from suite.nn.activations import ACTIVATIONS
-from suite.data.datasets import load as _load
-from suite.nn.mlp import MLP
+from optbench.kernels import FlatBuffer, Optimizer
+from optbench.suite.lecture.obd import experiments as obd_experiments
+from optbench.suite.lecture.obd import pruning as obd
+from optbench.suite.lecture.verdict import STATUSES
+from optbench.suite.nn.activations import ACTIVATIONS
+from optbench.suite.data.datasets import load as _load
+from optbench.suite.nn.mlp import MLP
 
 
 @lru_cache(maxsize=None)

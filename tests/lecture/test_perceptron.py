@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from suite.data import datasets as data
-from suite.lecture.perceptron import signed_labels, train_perceptron
+from optbench.suite.data import datasets as data
+from optbench.suite.lecture.perceptron import signed_labels, train_perceptron
 
 
 def test_first_updates_follow_the_rule_by_hand():

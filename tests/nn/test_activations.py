@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from suite.nn import activations as act
-from suite.nn.activations import ACTIVATIONS, get_activation
+from optbench.suite.nn import activations as act
+from optbench.suite.nn.activations import ACTIVATIONS, get_activation
 
 # Points away from relu/prelu's kink at 0, where the central difference with
 # step H would straddle it.

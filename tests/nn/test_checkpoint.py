@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from kernels import Optimizer
-from suite.nn.checkpoint import load_checkpoint, save_checkpoint
-from suite.nn.mlp import MLP
+from optbench.kernels import Optimizer
+from optbench.suite.nn.checkpoint import load_checkpoint, save_checkpoint
+from optbench.suite.nn.mlp import MLP
 
 
 def _model(seed=0):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from suite.data import datasets as data
-from suite.nn import inits
-from suite.nn.activations import get_activation
-from suite.nn.inits import INITS, init_layer, init_layers, pretrain_layers
+from optbench.suite.data import datasets as data
+from optbench.suite.nn import inits
+from optbench.suite.nn.activations import get_activation
+from optbench.suite.nn.inits import INITS, init_layer, init_layers, pretrain_layers
 
 FAN_IN, FAN_OUT = 300, 400  # 120,000 weights: sampling error of the variance ~0.4 %
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from suite.nn.activations import ACTIVATIONS
-from suite.nn.losses import LOSSES
-from suite.nn.mlp import MLP
+from optbench.suite.nn.activations import ACTIVATIONS
+from optbench.suite.nn.losses import LOSSES
+from optbench.suite.nn.mlp import MLP
 
 
 def numeric_grad(model, X, y, masks, h=1e-6):

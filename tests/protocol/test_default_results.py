@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from suite.protocol import scoring
-from suite.protocol.runner import PROTOCOL_FILE
-from suite.protocol.workloads import TARGET_FACTOR, WORKLOADS
-from suite.studies import scoring as study_scoring
-from suite.studies import store
+from optbench.suite.protocol import scoring
+from optbench.suite.protocol.runner import PROTOCOL_FILE
+from optbench.suite.protocol.workloads import TARGET_FACTOR, WORKLOADS
+from optbench.suite.studies import scoring as study_scoring
+from optbench.suite.studies import store
 
 DEFAULT = Path(__file__).resolve().parents[2] / "results" / "default"
 

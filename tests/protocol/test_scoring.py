@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.protocol import scoring
-from suite.studies.scoring import best_lrs
+from optbench.suite.protocol import scoring
+from optbench.suite.studies.scoring import best_lrs
 
 
 def rows(workload, lr, seed, losses, accs, diverged=False, phase="tune", optimizer="sgd"):

@@ -10,14 +10,14 @@ import pytest
 
 pytest.importorskip("tqdm")
 
-from suite.protocol import search
-from suite.protocol import spec as protocol_spec
-from suite.protocol.report import write_protocol_report
-from suite.protocol.runner import PROTOCOL_FILE, run_protocol
-from suite.protocol.spec import load_protocol
-from suite.protocol.workloads import Workload
-from suite.studies.spec import StudyError
-from suite.studies.store import load_results
+from optbench.suite.protocol import search
+from optbench.suite.protocol import spec as protocol_spec
+from optbench.suite.protocol.report import write_protocol_report
+from optbench.suite.protocol.runner import PROTOCOL_FILE, run_protocol
+from optbench.suite.protocol.spec import load_protocol
+from optbench.suite.protocol.workloads import Workload
+from optbench.suite.studies.spec import StudyError
+from optbench.suite.studies.store import load_results
 
 
 def test_the_radical_inverse_and_halton_by_hand():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.protocol.stats import (bootstrap_ci, budget_curve, expected_best_of_k, first_reach,
+from optbench.suite.protocol.stats import (bootstrap_ci, budget_curve, expected_best_of_k, first_reach,
                                   performance_profile, performance_ratios, prob_better,
                                   prob_run_beats, profile_score, quantile_best_of_k,
                                   reach_summary, tau_grid)

@@ -3,7 +3,7 @@ needs next when its best value sits on an edge."""
 
 import pytest
 
-from suite.protocol.tuning import LR_CENTRES, centre, log_grid, next_lr
+from optbench.suite.protocol.tuning import LR_CENTRES, centre, log_grid, next_lr
 
 
 def test_grids_span_two_decades_on_the_one_three_ten_series():
@@ -42,7 +42,7 @@ def test_repeated_extension_walks_the_series_and_stops_once_bracketed():
 
 
 def test_centres_cover_every_built_in_rule():
-    from kernels.rules import BUILTIN
+    from optbench.kernels.rules import BUILTIN
 
     assert set(LR_CENTRES) == set(BUILTIN)
     assert centre("adam", 10.0) == pytest.approx(0.03)

@@ -8,11 +8,11 @@ import pickle
 
 import pytest
 
-from suite.data import datasets
-from suite.protocol import tuning
-from suite.protocol.workloads import (RUN_FIELDS, TARGET_FACTOR, WORKLOADS, Workload, get_workload)
-from suite.training.config import ConfigError, RunConfig, check
-from suite.training.loop import run
+from optbench.suite.data import datasets
+from optbench.suite.protocol import tuning
+from optbench.suite.protocol.workloads import (RUN_FIELDS, TARGET_FACTOR, WORKLOADS, Workload, get_workload)
+from optbench.suite.training.config import ConfigError, RunConfig, check
+from optbench.suite.training.loop import run
 
 NAMES = ("mnist1d-mlp", "digits-mlp", "deep-narrow", "noisy-quadratic", "regression-mlp")
 

@@ -4,8 +4,8 @@ import stat
 
 import matplotlib
 
-from suite.reporting.figures import new_figure, save_figure, themed
-from suite.reporting.files import current_umask
+from optbench.suite.reporting.figures import new_figure, save_figure, themed
+from optbench.suite.reporting.files import current_umask
 
 
 def test_themed_changes_nothing_outside_its_block(tmp_path):

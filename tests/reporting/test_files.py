@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.reporting.files import atomic_write, atomic_write_csv, atomic_write_text, current_umask
+from optbench.suite.reporting.files import atomic_write, atomic_write_csv, atomic_write_text, current_umask
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from suite.reporting.markdown import fmt, frame_table, md_table, pct
+from optbench.suite.reporting.markdown import fmt, frame_table, md_table, pct
 
 
 def test_md_table_lines():

@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("tqdm")
 
-from suite.studies import runner
-from suite.studies.report import write_report
-from suite.studies.spec import StudyError, load_study
-from suite.studies.store import load_results
-from suite.training.loop import TIMING_COLUMNS
+from optbench.suite.studies import runner
+from optbench.suite.studies.report import write_report
+from optbench.suite.studies.spec import StudyError, load_study
+from optbench.suite.studies.store import load_results
+from optbench.suite.training.loop import TIMING_COLUMNS
 
 EXAMPLE = Path(__file__).parents[2] / "suite" / "studies" / "examples" / "signum.py"
 STUDY = """
@@ -65,9 +65,9 @@ def test_editing_the_rule_makes_its_cells_new(tmp_path, plugin_registry, monkeyp
     rule = tmp_path / "plug" / "signum.py"
     rule.write_text(rule.read_text().replace('"lr": 1e-3', '"lr": 2e-3'))
     # A new process: nothing loaded yet.
-    import kernels.plugins as plugins
+    import optbench.kernels.plugins as plugins
 
-    for table in (plugin_registry.RULES, plugin_registry.SOURCES, plugin_registry.PLAIN, plugin_registry.FORMULAS):
+    for table in (plugin_registry.RULES, plugin_registry.SOURCES, plugin_registry.PLAIN):
         table.pop("signum", None)
     monkeypatch.setattr(plugins, "_LOADED", {})
     changed = {c.config.optimizer: c.key for c in load_study(str(path)).cells if c.config.seed == 0}
@@ -88,7 +88,7 @@ def test_a_bad_or_missing_rule_file_is_a_study_error(tmp_path):
     path = study_file(tmp_path, rules="plug/missing.py")
     with pytest.raises(StudyError, match=r"study\.toml: rules: rules file .*missing\.py' not found"):
         load_study(str(path))
-    (tmp_path / "plug" / "broken.py").write_text("from kernels import Rule\nRULE = Rule(\n")
+    (tmp_path / "plug" / "broken.py").write_text("from optbench.kernels import Rule\nRULE = Rule(\n")
     path.write_text(STUDY.format(rules="plug/broken.py"))
     with pytest.raises(StudyError, match=r"broken\.py:2: syntax error"):
         load_study(str(path))

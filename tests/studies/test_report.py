@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("tqdm")
 pytest.importorskip("sklearn")
 
-from suite.studies import figures, report, scoring
-from suite.studies.store import ResultsError
-from suite.studies.runner import run_study
-from suite.studies.spec import load_study
+from optbench.suite.studies import figures, report, scoring
+from optbench.suite.studies.store import ResultsError
+from optbench.suite.studies.runner import run_study
+from optbench.suite.studies.spec import load_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -33,15 +33,15 @@ def smoke(tmp_path_factory):
 @pytest.fixture(scope="module")
 def smoke_report(smoke):
     """The smoke study's report, written while training would fail: stored results alone."""
-    import suite.studies.runner
-    import suite.training.loop
+    import optbench.suite.studies.runner
+    import optbench.suite.training.loop
 
     def no_training(*a, **k):
         raise AssertionError("the report must not train")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(suite.training.loop, "run", no_training)
-        mp.setattr(suite.studies.runner, "run", no_training)
+        mp.setattr(optbench.suite.training.loop, "run", no_training)
+        mp.setattr(optbench.suite.studies.runner, "run", no_training)
         return report.write_report(smoke)
 
 
@@ -228,11 +228,11 @@ def test_damaged_cell_files_are_named_and_left_out(smoke, tmp_path):
 
 def test_non_numeric_value_names_its_file(smoke, tmp_path):
     """A whole file (its footer recomputed) with a bad value is named."""
-    from suite.studies.store import write_cell
+    from optbench.suite.studies.store import write_cell
 
     shutil.copytree(smoke / "cells", tmp_path / "cells")
     victim = sorted((tmp_path / "cells").glob("*.csv"))[0]
-    body, _ = __import__("suite.studies.store", fromlist=["read_cell"]).read_cell(victim)
+    body, _ = __import__("optbench.suite.studies.store", fromlist=["read_cell"]).read_cell(victim)
     frame = pd.read_csv(__import__("io").StringIO(body), keep_default_na=False).astype({"val_loss": str})
     frame.loc[1, "val_loss"] = "oops"
     write_cell(tmp_path, victim.stem, frame.to_dict("records"))

@@ -7,10 +7,10 @@ import pytest
 # The lent GPU machine lacks these and runs only the gpu-marked tests.
 pytest.importorskip("tqdm")
 
-from suite.studies import runner
-from suite.studies.store import ResultsError, completed_cells, load_results, read_metadata
-from suite.studies.spec import load_study
-from suite.training.loop import TIMING_COLUMNS
+from optbench.suite.studies import runner
+from optbench.suite.studies.store import ResultsError, completed_cells, load_results, read_metadata
+from optbench.suite.studies.spec import load_study
+from optbench.suite.training.loop import TIMING_COLUMNS
 
 STUDY = """
 [fixed]
@@ -128,7 +128,7 @@ def test_missing_empty_and_corrupt_results(tmp_path):
     (cells / "abc.csv").write_text("this,is\nnot,results\n")
     with pytest.raises(ResultsError, match="holds no whole cell files \\(1 damaged"):
         load_results(tmp_path / "bad")
-    from suite.studies.store import damaged_cells, write_cell
+    from optbench.suite.studies.store import damaged_cells, write_cell
 
     write_cell(tmp_path / "bad", "def", [{"this": 1, "is": 2}])  # whole, but not results
     with pytest.raises(ResultsError, match="def.csv is corrupt: missing columns"):
@@ -138,7 +138,7 @@ def test_missing_empty_and_corrupt_results(tmp_path):
 
 def test_keys_and_text_columns_stay_text(tmp_path):
     """A hex key such as 7e13... must not be read back as a float (7e13... = inf)."""
-    from suite.studies.store import write_cell
+    from optbench.suite.studies.store import write_cell
 
     write_cell(tmp_path, "7e13986661061582", [
         {"cell": "7e13986661061582", "epoch": 0, "optimizer": "sgd", "train_loss": 1.0,
@@ -158,7 +158,7 @@ def test_a_results_folder_is_readable_as_the_umask_allows(study, tmp_path, mask)
     import os
     import stat
 
-    from suite.studies.report import write_report
+    from optbench.suite.studies.report import write_report
 
     old = os.umask(mask)
     try:

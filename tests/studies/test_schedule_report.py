@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("tqdm")  # the lent GPU machine runs only the gpu-marked tests
 pytest.importorskip("sklearn")
 
-from suite.studies import report, scoring, store
-from suite.studies.runner import run_study
-from suite.studies.spec import load_study
+from optbench.suite.studies import report, scoring, store
+from optbench.suite.studies.runner import run_study
+from optbench.suite.studies.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from suite.studies.spec import StudyError, builtin_studies, cell_key, load_study
+from optbench.suite.studies.spec import StudyError, builtin_studies, cell_key, load_study
 
 GOOD = """
 [study]

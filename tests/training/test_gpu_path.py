@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.cli import main
-from suite.training.config import RunConfig
-from suite.training.loop import run, without_timing
+from optbench.suite.cli import main
+from optbench.suite.training.config import RunConfig
+from optbench.suite.training.loop import run, without_timing
 
 SMALL = dict(dataset="digits", hidden=(32,), epochs=3, batch_size=64, seed=1)
 
@@ -78,7 +78,7 @@ def test_an_epoch_reads_nothing_back_while_it_trains(standin):
 def test_the_training_loop_alone_syncs_once_per_epoch(standin):
     """train_epoch: one read of the step account at the end, one upload of the
     epoch's order; launches grow with the steps, syncs do not."""
-    from suite.bench.launches import count
+    from optbench.suite.bench.launches import count
 
     rows = count((32, 256), log=lambda *a: None)
     for r in rows:
@@ -88,9 +88,9 @@ def test_the_training_loop_alone_syncs_once_per_epoch(standin):
 
 @pytest.mark.gpu
 def test_a_small_study_on_cupy_matches_numpy(cp, tmp_path):
-    from suite.studies.runner import run_study
-    from suite.studies.spec import load_study
-    from suite.studies.store import load_results
+    from optbench.suite.studies.runner import run_study
+    from optbench.suite.studies.spec import load_study
+    from optbench.suite.studies.store import load_results
 
     frames = {}
     for backend in ("numpy", "cupy"):

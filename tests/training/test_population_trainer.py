@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.training.config import RunConfig
+from optbench.suite.training.config import RunConfig
 from records import assert_records_close  # noqa: E402 (tests/ is on sys.path)
-from suite.training.loop import run
-from suite.training.population import population_key, run_population
+from optbench.suite.training.loop import run
+from optbench.suite.training.population import population_key, run_population
 
 BASE = dict(dataset="digits", hidden=(24, 16), epochs=3, batch_size=64)
 #: Members that differ in everything a member may differ in.
@@ -100,7 +100,7 @@ def test_checkpoints_of_members_equal_their_single_runs(tmp_path):
 def test_launches_per_population_step_do_not_grow_with_members(standin):
     """One launch per rule per step, whatever P: the step's launches are the
     single run's plus a few; host reads per epoch stay constant."""
-    from suite.bench.launches import count_population
+    from optbench.suite.bench.launches import count_population
 
     rows = {P: count_population(P, log=lambda *a: None) for P in (2, 24)}
     assert rows[2]["launches_per_step"] == rows[24]["launches_per_step"]
@@ -136,10 +136,10 @@ adam = [0.001, 0.01]
 
 
 def test_a_study_by_populations_gives_the_cell_by_cell_report(tmp_path):
-    from suite.studies import runner
-    from suite.studies.report import write_report
-    from suite.studies.spec import load_study
-    from suite.studies.store import load_results
+    from optbench.suite.studies import runner
+    from optbench.suite.studies.report import write_report
+    from optbench.suite.studies.spec import load_study
+    from optbench.suite.studies.store import load_results
 
     (tmp_path / "s.toml").write_text(STUDY)
     study = load_study(str(tmp_path / "s.toml"), backend="numpy")
@@ -161,8 +161,8 @@ def test_a_study_by_populations_gives_the_cell_by_cell_report(tmp_path):
 
 
 def test_plans_respect_the_size_and_the_budget():
-    from suite.studies.runner import plan_populations
-    from suite.studies.spec import Cell, cell_key
+    from optbench.suite.studies.runner import plan_populations
+    from optbench.suite.studies.spec import Cell, cell_key
 
     cells = []
     for bs in (32, 3000):

@@ -20,16 +20,16 @@ import pytest
 
 pytest.importorskip("sklearn")  # the lent GPU machine runs only the gpu-marked tests
 
-import suite.training.loop as loop
-from kernels import Optimizer
-from kernels.schedules import Schedule
-from suite.data.datasets import load
-from suite.studies import store
-from suite.studies.spec import StudyError, cell_key, check_study, load_study, parse_study
-from suite.training.config import ConfigError, RunConfig, check, run_schedule, steps_per_epoch
+import optbench.suite.training.loop as loop
+from optbench.kernels import Optimizer
+from optbench.kernels.schedules import Schedule
+from optbench.suite.data.datasets import load
+from optbench.suite.studies import store
+from optbench.suite.studies.spec import StudyError, cell_key, check_study, load_study, parse_study
+from optbench.suite.training.config import ConfigError, RunConfig, check, run_schedule, steps_per_epoch
 from records import assert_records_close  # noqa: E402 (tests/ is on sys.path)
-from suite.training.loop import run, without_timing
-from suite.training.population import run_population
+from optbench.suite.training.loop import run, without_timing
+from optbench.suite.training.population import run_population
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(dataset="digits", hidden=(16,), epochs=3, batch_size=128)

@@ -8,12 +8,12 @@ import pytest
 # The lent GPU machine lacks these and runs only the gpu-marked tests.
 pytest.importorskip("sklearn")
 
-from kernels import RULES
-from suite.nn.activations import ACTIVATIONS
-from suite.nn.inits import INITS
-from suite.data.datasets import load
-from suite.training.config import RunConfig
-from suite.training.loop import run, without_timing
+from optbench.kernels import RULES
+from optbench.suite.nn.activations import ACTIVATIONS
+from optbench.suite.nn.inits import INITS
+from optbench.suite.data.datasets import load
+from optbench.suite.training.config import RunConfig
+from optbench.suite.training.loop import run, without_timing
 
 N_TRAIN = load("digits").n_train
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kernels import Optimizer, get_backend
+from optbench.kernels import Optimizer, get_backend
 
 from ...data import datasets
 from ...nn.inits import init_layers
@@ -82,7 +82,7 @@ def new_trainer(ds, setup: Setup, seed: int, features=None, mask_fn=None) -> Tra
     xp = backend.xp
     n_in = ds.n_features if features is None else len(features)
     sizes = [n_in, *setup.hidden, ds.n_outputs]
-    model = MLP(sizes, setup.activation, "cross_entropy", xp=xp)
+    model = MLP(sizes, setup.activation, "cross_entropy", xp=xp).member()
     model.set_layers(init_layers("he", sizes, np.random.default_rng([seed, 7])))
     opt = Optimizer(setup.optimizer, model.params, lr=setup.lr, backend=backend.name)
     trainer = Trainer(model, opt, device_splits(ds, xp, features), setup.batch_size, seed)

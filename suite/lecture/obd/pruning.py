@@ -59,11 +59,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from kernels import FlatBuffer, Optimizer
-from kernels.backend import array_module
+from optbench.kernels import FlatBuffer, Optimizer
+from optbench.kernels.backend import array_module
 
-from ...nn.mlp import MLP
-from ...training.loop import train_epoch
+from ...nn.mlp import MLP, Network
+from ...training.loop import batch_bounds, train_epoch
 from ...data.batches import epoch_order
 
 CRITERIA = ("obd", "magnitude", "random")
@@ -100,14 +100,14 @@ def output_curvature(loss: str, xp, z):
     raise ValueError(f"no output curvature for loss {loss!r}")
 
 
-def _inference_scale(model: MLP, l: int) -> float:
+def _inference_scale(model: Network, l: int) -> float:
     """da/d(sigma(z)) of hidden layer l at inference: (1 - p) under classic
     dropout (the lecture's inference rule), 1 otherwise."""
     p = model.dropout[l - 1]
     return 1.0 - p if model.dropout_mode == "classic" and p > 0 else 1.0
 
 
-def hessian_diagonal(model: MLP, X, y, batch: int = 512) -> FlatBuffer:
+def hessian_diagonal(model: Network, X, y, batch: int = 512) -> FlatBuffer:
     """The OBD diagonal of d2Q/dw^2 over (X, y): the Gauss-Newton form of (1).
 
     Q is the mean loss over the objects of X (as in training), so this is the
@@ -126,7 +126,7 @@ def hessian_diagonal(model: MLP, X, y, batch: int = 512) -> FlatBuffer:
     return hd
 
 
-def _accumulate_batch(model: MLP, X, hd: FlatBuffer) -> None:
+def _accumulate_batch(model: Network, X, hd: FlatBuffer) -> None:
     """Add sum over the batch's objects of the per-object diagonals to ``hd``."""
     xp = model.xp
     z, cache = model.forward(X)
@@ -153,13 +153,13 @@ def _accumulate_batch(model: MLP, X, hd: FlatBuffer) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def salience(model: MLP, hdiag: FlatBuffer):
+def salience(model: Network, hdiag: FlatBuffer):
     """S_k = 1/2 w_k^2 d2Q/dw_k^2 for every parameter (float64, params' layout)."""
     w = model.params.data.astype(np.float64)
     return 0.5 * w * w * hdiag.data
 
 
-def prunable(model: MLP, biases: bool = False):
+def prunable(model: Network, biases: bool = False):
     """A float32 0/1 array of the params' layout: 1 where OBD may prune.
 
     The weights W_l always; the biases b_l only with biases=True (by default
@@ -175,12 +175,12 @@ def prunable(model: MLP, biases: bool = False):
     return out.data
 
 
-def full_mask(model: MLP):
+def full_mask(model: Network):
     """The mask that keeps everything: float32 ones of the params' size."""
     return model.xp.ones(model.layout.size, dtype=np.float32)
 
 
-def random_mask(model: MLP, sparsity: float, rng: np.random.Generator):
+def random_mask(model: Network, sparsity: float, rng: np.random.Generator):
     """A mask removing round(sparsity * #weights) weights chosen uniformly at random."""
     allowed = prunable(model)
     n = int(round(sparsity * float(allowed.sum())))
@@ -190,7 +190,7 @@ def random_mask(model: MLP, sparsity: float, rng: np.random.Generator):
     return mask
 
 
-def criterion_scores(model: MLP, criterion: str, X=None, y=None, rng=None):
+def criterion_scores(model: Network, criterion: str, X=None, y=None, rng=None):
     """Per-parameter scores, lowest pruned first (float64, params' layout).
 
     obd: the salience S = w^2 h / 2 over (X, y) (the training set);
@@ -222,7 +222,7 @@ def least_salient(scores, candidates, n: int):
     return order[:n]
 
 
-def input_salience(model: MLP, S):
+def input_salience(model: Network, S):
     """Feature selection: S_j = sum_h S_jh over input j's first-layer weights.
 
     ``S`` is a flat salience array of the params' layout; returns (n_in,).
@@ -245,7 +245,7 @@ class Trainer:
     calls, so every epoch of every retraining round gets a fresh shuffle.
     """
 
-    model: MLP
+    model: Network
     opt: Optimizer
     splits: dict            # split -> (X, y) on the model's device
     batch_size: int = 32
@@ -258,9 +258,12 @@ class Trainer:
 
     def train(self, epochs: int) -> None:
         X, y = self.splits["train"]
+        xp = self.model.xp
+        rows, active = xp.zeros(1, dtype=np.int64), xp.ones(1, dtype=np.int32)
+        bounds = batch_bounds(self.n_train, self.batch_size)
         for _ in range(int(epochs)):
-            train_epoch(self.model, self.opt, X, y, epoch_order(self.n_train, self.epoch, self.seed),
-                        self.batch_size)
+            order = xp.asarray(epoch_order(self.n_train, self.epoch, self.seed)[None])  # one upload
+            train_epoch(self.model.model, self.opt.population, X[None], y[None], rows, order, bounds, active)
             self.epoch += 1
 
     def evaluate(self, splits=("train", "val")) -> dict:
@@ -284,7 +287,7 @@ class Trainer:
         step and epoch counters, and the same data (shared, read-only)."""
         m = self.model
         model = MLP(m.sizes, m.activation.name, m.loss.name, m.dropout, m.dropout_mode, xp=m.xp,
-                    dtype=m.params.data.dtype, dropout_seed=m.dropout_seed)
+                    dtype=m.params.data.dtype, seeds=m.model.seeds).member()
         model.params.data[...] = m.params.data
         opt = Optimizer(self.opt.rule, model.params, backend=self.opt.backend, **self.opt.hyper)
         twin = replace(self, model=model, opt=opt)

@@ -5,8 +5,8 @@ draws its figures (:mod:`suite.lecture.figures`) and returns a
 verdict with the measured number.
 
 Where the numbers come from: section 8's per-layer gradient norms during
-training are the training loop's opt-in ``layer_norms`` columns
-(``grad_norm_W1`` ...; set in ``lecture-activations.toml``); section 12's
+training are the training loop's opt-in ``layer_norms`` (the results'
+``layer_grad_norms`` column; set in ``lecture-activations.toml``); section 12's
 mnist1d runs are the ``lecture-optimizers`` study (see ``optimizer_results``).
 """
 

@@ -9,7 +9,7 @@ from ...nn.inits import INITS
 from ...reporting.markdown import fmt, pct
 from ...reporting.markdown import frame_table as md_table
 from .. import figures
-from ..measures import best_lr, finals, layer_norm_columns, layer_norms_long, variance_ratios
+from ..measures import best_lr, finals, layer_norms_long, variance_ratios
 from ..stored import Stored
 from ..verdict import AGREES, CONTRADICTS, INFO, MIXED
 from .common import Item, Section, missing
@@ -26,7 +26,7 @@ def section_activations(st: Stored) -> Section:
                   "paralysis\"). ReLU = max(0, y) and PReLU = max(0, y) + alpha min(0, y) (alpha learned) "
                   "do not flatten for y > 0.", sources=["lecture-activations", "custom/activation_statistics.csv"])
     df = st.study("lecture-activations")
-    if df is None or not layer_norm_columns(df):
+    if df is None or layer_norms_long(df).empty:
         sec.items.append(missing("lecture-activations (with layer_norms)"))
         return sec
     acts = [a for a in ACTIVATION_ORDER if a in set(df["activation"])]

@@ -7,7 +7,7 @@ Load it with `optbench validate --rules signum.py`, or `rules = ["signum.py"]` i
 
 import numpy as np
 
-from kernels import Rule
+from optbench.kernels import Rule
 
 FORMULA = "mu := gamma mu + (1 - gamma) L';  w := w - eta sign(mu)"
 

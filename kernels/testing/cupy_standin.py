@@ -8,7 +8,7 @@ than a fake GPU module usually is:
   ufunc on it); ``x.get()`` and ``asnumpy(x)`` are the explicit transfers;
   ``float()``, ``int()``, ``bool()``, ``.item()`` and ``.tolist()`` work;
 * ``RawModule(code=...)`` builds the exact CUDA source with the host harness
-  (``tests/cuda_host.py``: g++ after a shim header) and runs every launch,
+  (:mod:`optbench.kernels.testing.cuda_host`: g++ after a shim header) and runs every launch,
   every (block, thread), on the CPU; kernel signatures are read from the
   source and every argument is checked against its parameter's type;
 * ``cuda.Device().attributes`` describes a stated model (an H100 SXM: 132
@@ -21,14 +21,16 @@ than a fake GPU module usually is:
   :func:`reset_counts` zeroes them.
 
 Install it with :func:`install` (tests do it through a fixture, or set
-``OPTBENCH_CUPY_STANDIN=1`` before Python starts: ``tests/conftest.py``);
-never while a real CuPy sees a device.
+``OPTBENCH_CUPY_STANDIN=1`` before Python starts: ``tests/conftest.py``;
+``optbench bench --launches`` with :func:`installed`); never while a real
+CuPy sees a device.
 
 The timings it gives (CUDA events are host clocks here) mean nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -547,8 +549,7 @@ _compiler = None
 def _host_compiler():
     global _compiler
     if _compiler is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import cuda_host
+        from . import cuda_host
 
         if cuda_host.find_compiler() is None:
             raise RuntimeError("the cupy stand-in needs a host C++ compiler ($CXX, g++) to run kernels")
@@ -638,7 +639,26 @@ def install() -> types.ModuleType:
 
 
 def uninstall() -> None:
-    for name in ("cupy", "cupy.cuda", "cupy.cuda.runtime", "cupy.linalg", "cupy.random"):
-        if getattr(sys.modules.get(name), "__name__", "").startswith(("cupy_standin", "cupy.")) or \
+    for name in _NAMES:
+        if getattr(sys.modules.get(name), "__name__", "").startswith((__name__, "cupy.")) or \
                 sys.modules.get(name) is sys.modules[__name__]:
             sys.modules.pop(name, None)
+
+
+_NAMES = ("cupy", "cupy.cuda", "cupy.cuda.runtime", "cupy.linalg", "cupy.random")
+
+
+@contextlib.contextmanager
+def installed():
+    """The stand-in as ``cupy`` for a block, counters reset; whatever
+    ``cupy`` was before comes back after it."""
+    saved = {name: sys.modules.get(name) for name in _NAMES}
+    try:
+        reset_counts()
+        yield install()
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module

@@ -1,4 +1,4 @@
-"""Run a CUDA kernel's exact source on the CPU (a test helper, not a test).
+"""Run a CUDA kernel's exact source on the CPU (a testing helper, not a test).
 
 The source string CuPy would compile is built with the host C++ compiler
 after ``cuda_host_shim.h`` (which defines ``__global__``, ``float4``,
@@ -81,15 +81,9 @@ def aligned_random(rng, size: int) -> np.ndarray:
     return a
 
 
-def single_spec(rule) -> list[tuple[str, str]]:
-    """A rule's single-run kernels' parameters, in the order cuda_source
-    declares them (written out here, not parsed, so a changed signature fails)."""
-    return ([("ptr", b) for b in rule.buffers] + [("i32*", "active"), ("i64", "n")]
-            + [("f32", s) for s in rule.scalar_names])
-
-
-def population_spec(rule) -> list[tuple[str, str]]:
-    """The same for a rule's population kernels (kernels.population)."""
+def rule_spec(rule) -> list[tuple[str, str]]:
+    """A rule's kernels' parameters, in the order cuda_source declares them
+    (written out here, not parsed, so a changed signature fails)."""
     return ([("ptr", b) for b in rule.buffers]
             + [("i32*", "active"), ("f32*", "scalars"), ("i64", "members"), ("i64", "n"), ("i64", "ld")])
 
