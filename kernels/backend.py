@@ -61,46 +61,54 @@ class Backend:
     def asarray(self, a, dtype=np.float32):
         return self.xp.asarray(a, dtype=dtype)
 
-    def timer(self) -> "Timer":
+    def timer(self):
         """A context manager measuring seconds of device work inside it."""
-        return _CudaTimer(self.xp) if self.is_gpu else _HostTimer()
+        return cupy_timer(self.xp) if self.is_gpu else WallTimer()
 
 
-class Timer:
-    seconds: float = float("nan")
+class WallTimer:
+    """Host seconds of the work inside it, the device waited for at both
+    ends (``sync``: the backend's synchronize; nothing on the CPU)."""
 
-    def __enter__(self) -> "Timer":  # pragma: no cover - interface
-        raise NotImplementedError
+    seconds = float("nan")
 
-    def __exit__(self, *exc) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    def __init__(self, sync: Callable[[], None] = lambda: None):
+        self._sync = sync
 
-
-class _HostTimer(Timer):
-    def __enter__(self):
+    def __enter__(self) -> "WallTimer":
+        self._sync()
         self._t0 = time.perf_counter()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
+        self._sync()
         self.seconds = time.perf_counter() - self._t0
 
 
-class _CudaTimer(Timer):
-    """CUDA events around the work: measures device time, not launch time."""
+class EventTimer:
+    """Device seconds between two events recorded around the work: device
+    time, not launch time. ``make_event`` makes a timing event (CuPy's
+    ``cuda.Event``, torch's ``cuda.Event(enable_timing=True)``) and
+    ``elapsed_ms(start, stop)`` reads the milliseconds between two."""
 
-    def __init__(self, cp):
-        self._start = cp.cuda.Event()
-        self._stop = cp.cuda.Event()
-        self._cp = cp
+    seconds = float("nan")
 
-    def __enter__(self):
+    def __init__(self, make_event: Callable[[], object], elapsed_ms: Callable[[object, object], float]):
+        self._start, self._stop, self._elapsed = make_event(), make_event(), elapsed_ms
+
+    def __enter__(self) -> "EventTimer":
         self._start.record()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self._stop.record()
         self._stop.synchronize()
-        self.seconds = self._cp.cuda.get_elapsed_time(self._start, self._stop) / 1e3
+        self.seconds = self._elapsed(self._start, self._stop) / 1e3
+
+
+def cupy_timer(cp) -> EventTimer:
+    """CUDA events on CuPy's current stream."""
+    return EventTimer(cp.cuda.Event, cp.cuda.get_elapsed_time)
 
 
 def _cpu_name() -> str:

@@ -159,53 +159,39 @@ def _run_protocol(args, doc) -> int:
 
 
 def cmd_report(args) -> int:
-    from optbench.suite.bench.report import write_throughput_report
-    from optbench.suite.bench.scoring import CSV_NAME
+    from optbench.suite.reporting.kinds import read_kind
 
     results = Path(args.results)
-    if (results / CSV_NAME).is_file():  # a throughput directory (optbench bench)
-        print(f"report: {write_throughput_report(results)}")
-        return 0
-    from optbench.suite.protocol.runner import PROTOCOL_FILE
+    kind = read_kind(results)  # what the command that wrote the folder declared
+    if kind == "throughput":  # optbench bench
+        from optbench.suite.bench.report import write_throughput_report as write
+    elif kind == "protocol":  # a protocol's results (the default)
+        from optbench.suite.protocol.report import write_protocol_report as write
+    elif kind == "lecture":  # optbench run lecture
+        from optbench.suite.lecture.report import write_lecture_report as write
+    else:
+        from optbench.suite.studies.report import write_report as write
+    print(f"report: {write(results)}")
+    if kind in ("study", "protocol"):
+        from optbench.suite.studies.store import damaged_cells
 
-    if (results / PROTOCOL_FILE).is_file():  # a protocol's results (the default)
-        from optbench.suite.protocol.report import write_protocol_report
-
-        print(f"report: {write_protocol_report(results)}")
-        return 0
-    from optbench.suite.lecture.report import write_lecture_report
-    from optbench.suite.lecture.stored import TIMING
-
-    if (results / TIMING).is_file():  # a lecture directory (optbench run lecture)
-        print(f"report: {write_lecture_report(results)}")
-        return 0
-    from optbench.suite.studies.report import write_report
-    from optbench.suite.studies.store import damaged_cells
-
-    print(f"report: {write_report(results)}")
-    for path, why in sorted(damaged_cells(results).items()):
-        print(f"optbench: warning: {results / path} is damaged ({why}); left out of the report, "
-              "`optbench run` retrains it", file=sys.stderr)
+        for path, why in sorted(damaged_cells(results).items()):
+            print(f"optbench: warning: {results / path} is damaged ({why}); left out of the report, "
+                  "`optbench run` retrains it", file=sys.stderr)
     return 0
 
 
 def cmd_convert(args) -> int:
-    from optbench.suite.studies.store import CELLS, convert
+    from optbench.suite.studies.convert import convert_tree
 
     root = Path(args.results)
     if not root.is_dir():
         raise FileNotFoundError(2, "no such results directory", str(root))
-    folders = sorted({p.parent.parent for p in root.rglob(f"{CELLS}/*.csv")})
-    total = 0
-    for folder in folders:
-        n, damaged = convert(folder)
-        total += n
-        print(f"{folder}: {n} cells converted to Parquet" + (f", {len(damaged)} damaged (renamed *.csv.damaged; "
-                                                             "`optbench run` retrains them)" if damaged else ""))
+    for folder, kind, n, damaged in convert_tree(root):
+        print(f"{folder}: {kind}" + (f", {n} cells converted to Parquet" if n else "")
+              + (f", {len(damaged)} damaged (renamed *.csv.damaged; `optbench run` retrains them)" if damaged else ""))
         for path, why in damaged.items():
             print(f"optbench: warning: {path}: {why}", file=sys.stderr)
-    if not folders:
-        print(f"{root}: no CSV cells to convert")
     return 0
 
 

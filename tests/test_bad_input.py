@@ -175,7 +175,7 @@ def test_a_study_whose_last_cell_is_invalid_trains_nothing(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 2
     assert "nothing was trained" in capsys.readouterr().err
-    assert not out.exists() or not list(out.rglob("*.csv"))
+    assert not out.exists() or not list(out.rglob("*.parquet"))
 
 
 def test_a_read_only_or_unwritable_folder_is_found_before_training(tmp_path, capsys, monkeypatch):
@@ -213,7 +213,7 @@ def test_a_damaged_cell_is_named_by_report_and_retrained_by_run(stored, tmp_path
 
     out = tmp_path / "copy"
     shutil.copytree(stored, out)
-    victim = sorted((out / "cells").glob("*.csv"))[0]
+    victim = sorted((out / "cells").glob("*.parquet"))[0]
     whole = victim.read_bytes()
     victim.write_bytes(whole[: len(whole) // 2])  # cut short
     assert main(["report", str(out)]) == 0
@@ -233,7 +233,7 @@ def test_a_garbage_cell_file_is_retrained_too(stored, tmp_path, capsys):
 
     out = tmp_path / "copy"
     shutil.copytree(stored, out)
-    victim = sorted((out / "cells").glob("*.csv"))[1]
+    victim = sorted((out / "cells").glob("*.parquet"))[1]
     victim.write_text("garbage\n")
     (tmp_path / "s.toml").write_text(TINY)
     assert main(["run", str(tmp_path / "s.toml"), "--backend", "numpy", "--out", str(out), "--no-report",

@@ -55,6 +55,7 @@ import pandas as pd
 
 from ..reporting import provenance
 from ..reporting.files import atomic_write_csv, atomic_write_text
+from ..reporting.kinds import write_kind
 from .cases import COLUMNS, model_rows, size_rows
 from .population import population_rows
 from .report import write_throughput_report
@@ -244,6 +245,7 @@ def save(rows: list[dict], meta: dict, out: Path) -> Path:
     df = pd.DataFrame(rows, columns=COLUMNS)
     atomic_write_csv(out / CSV_NAME, df)
     atomic_write_text(out / META_NAME, json.dumps(meta, indent=2) + "\n")
+    write_kind(out, "throughput")
     return out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..reporting.figures import new_figure, save_figure
+from ..reporting.figures import new_figure, plain_ticks, save_figure
 from .scoring import IMPL_ORDER, RULE_ORDER, is_torch, order, size_label
 
 
@@ -36,12 +36,10 @@ def _palette(names):
 
 def _log2_x(ax) -> None:
     """A log2 size axis labelled 2^k."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import LogLocator
 
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(LogLocator(base=4))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: size_label(x) if x >= 1 else ""))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    plain_ticks(ax.xaxis, lambda x: size_label(x) if x >= 1 else "", LogLocator(base=4))
 
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")

@@ -89,7 +89,8 @@ def _epoch(cp, P: int, rule: str, batch: int) -> dict:
     train_epoch(model, opt, X, y, rows, order, bounds, active)
     training = cp.counts()
     cp.reset_counts()
-    model.evaluate(X, y, rows)
+    loss, acc = model.evaluate(X, y, rows)
+    cp.stack([loss, acc]).get()  # the training loop's one read per evaluated split
     evaluation = cp.counts()
     return {"steps": len(bounds), "launches_per_step": training["launches"] / len(bounds),
             "syncs_per_epoch": training["syncs"], "h2d_per_epoch": training["h2d"],

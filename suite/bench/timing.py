@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from optbench.kernels import get_backend
+from optbench.kernels.backend import EventTimer, WallTimer  # noqa: F401 (WallTimer: the cases' timer)
 
 REPEATS = {("cpu", False): 15, ("cpu", True): 5, ("gpu", False): 50, ("gpu", True): 20}
 #: Each sample times back-to-back calls lasting at least this long.
@@ -43,39 +44,6 @@ L2_MULTIPLE = 2
 
 
 # --- timers and cases -------------------------------------------------------------------
-
-class WallTimer:
-    seconds = float("nan")
-
-    def __init__(self, sync: Callable[[], None] = lambda: None):
-        self._sync = sync
-
-    def __enter__(self):
-        self._sync()
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self._sync()
-        self.seconds = time.perf_counter() - self._t0
-
-
-class TorchCudaTimer:
-    seconds = float("nan")
-
-    def __init__(self, torch):
-        self._start = torch.cuda.Event(enable_timing=True)
-        self._stop = torch.cuda.Event(enable_timing=True)
-
-    def __enter__(self):
-        self._start.record()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.record()
-        self._stop.synchronize()
-        self.seconds = self._start.elapsed_time(self._stop) / 1e3
-
 
 @dataclass
 class Case:
@@ -215,7 +183,10 @@ class Env:
         return self.main.timer() if self.gpu else WallTimer()
 
     def torch_timer(self):
-        return TorchCudaTimer(self.torch) if self.gpu else WallTimer()
+        if not self.gpu:
+            return WallTimer()
+        torch = self.torch
+        return EventTimer(lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b))
 
     def torch_sync(self) -> None:
         if self.gpu:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..reporting.figures import new_figure, save_figure, themed
+from ..reporting.figures import new_figure, plain_ticks, save_figure, themed
 from ..reporting.markdown import fmt, pct
 from .experiments import TEST_FUNCTIONS, least_squares_loss, least_squares_problem, perceptron_data
 from .measures import finals
@@ -68,14 +68,12 @@ def _lines(ax, data: pd.DataFrame, x: str, y: str, hue: str, order=None, band: b
 def _log_y(ax) -> None:
     """A log y axis; over less than two decades, ticks at 1, 2, 5 x 10^k with
     plain labels (matplotlib would print "2 x 10^0" on every minor tick)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import LogLocator
 
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     if low > 0 and high / low < 100:
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        plain_ticks(ax.yaxis, locator=LogLocator(subs=(1.0, 2.0, 5.0)))
 
 
 def _curves(ax, df, x, y, hue, order=None, log=True, title=None):

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..data import datasets
 from ..reporting.files import atomic_write_csv, atomic_write_text
+from ..reporting.kinds import write_kind
 from .experiments import (condition_table, gradient_check, init_statistics, minibatch_paths, perceptron_experiment,
                           trajectory_table)
 from .report import write_lecture_report
@@ -132,6 +133,7 @@ def run_lecture(out: Path = DEFAULT_OUT, quick: bool = False, backend: str = "nu
         from ..studies.spec import check_study, load_study
 
         store.preflight(out)
+        write_kind(out, "lecture")
         start = time.perf_counter()
         seconds, cells = {}, {"ran": 0, "skipped": 0}
         studies = []

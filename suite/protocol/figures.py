@@ -9,9 +9,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullLocator
 
-from ..reporting.figures import new_figure, save_figure, themed
+from ..reporting.figures import new_figure, plain_ticks, save_figure, themed
 
 
 def _grid(n: int, cols: int = 3):
@@ -33,9 +32,7 @@ def plot_profile(profile: pd.DataFrame, scores: pd.Series, palette: dict, path) 
         ax.step(profile.index, profile[o], where="post", color=palette.get(o), lw=2,
                 label=f"{o} (score {scores[o]:.2f})")
     ax.set_xscale("log")
-    ticks = [t for t in (1, 1.5, 2, 3, 4, 6, 8, 16) if t <= profile.index.max()]
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.xaxis.set_minor_locator(NullLocator())
+    plain_ticks(ax.xaxis, locator=[t for t in (1, 1.5, 2, 3, 4, 6, 8, 16) if t <= profile.index.max()])
     ax.set_xlabel("tau: steps to target / the fastest optimiser's (log scale)")
     ax.set_ylabel("fraction of workloads")
     ax.set_ylim(-0.02, 1.02)

@@ -54,7 +54,7 @@ class ProtocolSummary:
 def _run(protocol: Protocol, cells, out: Path, phase: str, **kw) -> int:
     study = Study(protocol.name, f"{protocol.description} ({phase})", protocol.path, tuple(cells),
                   protocol.text, protocol.rule_files)
-    return run_study(study, out, protocol.backend, **kw).ran
+    return run_study(study, out, protocol.backend, kind="protocol", **kw).ran
 
 
 def _tuning_final(protocol: Protocol, out: Path, keys: set) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Figures for the reports: matplotlib objects, a local theme, atomic saving.
+"""Figures for the reports: matplotlib objects, a local theme, tick labels, atomic saving.
 
 Reports build figures with :func:`new_figure` (a ``matplotlib.figure.Figure``:
 no pyplot state machine, no GUI backend, nothing to close) and write them with
@@ -6,6 +6,7 @@ no pyplot state machine, no GUI backend, nothing to close) and write them with
 manager (or decorator) over ``matplotlib.rc_context`` -- so it holds only while
 that figure is drawn and saved; ``seaborn.set_theme`` would change the global
 rcParams and leak into every figure drawn later in the same process.
+:func:`plain_ticks` is every report's one way to label an axis's ticks.
 """
 
 from __future__ import annotations
@@ -41,6 +42,27 @@ def themed(style: str = "whitegrid", context: str = "notebook", font_scale: floa
               "axes.prop_cycle": cycler(color=sns.color_palette(palette)), **(rc or {})}
     with matplotlib.rc_context(params):
         yield
+
+
+def _number(v) -> str:
+    return f"{v:g}"
+
+
+def plain_ticks(axis, label=_number, locator=None, minor_labels: bool = False) -> None:
+    """Label ``axis``'s major ticks with ``label(value)`` (default: the number
+    as ``%g``, where matplotlib would print "2 x 10^0" on a log axis), at the
+    ticks ``locator`` places (a matplotlib locator, or a list of values);
+    minor ticks unlabelled (and, for a list, none at all)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    if isinstance(locator, (list, tuple)):
+        axis.set_major_locator(FixedLocator(list(locator)))
+        axis.set_minor_locator(NullLocator())
+    elif locator is not None:
+        axis.set_major_locator(locator)
+    axis.set_major_formatter(FuncFormatter(lambda v, _: label(v)))
+    if not minor_labels:
+        axis.set_minor_formatter(NullFormatter())
 
 
 def save_figure(fig, path, dpi: int = DPI, tight: bool = False) -> Path:

@@ -38,6 +38,7 @@ from optbench.kernels import get_backend
 from optbench.kernels.plugins import load_files
 
 from ..training.loop import activation_bytes, member_bytes, population_key, run, run_population
+from ..reporting.kinds import write_kind
 from . import store
 from .spec import Cell, Study, check_study
 
@@ -240,8 +241,9 @@ def _on_dask(study: Study, todo: list[Cell], sink: _Sink, client, plan: list[lis
 
 def run_study(study: Study, out: Path, backend: str = "auto", workers: int | None = None,
               scheduler: str | None = None, gpus: bool = False, quiet: bool = False,
-              population: bool = True, population_size: int | None = None) -> RunSummary:
+              population: bool = True, population_size: int | None = None, kind: str = "study") -> RunSummary:
     """Run every cell of ``study`` not yet in ``out``; returns what happened.
+    ``kind``: what the folder holds ("protocol" where a protocol runs its rounds).
 
     Everything that can be checked is checked before the first cell trains:
     the backend, the workers, every cell against its data, the results folder.
@@ -255,6 +257,7 @@ def run_study(study: Study, out: Path, backend: str = "auto", workers: int | Non
     shapes = check_study(study)
     store.refuse_legacy(out)
     store.preflight(out, len(study.cells))
+    write_kind(out, kind)  # what `optbench report` writes for this folder
     keys = {c.key for c in study.cells}
     damaged = {path: why for path, why in store.damaged_cells(out).items() if Path(path).stem in keys}
     done = store.completed_cells(out)

@@ -49,39 +49,18 @@ import pandas as pd
 
 from . import store
 
-#: Columns write_report needs; a results file lacking one is reported as corrupt.
-REQUIRED = ("study", "cell", "optimizer", "lr", "seed", "batch_size", "init", "epoch", "step",
-            "wall_time", "train_loss", "val_loss", "val_acc", "test_acc", "diverged",
-            "backend", "device")
 NUMERIC = ("lr", "seed", "epoch", "step", "wall_time", "train_loss", "val_loss", "val_acc",
            "test_acc")
-#: A loss panel gets a log y-scale when its values span more than this many decades.
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
     """The tidied long table and the metadata; ResultsError naming the bad file."""
     results_dir = Path(results_dir)
-    df = store.load_results(results_dir, REQUIRED)  # missing / empty dir, unreadable CSV, columns
+    df = store.load_results(results_dir)  # missing / empty dir, legacy or damaged files
     meta = store.read_metadata(results_dir)  # corrupt metadata.json
     if not isinstance(meta, dict):  # valid JSON, but not the object run_metadata writes
         raise store.ResultsError(f"{results_dir / store.METADATA} is corrupt: not a JSON object")
-    _check_columns(df, results_dir)
     return tidy(df), meta
-
-
-def _cell_file(results_dir: Path, cell) -> Path:
-    return results_dir / store.CELLS / f"{cell}{store.SUFFIX}"
-
-
-def _check_columns(df: pd.DataFrame, results_dir: Path) -> None:
-    """Numbers where numbers belong (load_results checked the columns)."""
-    for col in NUMERIC:
-        as_num = pd.to_numeric(df[col], errors="coerce")
-        bad = as_num.isna() & df[col].notna()
-        if bad.any():
-            row = df[bad].iloc[0]
-            raise store.ResultsError(
-                f"{_cell_file(results_dir, row['cell'])} is corrupt: {col} = {row[col]!r} is not a number")
 
 
 def _batch_label(value) -> str:

@@ -64,8 +64,14 @@ class OptimizerSpec:
         object.__setattr__(self, "schedule", None if schedule is None else replace(schedule, total=None))
         object.__setattr__(self, "hyper", MappingProxyType(hyper))
 
-    def __reduce__(self):  # the read-only tables do not pickle (Dask workers)
-        return (OptimizerSpec, (self.name, dict(self.given), self.schedule, self.decay))
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.given.items())), self.schedule, self.decay))
+
+    def __reduce__(self):
+        # The read-only tables do not pickle; and a Dask worker unpickles a
+        # spec before it has loaded the plug-in rule files the spec names, so
+        # the copy is rebuilt as it was checked, not checked again.
+        return (_restore, (self.name, dict(self.given), self.schedule, self.decay, dict(self.hyper)))
 
     @classmethod
     def resolve(cls, name: str, lr=None, hyper: Mapping | None = None, l2=None, wd=None, schedule=None,
@@ -78,7 +84,7 @@ class OptimizerSpec:
             raise ConfigError(f"hyper must be a table of hyper-parameters, got {hyper!r}")
         inside = sorted(set(hyper) & set(OWN_FIELDS))
         if inside:
-            raise ConfigError(f"give {', '.join(inside)} as their own settings, not inside hyper")
+            raise ConfigError(f"give lr, l2 and wd as their own settings, not inside hyper (found {', '.join(inside)})")
         given = dict(hyper)
         for key, value in (("lr", lr), ("l2", l2), ("wd", wd)):
             if value is not None:  # kept as written: the cell key hashes it so
@@ -109,3 +115,11 @@ class OptimizerSpec:
         lr = self.given.get("lr")
         extra = "".join(f" {k}={json.dumps(v)}" for k, v in self.settings()["hyper"].items())
         return f"{self.name} lr={'default' if lr is None else lr}{extra}"
+
+
+def _restore(name, given, schedule, decay, hyper) -> OptimizerSpec:
+    spec = object.__new__(OptimizerSpec)
+    for key, value in (("name", name), ("given", MappingProxyType(given)), ("schedule", schedule),
+                       ("decay", decay), ("hyper", MappingProxyType(hyper))):
+        object.__setattr__(spec, key, value)
+    return spec

@@ -273,12 +273,20 @@ def test_bench_writes_table_and_report_regenerates(tmp_path, capsys):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000, fig
 
 
-def test_report_of_a_study_directory_still_goes_to_the_study_report(tmp_path, monkeypatch, capsys):
+def test_report_writes_the_report_of_the_kind_the_folder_declares(tmp_path, monkeypatch, capsys):
     import optbench.suite.studies.report
+    from optbench.suite.reporting.kinds import write_kind
 
     monkeypatch.setattr(optbench.suite.studies.report, "write_report", lambda d: d / "study-report.md")
+    write_kind(tmp_path, "study")
     assert main(["report", str(tmp_path)]) == 0
     assert "study-report.md" in capsys.readouterr().out
+    (tmp_path / "throughput.csv").write_text("")  # a file of another kind's does not change what it is
+    assert main(["report", str(tmp_path)]) == 0
+    assert "study-report.md" in capsys.readouterr().out
+    (tmp_path / "optbench.json").unlink()
+    assert main(["report", str(tmp_path)]) == 2
+    assert "holds no results" in capsys.readouterr().err
 
 
 def test_report_without_a_table_is_a_clear_error(tmp_path):

@@ -10,7 +10,7 @@ from optbench.suite.data import datasets
 from optbench.suite.studies.spec import StudyError, parse_study
 from optbench.suite.training.config import ConfigError, RunConfig
 from optbench.suite.training.loop import run
-from optbench.suite.training.population import run_population
+from optbench.suite.training.loop import run_population
 
 
 def _spectrum_error(n: int, data_seed: int = 0) -> tuple[float, float]:
@@ -88,8 +88,8 @@ def test_bad_quadratic_options_are_named(bad):
 
 def test_a_run_refuses_to_standardise_the_quadratic():
     with pytest.raises(ConfigError, match="standardize = false"):
-        RunConfig(dataset="quadratic", hidden=())
-    RunConfig(dataset="quadratic", hidden=(), standardize=False)
+        RunConfig.of(dataset="quadratic", hidden=())
+    RunConfig.of(dataset="quadratic", hidden=(), standardize=False)
     # load() still z-scores on request (a condition-number table may want it).
     assert datasets.load("quadratic", standardize=True).standardized
     with pytest.raises(StudyError, match="standardize = false"):
@@ -99,14 +99,14 @@ def test_a_run_refuses_to_standardise_the_quadratic():
 def test_a_study_of_the_quadratic_with_a_linear_model_parses():
     study = parse_study('[fixed]\ndataset = "quadratic"\nhidden = []\nstandardize = false\nloss = "squared"\n'
                         '[grid]\nseed = [0, 1]\n', Path("q.toml"))
-    assert [c.config.hidden for c in study.cells] == [(), ()]
+    assert [c.config.workload.hidden for c in study.cells] == [(), ()]
 
 
 QUAD = dict(dataset="quadratic", hidden=(), standardize=False, loss="squared", batch_size=128, epochs=3)
 
 
 def test_a_linear_model_trains_on_the_quadratic():
-    records = run(RunConfig(**QUAD, optimizer="sgd", lr=0.01, layer_norms=True))
+    records = run(RunConfig.of(**QUAD, optimizer="sgd", lr=0.01, layer_norms=True))
     first, last = records[0], records[-1]
     assert not last["diverged"] and last["stop_reason"] == "epochs"
     assert first["val_loss"] > 100 and last["val_loss"] < 0.05 * first["val_loss"]
@@ -117,12 +117,12 @@ def test_a_linear_model_trains_on_the_quadratic():
 
 def test_sgd_beyond_two_over_the_largest_curvature_diverges():
     lam_max = datasets.quadratic_problem().eigenvalues.max()
-    records = run(RunConfig(**{**QUAD, "epochs": 5}, optimizer="sgd", lr=3.0 / lam_max))
+    records = run(RunConfig.of(**{**QUAD, "epochs": 5}, optimizer="sgd", lr=3.0 / lam_max))
     assert records[-1]["diverged"] or records[-1]["val_loss"] > records[0]["val_loss"]
 
 
 def test_a_population_of_linear_models_matches_single_runs():
-    configs = [RunConfig(**QUAD, optimizer=o, lr=lr, seed=s) for o, lr, s in (("sgd", 0.01, 0), ("adam", 0.03, 1))]
+    configs = [RunConfig.of(**QUAD, optimizer=o, lr=lr, seed=s) for o, lr, s in (("sgd", 0.01, 0), ("adam", 0.03, 1))]
     pop = run_population(configs)
     for config, members in zip(configs, pop):
         single = run(config)

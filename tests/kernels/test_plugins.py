@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import optbench.kernels.plugins as plugins
 import optbench.kernels.rules as registry
 from optbench.kernels import Optimizer, PopulationOptimizer, RULES, get_rule
 from optbench.kernels.plugins import PluginError, load_file

@@ -37,12 +37,12 @@ def test_lecture_study_loads_and_expands(name):
     assert len({c.key for c in study.cells}) == len(study.cells)
     quick = running.quick_study(study)
     assert 0 < len(quick.cells) <= len(study.cells)
-    assert all(c.config.epochs == 1 and max(c.config.hidden) <= 16 for c in quick.cells)
+    assert all(c.config.workload.epochs == 1 and max(c.config.workload.hidden) <= 16 for c in quick.cells)
     assert all(c.key == cell_key(c.config) for c in quick.cells)
 
 
 def test_the_studies_vary_what_their_sections_test():
-    axes = {name: {f: {getattr(c.config, f) for c in load_study(name).cells}
+    axes = {name: {f: {c.config.settings()[f] for c in load_study(name).cells}
                    for f in ("batch_size", "order", "standardize", "activation", "init", "dropout_mode",
                              "l2", "optimizer")} for name in LECTURE_FILES}
     assert axes["lecture-batch"]["batch_size"] == {16, 256, "full"}
@@ -109,7 +109,7 @@ def test_trajectory_table_has_every_optimiser_on_both_functions():
 def _deep_net(activation, init, depth=8, width=32, seed=0):
     rng = np.random.default_rng(seed)
     sizes = [20, *[width] * depth, 5]
-    model = MLP(sizes, activation, "cross_entropy")
+    model = MLP(sizes, activation, "cross_entropy").member()
     model.set_layers(init_layers(init, sizes, rng))
     X = rng.normal(size=(256, 20)).astype(np.float32)
     y = rng.integers(0, 5, 256)
@@ -146,7 +146,7 @@ def test_gradient_check_passes_and_would_catch_a_wrong_backward(monkeypatch):
 
     def wrong(self, cache, grad_z):
         original(self, cache, grad_z)
-        self.grads["W1"][...] *= 1.5
+        self.grad_tensor("W1")[...] *= 1.5
 
     monkeypatch.setattr(MLP, "backward", wrong)
     assert experiments.gradient_check("tanh") > 1e-2
@@ -156,7 +156,7 @@ def test_gradient_check_passes_and_would_catch_a_wrong_backward(monkeypatch):
 
 
 def test_layer_norms_add_columns_and_change_nothing_else():
-    base = RunConfig(dataset="digits", hidden=(12, 12), epochs=2, batch_size=128, optimizer="sgd",
+    base = RunConfig.of(dataset="digits", hidden=(12, 12), epochs=2, batch_size=128, optimizer="sgd",
                      lr=0.1, dropout=0.2)
     on = dataclasses.replace(base, layer_norms=True)
     a, b = without_timing(run(base)), without_timing(run(on))
@@ -171,7 +171,7 @@ def test_layer_norms_add_columns_and_change_nothing_else():
 
 
 def test_layer_norms_show_sigmoid_paralysis_in_a_run():
-    cfg = RunConfig(dataset="digits", hidden=(16,) * 6, activation="sigmoid", init="xavier", epochs=1,
+    cfg = RunConfig.of(dataset="digits", hidden=(16,) * 6, activation="sigmoid", init="xavier", epochs=1,
                     batch_size=256, optimizer="sgd", lr=0.1, layer_norms=True)
     first = run(cfg)[0]
     assert first["grad_norm_W1"] < 0.01 * first["grad_norm_W7"]
@@ -264,7 +264,7 @@ def test_quick_run_figure_links_exist(quick_run):
 def test_quick_run_stores_its_results_and_timing(quick_run):
     out, _ = quick_run
     for name in stored.STUDIES:
-        assert list((out / name / "cells").glob("*.csv")), name
+        assert list((out / name / "cells").glob("*.parquet")), name
     for name in ("perceptron", "gradient_check", "minibatch_paths", "condition_numbers",
                  "init_statistics", "activation_statistics", "trajectories"):
         assert (out / "custom" / f"{name}.csv").is_file(), name

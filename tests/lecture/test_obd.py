@@ -29,7 +29,7 @@ def load(name):
 
 def tiny(sizes, activation, loss, seed):
     """A float64 network with random weights and non-zero biases."""
-    model = MLP(sizes, activation, loss, dtype=np.float64)
+    model = MLP(sizes, activation, loss, dtype=np.float64).member()
     rng = np.random.default_rng(seed)
     model.set_layers([(rng.normal(0, 1 / np.sqrt(h), (h, m)), rng.normal(0, 0.3, m))
                       for h, m in zip(sizes[:-1], sizes[1:])])
@@ -47,7 +47,7 @@ def weight_and_bias_indices(model, names=None):
 
 def mean_loss(model, X, y):
     z, _ = model.forward(X)
-    return model.loss.value_and_grad(np, z, y)[0]
+    return model.value_and_grad(z, y)[0]
 
 
 def fd_full_diagonal(model, X, y, idx, eps):
@@ -186,7 +186,7 @@ def test_diagonal_is_non_negative_and_does_not_depend_on_batching(backend, activ
     xp = backend.xp
     rng = np.random.default_rng(7)
     sizes = [6, 7, 5, 4]
-    model = MLP(sizes, activation, loss, xp=xp)
+    model = MLP(sizes, activation, loss, xp=xp).member()
     model.set_layers([(rng.normal(0, 1, (h, m)), rng.normal(0, 0.5, m))
                       for h, m in zip(sizes[:-1], sizes[1:])])
     X = xp.asarray(rng.normal(0, 2, (45, 6)), dtype=np.float32)
@@ -279,7 +279,7 @@ def test_pruned_weights_stay_exactly_zero_through_training_steps(backend):
     xp = backend.xp
     ds = load("digits")
     rng = np.random.default_rng(12)
-    model = MLP([64, 16, 10], "relu", "cross_entropy", xp=xp)
+    model = MLP([64, 16, 10], "relu", "cross_entropy", xp=xp).member()
     model.set_layers([(rng.normal(0, 0.2, (h, m)), np.zeros(m)) for h, m in ((64, 16), (16, 10))])
     mask = obd.random_mask(model, 0.6, rng)
     pruned = backend.to_numpy(mask) == 0

@@ -9,7 +9,7 @@ from optbench.suite.nn.mlp import MLP
 
 
 def _model(seed=0):
-    m = MLP([5, 8, 3])
+    m = MLP([5, 8, 3]).member()
     rng = np.random.default_rng(seed)
     for slot in m.layout:  # the tensors only: padding stays 0, as in training
         m.params[slot.name][...] = rng.standard_normal(slot.shape).astype(np.float32) * 0.3

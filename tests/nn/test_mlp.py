@@ -1,4 +1,7 @@
-"""The MLP's hand-written back-propagation against central finite differences."""
+"""The MLP's hand-written back-propagation against central finite differences,
+on one network (a model of one member, through its single-network view), and
+a model of several members computing each member's numbers as that member
+alone does."""
 
 import numpy as np
 import pytest
@@ -15,9 +18,9 @@ def numeric_grad(model, X, y, masks, h=1e-6):
     for i in range(w.size):
         keep = w[i]
         w[i] = keep + h
-        up, _ = model.loss.value_and_grad(np, model.forward(X, train=True, masks=masks)[0], y)
+        up, _ = model.value_and_grad(model.forward(X, train=True, masks=masks)[0], y)
         w[i] = keep - h
-        down, _ = model.loss.value_and_grad(np, model.forward(X, train=True, masks=masks)[0], y)
+        down, _ = model.value_and_grad(model.forward(X, train=True, masks=masks)[0], y)
         w[i] = keep
         out[i] = (up - down) / (2 * h)
     return out
@@ -29,7 +32,7 @@ def numeric_grad(model, X, y, masks, h=1e-6):
 def test_backprop_matches_finite_differences(activation, loss, dropout):
     rng = np.random.default_rng(0)
     sizes = [5, 6, 4, 3]
-    model = MLP(sizes, activation, loss, dropout=dropout, dtype=np.float64)
+    model = MLP(sizes, activation, loss, dropout=dropout, dtype=np.float64).member()
     model.params.data[...] = 0  # padding stays 0
     for s in model.layout:
         model.params[s.name][...] = rng.standard_normal(s.shape) * 0.7
@@ -50,11 +53,11 @@ def test_inverted_and_classic_dropout_at_inference():
     X = rng.standard_normal((4, 3)).astype(np.float32)
     outs = {}
     for mode in ("inverted", "classic"):
-        m = MLP([3, 5, 2], "tanh", dropout=0.4, dropout_mode=mode)
+        m = MLP([3, 5, 2], "tanh", dropout=0.4, dropout_mode=mode).member()
         m.params.data[...] = np.linspace(-1, 1, m.params.data.size, dtype=np.float32)
         outs[mode] = m.forward(X)[0]
     # classic scales the hidden layer by (1 - p) at inference; inverted does not
-    m = MLP([3, 5, 2], "tanh")
+    m = MLP([3, 5, 2], "tanh").member()
     m.params.data[...] = np.linspace(-1, 1, m.params.data.size, dtype=np.float32)
     a = np.tanh(X @ m.params["W1"] + m.params["b1"])
     np.testing.assert_allclose(outs["inverted"], a @ m.params["W2"] + m.params["b2"], rtol=1e-6)
@@ -64,7 +67,7 @@ def test_inverted_and_classic_dropout_at_inference():
 def test_training_dropout_regenerates_its_mask_in_backward():
     """With the Philox kernels, a unit dropped in forward gets no gradient."""
     rng = np.random.default_rng(2)
-    m = MLP([4, 64, 3], "relu", dropout=0.5, dropout_seed=3)
+    m = MLP([4, 64, 3], "relu", dropout=0.5, seeds=[3]).member()
     for s in m.layout:
         m.params[s.name][...] = rng.standard_normal(s.shape).astype(np.float32)
     X = rng.standard_normal((1, 4)).astype(np.float32)
@@ -92,6 +95,27 @@ def test_bad_model_arguments(kwargs, message):
 
 
 def test_set_layers_checks_shapes():
-    m = MLP([3, 4, 2])
+    m = MLP([3, 4, 2]).member()
     with pytest.raises(ValueError, match=r"W1 has shape \(4, 3\), the network needs \(3, 4\)"):
         m.set_layers([(np.zeros((4, 3)), np.zeros(4)), (np.zeros((4, 2)), np.zeros(2))])
+
+
+@pytest.mark.parametrize("activation", ["relu", "prelu"])
+def test_each_member_of_a_model_is_the_member_alone(activation):
+    """Members with their own weights, data and dropout streams: the model's
+    outputs, losses and gradients are, bit for bit, each member's alone."""
+    rng = np.random.default_rng(4)
+    sizes, P = [5, 9, 7, 3], 4
+    together = MLP(sizes, activation, dropout=0.3, members=P, seeds=[10, 11, 12, 13])
+    together.params[...] = rng.standard_normal(together.params.shape).astype(np.float32) * 0.5
+    X = rng.standard_normal((P, 6, 5)).astype(np.float32)
+    y = rng.integers(0, 3, (P, 6))
+    losses = together.loss_and_grad(X, y)
+    for m in range(P):
+        alone = MLP(sizes, activation, dropout=0.3, seeds=[10 + m])
+        alone.params[...] = together.params[m]
+        loss = alone.loss_and_grad(X[m:m + 1], y[m:m + 1])
+        np.testing.assert_array_equal(loss[0], losses[m])
+        np.testing.assert_array_equal(alone.grads[0], together.grads[m])
+    with pytest.raises(ValueError, match="model of one member"):
+        together.member(1).forward(X[1])

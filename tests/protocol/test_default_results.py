@@ -10,7 +10,7 @@ import pytest
 
 from optbench.suite.protocol import scoring
 from optbench.suite.protocol.runner import PROTOCOL_FILE
-from optbench.suite.protocol.workloads import TARGET_FACTOR, WORKLOADS
+from optbench.suite.workloads import TARGET_FACTOR, WORKLOADS
 from optbench.suite.studies import scoring as study_scoring
 from optbench.suite.studies import store
 

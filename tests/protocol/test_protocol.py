@@ -15,12 +15,12 @@ from optbench.suite.protocol import spec as protocol_spec
 from optbench.suite.protocol.report import write_protocol_report
 from optbench.suite.protocol.runner import PROTOCOL_FILE, run_protocol
 from optbench.suite.protocol.spec import load_protocol
-from optbench.suite.protocol.workloads import Workload
+from optbench.suite.workloads import Workload
 from optbench.suite.studies.spec import StudyError
 from optbench.suite.studies.store import load_results
 
 TINY = Workload(name="tiny-digits", description="digits, one hidden layer of 8", target=1.5,
-                target_note="a test's", config={"dataset": "digits", "hidden": (8,), "epochs": 3, "batch_size": 128})
+                target_note="a test's", dataset="digits", hidden=(8,), epochs=3, batch_size=128)
 PROTOCOL = """
 [study]
 name = "tiny"
@@ -117,7 +117,7 @@ def test_cells_of_an_earlier_budget_are_kept_but_not_scored(tmp_path, monkeypatc
     out = tmp_path / "out"
     run_protocol(protocol, out, quiet=True)
     old = set(load_results(out)["cell"])
-    longer = dataclasses.replace(TINY, config={**TINY.config, "epochs": 4})
+    longer = dataclasses.replace(TINY, epochs=4)
     monkeypatch.setattr(protocol_spec, "WORKLOADS", {"tiny-digits": longer})
     run_protocol(load_protocol(str(write(tmp_path)), backend="numpy"), out, quiet=True)
     record = json.loads((out / PROTOCOL_FILE).read_text())

@@ -10,12 +10,13 @@ import pytest
 
 pytest.importorskip("tqdm")
 
+from optbench.kernels import get_rule
 from optbench.suite.protocol import search
 from optbench.suite.protocol import spec as protocol_spec
 from optbench.suite.protocol.report import write_protocol_report
 from optbench.suite.protocol.runner import PROTOCOL_FILE, run_protocol
 from optbench.suite.protocol.spec import load_protocol
-from optbench.suite.protocol.workloads import Workload
+from optbench.suite.workloads import Workload
 from optbench.suite.studies.spec import StudyError
 from optbench.suite.studies.store import load_results
 
@@ -38,14 +39,29 @@ def test_the_radical_inverse_and_halton_by_hand():
     ("schedule", ["constant", "cosine"], 0.7, "cosine"),
 ])
 def test_each_hyper_parameter_is_searched_in_its_own_scale(name, bounds, u, expected):
-    value = search.to_value(name, u, bounds)
+    """The scale is the rule's (Rule.scale): momentum's gamma is a decay rate."""
+    dims = search.dimensions({name: bounds} if name != "lr" else {}, bounds if name == "lr" else (0.1, 1.0),
+                             get_rule("momentum"))
+    scale, bounds = dims[name]
+    value = search.to_value(scale, u, bounds)
     assert value == (expected if isinstance(expected, str) else pytest.approx(expected))
     if not isinstance(expected, str):
-        assert search.to_unit(name, value, bounds) == pytest.approx(u, abs=2e-3)
+        assert search.to_unit(scale, value, bounds) == pytest.approx(u, abs=2e-3)
+
+
+def test_a_rule_declares_the_scale_of_its_own_hyper_parameters():
+    """Decay rates default to log1m by their range [0, 1); a rule may say otherwise."""
+    from dataclasses import replace
+
+    adam = get_rule("adam")
+    assert (adam.scale("lr"), adam.scale("eps"), adam.scale("gamma"), adam.scale("wd")) == ("log", "log", "log1m",
+                                                                                             "log")
+    mixing = replace(adam, name="mixing", scales={"alpha": "linear"})
+    assert search.dimensions({"alpha": [0.0, 0.5]}, (1e-3, 1e-2), mixing)["alpha"] == ("linear", (0.0, 0.5))
 
 
 def test_trials_are_deterministic_per_workload_and_optimiser_and_flag_edges():
-    dims = {"lr": (1e-4, 1e-2), "gamma": (0.5, 0.999)}
+    dims = {"lr": ("log", (1e-4, 1e-2)), "gamma": ("log1m", (0.5, 0.999))}
     a, b = search.trials(dims, 8, "w", "momentum"), search.trials(dims, 8, "w", "momentum")
     assert a == b and a != search.trials(dims, 8, "w2", "momentum")
     assert all(1e-4 <= t["lr"] <= 1e-2 and 0.5 <= t["gamma"] <= 0.999 for t in a)
@@ -56,7 +72,7 @@ def test_trials_are_deterministic_per_workload_and_optimiser_and_flag_edges():
 
 TINY = Workload(name="tiny-digits", description="digits, one hidden layer of 8", target=0.5,
                 target_note="a test's", metric="val_error",
-                config={"dataset": "digits", "hidden": (8,), "epochs": 2, "batch_size": 128})
+                dataset="digits", hidden=(8,), epochs=2, batch_size=128)
 PROTOCOL = """
 [study]
 name = "tiny-random"
@@ -126,7 +142,7 @@ def test_bad_random_searches_are_refused_before_anything_trains(tiny, change, me
 
 def test_rounding_keeps_values_short_and_inside_their_ranges():
     for u in np.linspace(0, 0.999, 50):
-        v = search.to_value("eps", float(u), (1e-8, 1e-4))
+        v = search.to_value("log", float(u), (1e-8, 1e-4))
         assert 1e-8 <= v <= 1e-4 and v == float(f"{v:.3g}")
-        alpha = search.to_value("alpha", float(u), (0.9, 0.99999))
+        alpha = search.to_value("log1m", float(u), (0.9, 0.99999))
         assert 0.9 <= alpha < 1 and 1 - alpha == pytest.approx(float(f"{1 - alpha:.3g}"))

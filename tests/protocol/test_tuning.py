@@ -3,7 +3,8 @@ needs next when its best value sits on an edge."""
 
 import pytest
 
-from optbench.suite.protocol.tuning import LR_CENTRES, centre, log_grid, next_lr
+from optbench.kernels import RULES, get_rule
+from optbench.suite.protocol.tuning import centre, log_grid, next_lr
 
 
 def test_grids_span_two_decades_on_the_one_three_ten_series():
@@ -41,8 +42,10 @@ def test_repeated_extension_walks_the_series_and_stops_once_bracketed():
     assert min(grid, key=loss) == 3.0 and max(grid) == 10.0
 
 
-def test_centres_cover_every_built_in_rule():
-    from optbench.kernels.rules import BUILTIN
-
-    assert set(LR_CENTRES) == set(BUILTIN)
-    assert centre("adam", 10.0) == pytest.approx(0.03)
+def test_a_grid_is_centred_on_the_rules_own_tuning_centre():
+    """Each rule carries its tuning centre (Rule.lr_centre, else its default
+    lr); a workload scales it."""
+    assert centre("adam", 10.0) == pytest.approx(10 * get_rule("adam").lr_centre) == pytest.approx(0.03)
+    for name, rule in RULES.items():
+        assert centre(name) == (rule.lr_centre if rule.lr_centre is not None else rule.hyper["lr"])
+        assert centre(name) in rule.interval("lr")

@@ -61,7 +61,7 @@ def test_a_plug_in_rule_trains_beside_the_built_ins_and_reaches_the_report(tmp_p
 
 def test_editing_the_rule_makes_its_cells_new(tmp_path, plugin_registry, monkeypatch):
     path = study_file(tmp_path)
-    keys = {c.config.optimizer: c.key for c in load_study(str(path)).cells if c.config.seed == 0}
+    keys = {c.config.optimizer.name: c.key for c in load_study(str(path)).cells if c.config.seed == 0}
     rule = tmp_path / "plug" / "signum.py"
     rule.write_text(rule.read_text().replace('"lr": 1e-3', '"lr": 2e-3'))
     # A new process: nothing loaded yet.
@@ -70,7 +70,7 @@ def test_editing_the_rule_makes_its_cells_new(tmp_path, plugin_registry, monkeyp
     for table in (plugin_registry.RULES, plugin_registry.SOURCES, plugin_registry.PLAIN):
         table.pop("signum", None)
     monkeypatch.setattr(plugins, "_LOADED", {})
-    changed = {c.config.optimizer: c.key for c in load_study(str(path)).cells if c.config.seed == 0}
+    changed = {c.config.optimizer.name: c.key for c in load_study(str(path)).cells if c.config.seed == 0}
     assert changed["adam"] == keys["adam"]  # built-in cells keep their keys
     assert changed["signum"] != keys["signum"]
 

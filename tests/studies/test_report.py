@@ -213,31 +213,34 @@ def test_empty_directory(tmp_path):
 
 
 def test_damaged_cell_files_are_named_and_left_out(smoke, tmp_path):
-    """A garbage file and a cut-short one: the report names both (with why)
-    and is made from the whole cells."""
+    """A garbage file, a cut-short one and a whole one copied over another
+    cell's name: the report names all three (with why) and is made from the
+    whole cells."""
     shutil.copytree(smoke / "cells", tmp_path / "cells")
-    (tmp_path / "cells" / "0000bad.csv").write_text('epoch,"val_loss\n1,2\n')  # garbage, no footer
-    victim = sorted((tmp_path / "cells").glob("*.csv"))[1]
-    victim.write_bytes(victim.read_bytes()[:-200])  # cut short: its footer is gone
+    (tmp_path / "cells" / "0000bad.parquet").write_text('epoch,"val_loss\n1,2\n')  # garbage
+    files = sorted((tmp_path / "cells").glob("*.parquet"))
+    cut, renamed = files[1], files[2]
+    cut.write_bytes(cut.read_bytes()[:-200])  # cut short: its footer is gone
+    renamed.write_bytes(files[3].read_bytes())  # another cell's file under this cell's name
     text = report.write_report(tmp_path).read_text()
-    assert "2 damaged cell file(s) left out" in text
-    assert "`cells/0000bad.csv` (no completion footer" in text and f"`cells/{victim.name}`" in text
-    whole = len(list((smoke / "cells").glob("*.csv"))) - 1
+    assert "3 damaged cell file(s) left out" in text
+    assert "`cells/0000bad.parquet` (unreadable" in text and f"`cells/{cut.name}` (unreadable" in text
+    assert f"`cells/{renamed.name}` (its checksum does not match its rows and its name" in text
+    whole = len(list((smoke / "cells").glob("*.parquet"))) - 2
     assert f"{whole} cells (one run each" in text
 
 
-def test_non_numeric_value_names_its_file(smoke, tmp_path):
-    """A whole file (its footer recomputed) with a bad value is named."""
-    from optbench.suite.studies.store import write_cell
+def test_a_value_of_the_wrong_type_is_refused_when_written(smoke, tmp_path):
+    """Every column has one type (the schema's): a row with text where a
+    number belongs is refused, naming the column, and nothing is written."""
+    from optbench.suite.studies.store import read_cell, write_cell
 
-    shutil.copytree(smoke / "cells", tmp_path / "cells")
-    victim = sorted((tmp_path / "cells").glob("*.csv"))[0]
-    body, _ = __import__("optbench.suite.studies.store", fromlist=["read_cell"]).read_cell(victim)
-    frame = pd.read_csv(__import__("io").StringIO(body), keep_default_na=False).astype({"val_loss": str})
-    frame.loc[1, "val_loss"] = "oops"
-    write_cell(tmp_path, victim.stem, frame.to_dict("records"))
-    with pytest.raises(ResultsError, match=re.escape(str(victim)) + ".*val_loss"):
-        report.write_report(tmp_path)
+    victim = sorted((smoke / "cells").glob("*.parquet"))[0]
+    rows = read_cell(victim)[0].to_pylist()
+    rows[1]["val_loss"] = "oops"
+    with pytest.raises(ValueError, match="val_loss"):
+        write_cell(tmp_path, victim.stem, rows)
+    assert not (tmp_path / "cells").exists() or not any((tmp_path / "cells").iterdir())
 
 
 def test_corrupt_metadata_is_named(smoke, tmp_path):

@@ -125,15 +125,17 @@ def test_missing_empty_and_corrupt_results(tmp_path):
         load_results(tmp_path / "empty")
     cells = tmp_path / "bad" / "cells"
     cells.mkdir(parents=True)
-    (cells / "abc.csv").write_text("this,is\nnot,results\n")
+    (cells / "abc.parquet").write_text("this,is\nnot,results\n")
     with pytest.raises(ResultsError, match="holds no whole cell files \\(1 damaged"):
         load_results(tmp_path / "bad")
     from optbench.suite.studies.store import damaged_cells, write_cell
 
-    write_cell(tmp_path / "bad", "def", [{"this": 1, "is": 2}])  # whole, but not results
-    with pytest.raises(ResultsError, match="def.csv is corrupt: missing columns"):
+    with pytest.raises(ValueError, match=r"result columns \['is', 'this'\] are not in the results schema"):
+        write_cell(tmp_path / "bad", "def", [{"this": 1, "is": 2}])
+    (cells / "old.csv").write_text("epoch\n0\n# optbench cell: rows=1 sha256=" + "0" * 64 + "\n")
+    with pytest.raises(ResultsError, match=r"CSV format of optbench before 0.2.*`optbench convert "):
         load_results(tmp_path / "bad")
-    assert list(damaged_cells(tmp_path / "bad")) == ["cells/abc.csv"]
+    assert list(damaged_cells(tmp_path / "bad")) == ["cells/abc.parquet"]
 
 
 def test_keys_and_text_columns_stay_text(tmp_path):

@@ -32,7 +32,7 @@ def test_expansion_with_per_optimiser_lr_grids(tmp_path):
     assert study.name == "t"
     # sgd: 3 lrs x 2 batch sizes x 2 seeds; adam: 1 x 2 x 2
     assert len(study.cells) == 12 + 4
-    lrs = {(c.config.optimizer, c.config.lr) for c in study.cells}
+    lrs = {(c.config.optimizer.name, c.config.optimizer.given.get("lr")) for c in study.cells}
     assert lrs == {("sgd", 0.01), ("sgd", 0.1), ("sgd", 0.3), ("adam", 0.001)}
     assert {c.config.batch_size for c in study.cells} == {32, "full"}
     assert len({c.key for c in study.cells}) == len(study.cells)
@@ -57,10 +57,10 @@ def test_builtin_studies_load():
     assert "optimisers-grid" in names and "smoke" in names
     grid = load_study("optimisers-grid")
     cfgs = [c.config for c in grid.cells]
-    assert {c.optimizer for c in cfgs} == {"sgd", "momentum", "nesterov", "rmsprop", "adadelta", "adam"}
+    assert {c.optimizer.name for c in cfgs} == {"sgd", "momentum", "nesterov", "rmsprop", "adadelta", "adam"}
     assert {c.batch_size for c in cfgs} >= {"full"} and len({c.batch_size for c in cfgs}) == 3
     assert len({c.init for c in cfgs}) >= 2 and len({c.seed for c in cfgs}) >= 3
-    assert {c.dataset for c in cfgs} == {"mnist1d"}
+    assert {c.workload.dataset for c in cfgs} == {"mnist1d"}
 
 
 @pytest.mark.parametrize("text, message", [

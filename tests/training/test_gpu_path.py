@@ -43,8 +43,8 @@ def _same(a, b, rtol=1e-5):
 def test_a_run_on_cupy_gives_the_numpy_records(cp, change):
     """Same config and seed: the same records within float32 rounding. With
     dropout too, since the Philox masks are bit-identical on both."""
-    numpy = _records(RunConfig(**SMALL, **change, backend="numpy"))
-    cupy = _records(RunConfig(**SMALL, **change, backend="cupy"))
+    numpy = _records(RunConfig.of(**SMALL, **change, backend="numpy"))
+    cupy = _records(RunConfig.of(**SMALL, **change, backend="cupy"))
     assert cupy[-1]["backend"] == "cupy"
     _same(numpy, cupy)
 
@@ -55,8 +55,8 @@ def test_a_diverging_run_on_cupy_stops_where_numpy_stops(cp):
     back); the records -- diverged, the step count, the weights evaluated --
     are NumPy's, which stops the loop right there."""
     config = dict(SMALL, optimizer="sgd", lr=1e6, epochs=4)
-    numpy = _records(RunConfig(**config, backend="numpy"))
-    cupy = _records(RunConfig(**config, backend="cupy"))
+    numpy = _records(RunConfig.of(**config, backend="numpy"))
+    cupy = _records(RunConfig.of(**config, backend="cupy"))
     assert numpy[-1]["diverged"] and numpy[-1]["stop_reason"] == "diverged"
     _same(numpy, cupy)
 
@@ -67,10 +67,10 @@ def test_an_epoch_reads_nothing_back_while_it_trains(standin):
     per_epoch = {}
     for batch in (16, 512):
         standin.reset_counts()
-        run(RunConfig(**{**SMALL, "batch_size": batch, "epochs": 1}, backend="cupy"))
+        run(RunConfig.of(**{**SMALL, "batch_size": batch, "epochs": 1}, backend="cupy"))
         one = standin.counts()["syncs"]
         standin.reset_counts()
-        run(RunConfig(**{**SMALL, "batch_size": batch, "epochs": 3}, backend="cupy"))
+        run(RunConfig.of(**{**SMALL, "batch_size": batch, "epochs": 3}, backend="cupy"))
         per_epoch[batch] = (standin.counts()["syncs"] - one) / 2
     assert per_epoch[16] == per_epoch[512] <= 10, per_epoch
 
@@ -127,7 +127,7 @@ def test_bench_launches_prints_the_budget(capsys):
 
 def test_auto_on_a_machine_without_a_gpu_trains_with_numba():
     """auto picks the fastest CPU kernels, and every row says so."""
-    records = run(RunConfig(**{**SMALL, "epochs": 1}, backend="auto"))
+    records = run(RunConfig.of(**{**SMALL, "epochs": 1}, backend="auto"))
     assert {r["backend"] for r in records} == {"numba"}
 
 
@@ -136,6 +136,6 @@ def test_a_checkpoint_made_on_cupy_loads_on_numpy(cp, tmp_path):
     """Saving reads the device buffers back explicitly; the file is the same
     whichever device wrote it."""
     path = tmp_path / "c.npz"
-    on_gpu = run(RunConfig(**SMALL, backend="cupy", checkpoint=str(path)))
-    again = run(RunConfig(**{**SMALL, "epochs": 1}, backend="numpy", init="checkpoint", init_from=str(path)))
+    on_gpu = run(RunConfig.of(**SMALL, backend="cupy", checkpoint=str(path)))
+    again = run(RunConfig.of(**{**SMALL, "epochs": 1}, backend="numpy", init="checkpoint", init_from=str(path)))
     assert again[0]["train_loss"] == pytest.approx(on_gpu[-1]["train_loss"], rel=1e-5)

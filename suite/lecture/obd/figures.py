@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...reporting.figures import new_figure, save_figure
+from ...reporting.figures import new_figure, plain_ticks, save_figure
 
 SCHEDULES = ("gradual", "one-shot", "sparse from start", "dense")
 CRITERION_LABELS = {"obd": "OBD (w²h/2)", "magnitude": "magnitude |w|", "random": "random",
@@ -25,9 +25,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _percent_axis(ax) -> None:
-    from matplotlib.ticker import PercentFormatter
-
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    plain_ticks(ax.xaxis, lambda v: f"{v:.0%}", minor_labels=True)
 
 
 def plot_procedure(history: pd.DataFrame, trained: pd.DataFrame, path: Path) -> Path:
@@ -133,7 +131,5 @@ def plot_top_k(df: pd.DataFrame, path: Path) -> Path:
     sns.lineplot(data=df, x="k", y="val_acc", hue="selection", marker="o", errorbar="sd", ax=ax)
     ax.set(xscale="log", xlabel="inputs kept (k of 64)", ylabel="validation accuracy",
            title="Training on k inputs only")
-    ks = sorted(df.k.unique())
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.minorticks_off()
+    plain_ticks(ax.xaxis, locator=sorted(df.k.unique()))
     return _save(fig, path)
