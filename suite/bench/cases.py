@@ -8,11 +8,11 @@ its effective bandwidth: bytes per parameter (``rule.bytes_per_param``; a
 copy and dropout 8 per element) times the size over the median time.
 
 PyTorch's optimiser for each rule is its exact equivalent where torch has
-one (the mapping each rule's ``TORCH`` states: e.g. momentum ->
-``SGD(lr * (1 - gamma), momentum=gamma, dampening=0)``); AdaDelta has none
-(torch puts eps inside the roots), so ``Adadelta(rho=gamma, eps=eps**2)``
-stands in with the same memory traffic, which is what a bandwidth
-comparison needs. Lion, AdaBelief and plug-in rules have no torch row.
+one (the rule's ``peer``: e.g. momentum -> ``SGD(lr * (1 - gamma),
+momentum=gamma, dampening=0)``); AdaDelta has none (torch puts eps inside
+the roots), so its peer is a stand-in, ``Adadelta(rho=gamma, eps=eps**2)``,
+with the same memory traffic, which is what a bandwidth comparison needs.
+Lion, AdaBelief and plug-in rules without a torch peer have no torch row.
 """
 
 from __future__ import annotations
@@ -82,45 +82,29 @@ def our_rule_case(env: Env, backend, rule, n: int, w0, g0, note: str = "") -> Ca
                 env.main.synchronize, note=note, copies=copies, cold=cold)
 
 
+def torch_peer(name: str):
+    """The rule's peer in torch.optim (exact, or a stand-in with its memory
+    traffic), from the rule's own ``peer``; None where it has none."""
+    peer = RULES[name].peer
+    return peer if peer is not None and peer.library == "torch.optim" else None
+
+
 def torch_rule_note(name: str) -> str:
-    return {
-        "sgd": "SGD(lr)",
-        "momentum": "SGD(lr (1-gamma), momentum=gamma, dampening=0): the exact equivalent",
-        "nesterov": "SGD(lr (1-gamma), momentum=gamma, nesterov=True): the exact equivalent",
-        "rmsprop": "RMSprop(alpha=gamma, eps)",
-        "adadelta": "Adadelta(rho=gamma, eps=eps^2): eps inside the roots (same traffic, not the same rule)",
-        "adam": "Adam(betas=(gamma, alpha), eps)",
-        "adagrad": "Adagrad(lr, eps)",
-        "adamax": "Adamax(betas=(gamma, alpha), eps)",
-        "nadam": "NAdam(betas=(gamma, alpha), eps, momentum_decay=psi)",
-        "amsgrad": "Adam(betas=(gamma, alpha), eps, amsgrad=True)",
-    }.get(name, "")
+    """The torch row's note: the class it times, and whether it is the same rule."""
+    peer = torch_peer(name)
+    if peer is None:
+        return ""
+    made = peer.make(RULES[name].defaults())
+    return f"torch.optim.{made[0]}" + ("" if peer.exact else ": the same memory traffic, not the same rule")
 
 
 def torch_optimizer(torch, name: str, params, variant: str):
     """torch.optim's optimiser for our rule ``name`` with our default hyper-parameters."""
-    hp = RULES[name].defaults()
+    peer = torch_peer(name)
+    if peer is None:
+        raise KeyError(f"no PyTorch optimiser mapped for rule {name!r}")
     kw = {"foreach": True} if variant == "torch-foreach" else {"fused": True}
-    optim = torch.optim
-    betas = (hp.get("gamma"), hp.get("alpha"))
-    if name == "sgd":
-        return optim.SGD(params, lr=hp["lr"], **kw)
-    if name in ("momentum", "nesterov"):
-        return optim.SGD(params, lr=hp["lr"] * (1 - hp["gamma"]), momentum=hp["gamma"], dampening=0,
-                         nesterov=name == "nesterov", **kw)
-    if name == "rmsprop":
-        return optim.RMSprop(params, lr=hp["lr"], alpha=hp["gamma"], eps=hp["eps"], **kw)
-    if name == "adadelta":
-        return optim.Adadelta(params, lr=hp["lr"], rho=hp["gamma"], eps=hp["eps"] ** 2, **kw)
-    if name in ("adam", "amsgrad"):
-        return optim.Adam(params, lr=hp["lr"], betas=betas, eps=hp["eps"], amsgrad=name == "amsgrad", **kw)
-    if name == "adagrad":
-        return optim.Adagrad(params, lr=hp["lr"], eps=hp["eps"], **kw)
-    if name == "adamax":
-        return optim.Adamax(params, lr=hp["lr"], betas=betas, eps=hp["eps"], **kw)
-    if name == "nadam":
-        return optim.NAdam(params, lr=hp["lr"], betas=betas, eps=hp["eps"], momentum_decay=hp["psi"], **kw)
-    raise KeyError(f"no PyTorch optimiser mapped for rule {name!r}")
+    return peer.build(params, RULES[name].defaults(), **kw)
 
 
 def _torch_params(env: Env, shapes, seed: int):

@@ -141,7 +141,7 @@ def test_numpy_tiling_never_changes_the_result(members, n, chunks):
 @pytest.mark.parametrize("cap", (dropout.MAX_GRID_Y, 2))
 @pytest.mark.parametrize("members", P_VALUES)
 def test_one_launch_and_no_host_read_whatever_p(standin, monkeypatch, members, cap):
-    monkeypatch.setattr(dropout, "MAX_GRID_Y", cap)
+    monkeypatch.setattr(dropout.device, "MAX_GRID_Y", cap)  # read where the grid is sized
     seeds = seeds_for(members)
     keys = member_keys(seeds, standin)
     x_host = activations((members, 1027), seed=3)
