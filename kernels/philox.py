@@ -25,7 +25,7 @@ bit (the tests hold both to the published known-answer vectors):
 * ``kernels/cuda/philox.cuh`` (:func:`cuda_source`) -- CUDA C for a
   ``__host__ __device__`` function ``optbench_philox4x32_10``, no #include. On the device (``__CUDA_ARCH__``
   defined) the high word is the ``__umulhi`` intrinsic, one instruction;
-  in a host build (g++ behind tests/cuda_host_shim.h, or nvcc's host pass,
+  in a host build (g++ behind kernels/testing/cuda_host_shim.h, or nvcc's host pass,
   which rejects a ``__host__ __device__`` function calling the device-only
   ``__umulhi``) it is the top half of the 64-bit product. 32-bit words are
   ``unsigned int`` and the product ``unsigned long long``, the types with

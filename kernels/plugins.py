@@ -90,9 +90,8 @@ def load_file(path) -> list[Rule]:
         kind = "" if isinstance(exc, RuleError) else f"{type(exc).__name__}: "
         raise PluginError(f"{path}{f':{line}' if line else ''}: {kind}{exc}") from None
     found = rules_of(module, str(path))
-    formula = getattr(module, "FORMULA", "") if len(found) == 1 else ""  # a file's FORMULA: its one RULE's
     try:
-        rules = [register(r, str(path), formula if isinstance(formula, str) else "") for r in found]
+        rules = [register(r, str(path)) for r in found]
     except PluginError:
         raise
     except RuleError as exc:  # a bad or taken name: a plug-in's error like any other

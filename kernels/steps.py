@@ -55,18 +55,22 @@ class StepAccount:
         self.norm_sum = xp.zeros(self.P, dtype=np.float32)
         self.bad_step = xp.full(self.P, -1, dtype=np.int32)
 
-    def step(self, k: int, loss, gnorm) -> None:
-        """Account step ``k`` given each run's loss and gradient norm (0-d or (P,))."""
+    def step(self, k: int, loss, gsq) -> None:
+        """Account step ``k`` given each run's loss and squared gradient norm
+        g . g (0-d or (P,)). The root is taken here, in float32 (correctly
+        rounded on both sides), so the GPU spends no launch on it."""
         loss = loss.reshape(self.P).astype(np.float32, copy=False)
-        gnorm = gnorm.reshape(self.P).astype(np.float32, copy=False)
+        gsq = gsq.reshape(self.P).astype(np.float32, copy=False)
         if array_kind(self.active) == "numpy":
             if self.P == 1:  # the same float32 arithmetic, without the array calls
                 if self.active[0]:
-                    if math.isfinite(loss[0]) and math.isfinite(gnorm[0]):
-                        self.norm_sum[0] += gnorm[0]
+                    gnorm = np.sqrt(gsq[0])
+                    if math.isfinite(loss[0]) and math.isfinite(gnorm):
+                        self.norm_sum[0] += gnorm
                     else:
                         self.bad_step[0], self.active[0] = k, 0
                 return
+            gnorm = np.sqrt(gsq)
             finite = np.isfinite(loss) & np.isfinite(gnorm)
             newly = (self.active != 0) & ~finite
             self.bad_step[newly] = k
@@ -74,5 +78,5 @@ class StepAccount:
             self.norm_sum += np.where(self.active != 0, gnorm, np.float32(0))
             return
         blocks = max(1, min(-(-self.P // THREADS), 8 * BLOCKS_PER_SM))
-        _cupy_function()((blocks,), (THREADS,), (loss, gnorm, self.active, self.norm_sum, self.bad_step,
+        _cupy_function()((blocks,), (THREADS,), (loss, gsq, self.active, self.norm_sum, self.bad_step,
                                                   np.int64(self.P), np.int32(k)))

@@ -1,7 +1,16 @@
 """``optbench rules``: every registered rule, built-in and plug-in, with what
-it takes; ``optbench rules NAME``: one rule in the lecture's symbols."""
+it takes; ``optbench rules NAME``: one rule in the lecture's symbols.
+
+``python -m optbench.suite.catalog README.md`` rewrites the README's
+generated parts (the rule table, each rule's peer) from the registry: after
+a built-in rule is added or changed, that is the one step beyond its
+module, its reference and its test row (tests/test_readme.py checks it)."""
 
 from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
 
 from optbench.kernels import RULES, get_rule
 from optbench.kernels.rules import BUILTIN, LECTURE, PLAIN, SOURCES
@@ -80,9 +89,12 @@ def readme_torch() -> str:
 def fill_readme(text: str) -> str:
     """``text`` (the README) with its generated rule table and torch list
     replaced by the registry's (what tests/test_readme.py compares)."""
-    import re
-
     for marker, body in (("rule table", readme_table()), ("torch mappings", readme_torch())):
         text = re.sub(rf"(<!-- {marker}:[^>]*-->\n).*?(\n<!-- end {marker} -->)",
                       lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
     return text
+
+
+if __name__ == "__main__":
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme.write_text(fill_readme(readme.read_text()))

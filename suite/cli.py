@@ -187,9 +187,12 @@ def cmd_convert(args) -> int:
     root = Path(args.results)
     if not root.is_dir():
         raise FileNotFoundError(2, "no such results directory", str(root))
-    for folder, kind, n, damaged in convert_tree(root):
+    done = convert_tree(root)
+    if not done:
+        print(f"{root}: nothing to convert (no results of optbench before 0.2 under it)")
+    for folder, kind, n, damaged in done:
         print(f"{folder}: {kind}" + (f", {n} cells converted to Parquet" if n else "")
-              + (f", {len(damaged)} damaged (renamed *.csv.damaged; `optbench run` retrains them)" if damaged else ""))
+              + (f", {len(damaged)} damaged (moved to damaged/; `optbench run` retrains them)" if damaged else ""))
         for path, why in damaged.items():
             print(f"optbench: warning: {path}: {why}", file=sys.stderr)
     return 0

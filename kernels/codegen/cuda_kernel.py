@@ -167,11 +167,19 @@ def population_geometry(members: int, n: int, vec: bool, sm_count: int) -> tuple
     block mostly idle); blocks in x at most what one row needs, cut so that
     the whole grid aims at BLOCKS_PER_SM resident blocks per SM. Never
     changes a result, only how the work is spread."""
-    blocks_y = max(1, min(members, MAX_GRID_Y))
     work = (n >> 2) if vec else n
     threads = min(THREADS, max(WARP, -(-work // WARP) * WARP))
-    blocks_x = max(1, min(-(-work // threads), -(-sm_count * BLOCKS_PER_SM // blocks_y)))
-    return (blocks_x, blocks_y), threads
+    return grid(members, work, threads, sm_count), threads
+
+
+def grid(members: int, work: int, threads: int, sm_count: int, max_y: int = MAX_GRID_Y) -> tuple[int, int]:
+    """(blocks_x, blocks_y) of a launch over ``members`` rows of ``work`` items
+    each (every kernel here, the rules' and dropout's): a block row per member
+    up to ``max_y`` (the kernels loop over the rest); in x at most what one
+    row needs, cut so that the whole grid aims at BLOCKS_PER_SM resident
+    blocks per SM; never fewer than one block."""
+    blocks_y = max(1, min(members, max_y))
+    return max(1, min(-(-work // threads), -(-sm_count * BLOCKS_PER_SM // blocks_y))), blocks_y
 
 
 class CupyKernel:

@@ -286,6 +286,7 @@ class NumpyKernel:
         self.chunk = int(chunk)
         self.threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
         self._programs: dict[tuple, Program] = {}
+        self._plans: dict[int, tuple[list, list]] = {}  # id(program) -> _plan(program)
         self._temps: list[list[np.ndarray]] = []
         self._pool = None
 
@@ -313,6 +314,13 @@ class NumpyKernel:
         return scratch
 
     def _plan(self, prog: Program) -> tuple[list, list]:
+        """:meth:`_plan_of` ``prog``, made once per program (its programs live as long as the kernel)."""
+        plan = self._plans.get(id(prog))
+        if plan is None:
+            plan = self._plans[id(prog)] = self._plan_of(prog)
+        return plan
+
+    def _plan_of(self, prog: Program) -> tuple[list, list]:
         """``prog`` over one list of operands per chunk: the buffers' chunks
         first, then the temporaries (float, then bool), then the scalars and
         constants the ops read. Returns (plan, extra): plan lists (function,
@@ -366,15 +374,21 @@ class NumpyKernel:
         else:
             table = scalars[rows]
         names = self.rule.scalar_names
-        fold = {}
-        if self.fold:
-            same = (table == 0).all(axis=0) | (table == 1).all(axis=0)
-            fold = {s: float(table[0, j]) for j, s in enumerate(names) if same[j]}
-        prog = self.program(fold)
-        plan, extra = self._plan(prog)
-        # (operand, is a column): a member's scalar is its row of a (m, 1) column.
-        operands = [(table[:, names.index(r[1]), None], True) if r[0] == "s" else (np.float32(r[1]), False)
-                    for r in extra]
+        if m == 1:  # one member (a single run): its scalars as float32 scalars, the same arithmetic
+            row = table[0]
+            prog = self.program(dict(zip(names, row.tolist())))
+            plan, extra = self._plan(prog)
+            operands = [(row[names.index(r[1])] if r[0] == "s" else np.float32(r[1]), False) for r in extra]
+        else:
+            fold = {}
+            if self.fold:
+                same = (table == 0).all(axis=0) | (table == 1).all(axis=0)
+                fold = {s: float(table[0, j]) for j, s in enumerate(names) if same[j]}
+            prog = self.program(fold)
+            plan, extra = self._plan(prog)
+            # (operand, is a column): a member's scalar is its row of a (m, 1) column.
+            operands = [(table[:, names.index(r[1]), None], True) if r[0] == "s" else (np.float32(r[1]), False)
+                        for r in extra]
         cols = min(n, self.chunk)
         per = max(1, self.chunk // cols)
         tiles = [(j, min(m, j + per), c, min(n, c + cols)) for j in range(0, m, per) for c in range(0, n, cols)]

@@ -1,6 +1,6 @@
 // optbench: dropout kernels (kernels/dropout.py launches them; see its docstring
 // for the mask addressing). Grid-stride loops, no shared memory, no block
-// synchronisation: tests/cuda_host.py runs every (block, thread) in turn on the CPU.
+// synchronisation: kernels/testing/cuda_host.py runs every (block, thread) in turn on the CPU.
 #include "philox.cuh"
 
 // One dropout element: x * (xi ? scale : 0) with xi = [draw >= threshold],

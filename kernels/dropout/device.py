@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..codegen.cuda_kernel import BLOCKS_PER_SM, THREADS
+from ..codegen.cuda_kernel import MAX_GRID_Y as CUDA_MAX_GRID_Y, THREADS, grid
 from ..sources import cuda_file
 from .params import _TWO32, philox_blocks, population_args, scalar_args, threshold, training_scale, use_vec4
 
@@ -18,9 +18,9 @@ POP_VEC4_KERNEL = "optbench_dropout_pop_vec4"
 POP_SCALAR_KERNEL = "optbench_dropout_pop_scalar"
 KERNELS = (VEC4_KERNEL, SCALAR_KERNEL, DRAWS_KERNEL, POP_VEC4_KERNEL, POP_SCALAR_KERNEL)
 #: The most blocks a launch may have in y (CUDA's limit). The population
-#: kernels take members beyond it in turn, so any P is one launch; a module
-#: constant so that tests can lower it and exercise that loop.
-MAX_GRID_Y = 65535
+#: kernels take members beyond it in turn, so any P is one launch; a name
+#: of this module so that tests can lower it and exercise that loop.
+MAX_GRID_Y = CUDA_MAX_GRID_Y
 
 
 @lru_cache(maxsize=None)
@@ -56,24 +56,19 @@ def cuda_source() -> str:
 
 def launch_geometry(n: int, offset: int, sm_count: int) -> tuple[int, int]:
     """(blocks, threads) of a 1-D launch of any dropout kernel over n elements:
-    one thread per Philox block at most, enough blocks to fill the GPU
-    (``codegen.cuda_kernel``'s BLOCKS_PER_SM resident blocks per SM), at least one.
-    The result never changes a mask, only how the work is spread."""
-    work = philox_blocks(n, offset)
-    blocks = max(1, min(-(-work // THREADS), sm_count * BLOCKS_PER_SM))
-    return blocks, THREADS
+    one thread per Philox block at most, enough blocks to fill the GPU, at
+    least one (:func:`~optbench.kernels.codegen.cuda_kernel.grid`). The
+    result never changes a mask, only how the work is spread."""
+    return grid(1, philox_blocks(n, offset), THREADS, sm_count)[0], THREADS
 
 
 def population_geometry(members: int, n: int, offset: int, sm_count: int) -> tuple[tuple[int, int], int]:
     """((blocks_x, blocks_y), threads) of a population launch: one y block row
     per member up to :data:`MAX_GRID_Y` (the kernels loop over the rest), and
     in x what :func:`launch_geometry` gives one member, cut so that the whole
-    grid aims at the BLOCKS_PER_SM resident blocks per SM a single run gets.
-    Never changes a mask, only how the work is spread."""
-    blocks_y = max(1, min(members, MAX_GRID_Y))
-    per_member = -(-philox_blocks(n, offset) // THREADS)
-    blocks_x = max(1, min(per_member, -(-sm_count * BLOCKS_PER_SM // blocks_y)))
-    return (blocks_x, blocks_y), THREADS
+    grid aims at the resident blocks a single run gets. Never changes a mask,
+    only how the work is spread."""
+    return grid(members, philox_blocks(n, offset), THREADS, sm_count, MAX_GRID_Y), THREADS
 
 
 @lru_cache(maxsize=None)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from dataclasses import replace
 from importlib.metadata import entry_points
 
 from ..rule import Rule, RuleError
@@ -62,13 +61,12 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ENTRY_POINTS_LOADED = False
 
 
-def register(rule: Rule, source: str, formula: str = "") -> Rule:
-    """Add plug-in ``rule`` (from ``source``; ``formula``: its update in the
-    lecture's symbols where the rule gives none) to :data:`RULES`, with both
+def register(rule: Rule, source: str) -> Rule:
+    """Add plug-in ``rule`` (from ``source``) to :data:`RULES`, with both
     L2 forms, and return the registered rule. Registering the same rule
     object again is a no-op; another rule under a taken name is a RuleError."""
     if not isinstance(rule, Rule):
-        raise RuleError(f"{source}: expected a optbench.kernels.Rule, got {type(rule).__name__}")
+        raise RuleError(f"{source}: expected an optbench.kernels.Rule, got {type(rule).__name__}")
     if not _NAME.match(rule.name):
         raise RuleError(f"{source}: rule name {rule.name!r} must be lower-case letters, digits and _ "
                         "(it names kernels and files), starting with a letter")
@@ -77,8 +75,7 @@ def register(rule: Rule, source: str, formula: str = "") -> Rule:
     if rule.name in RULES:
         where = "a built-in rule" if rule.name in BUILTIN else f"the plug-in from {SOURCES[rule.name]}"
         raise RuleError(f"{source}: rule {rule.name!r} is already {where}; give yours another name")
-    registered = coupled_l2(decoupled_decay(replace(rule, formula=formula) if formula and not rule.formula
-                                            else rule))
+    registered = coupled_l2(decoupled_decay(rule))
     RULES[rule.name], SOURCES[rule.name], PLAIN[rule.name] = registered, source, rule
     return registered
 
@@ -92,12 +89,12 @@ def rules_of(obj, where: str) -> list[Rule]:
         return list(obj)
     found = [getattr(obj, name) for name in ("RULE", "RULES") if hasattr(obj, name)]
     if not found:
-        raise PluginError(f"{where} defines neither RULE (a optbench.kernels.Rule) nor RULES (a list of them)")
+        raise PluginError(f"{where} defines neither RULE (an optbench.kernels.Rule) nor RULES (a list of them)")
     rules = []
     for value in found:
         rules += [value] if isinstance(value, Rule) else list(value) if isinstance(value, (list, tuple)) else [None]
     if not rules or not all(isinstance(r, Rule) for r in rules):
-        raise PluginError(f"{where}: RULE must be a optbench.kernels.Rule and RULES a non-empty list of them")
+        raise PluginError(f"{where}: RULE must be an optbench.kernels.Rule and RULES a non-empty list of them")
     return rules
 
 

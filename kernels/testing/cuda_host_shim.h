@@ -1,5 +1,5 @@
 // Host shim: lets a CUDA kernel's exact source compile with a host C++
-// compiler (g++ -std=c++17), so tests/cuda_host.py can run every (block,
+// compiler (g++ -std=c++17), so kernels/testing/cuda_host.py can run every (block,
 // thread) of a launch one after another on the CPU.
 //
 // It supplies only what the optbench kernels use. It deliberately has no

@@ -71,7 +71,10 @@ EVAL_ROWS = {"cpu": 1 << 11, "gpu": 1 << 18}
 #: call, whatever P is (a GEMM split another way rounds differently).
 ROWS = 256
 #: A product with fewer multiply-adds than this runs in the calling thread
-#: (handing it to the pool costs more than the second core gives).
+#: (handing it to the pool costs more than the second core gives: a round
+#: trip to a pool thread took 73 us on the 2-core Xeon, a 4M multiply-add
+#: GEMM about 250 us on one core). Splitting the weight gradient's columns
+#: too was tried and was slower there for a batch of 1024.
 POOL_MIN_FLOPS = 1 << 22
 
 
@@ -212,6 +215,14 @@ class MLP:
         self.grads = xp.zeros((self.P, n), dtype=dtype)
         self._p = self._views(self.params)
         self._g = self._views(self.grads)
+        # Per layer l (index l - 1): the views a step uses, made once (a step
+        # of a small model is a few microseconds of Python per view made).
+        L = range(1, self.n_layers + 1)
+        self._W = [self._p[f"W{l}"] for l in L]
+        self._WT = [w.transpose(0, 2, 1) for w in self._W]
+        self._b = [self._p[f"b{l}"][:, None, :] for l in L]
+        self._gW = [self._g[f"W{l}"] for l in L]
+        self._gb = [self._g[f"b{l}"] for l in L]
         if self.activation.has_alpha:
             for l in range(1, self.n_layers):
                 self._p[f"alpha{l}"][...] = PRELU_DEFAULT_ALPHA
@@ -260,8 +271,8 @@ class MLP:
         a = X
         for l in range(1, self.n_layers + 1):
             cache.inputs.append(a)
-            z = bmm(xp, a, self._p[f"W{l}"])
-            z += self._p[f"b{l}"][:, None, :]
+            z = bmm(xp, a, self._W[l - 1])
+            z += self._b[l - 1]
             cache.preacts.append(z)
             if l == self.n_layers:
                 return z, cache
@@ -311,18 +322,15 @@ class MLP:
             # member), else into a contiguous product and one copy: a strided
             # ``out`` makes NumPy leave BLAS for its own loops (8x slower
             # measured at P = 108).
-            grad_w = self._g[f"W{l}"]
-            if grad_w.flags.c_contiguous:
+            grad_w = self._gW[l - 1]
+            if self.P == 1:  # the view is contiguous
                 bmm(xp, a_prev.transpose(0, 2, 1), delta, out=grad_w)
             else:
                 grad_w[...] = bmm(xp, a_prev.transpose(0, 2, 1), delta)
-            if xp is np:
-                delta.sum(axis=1, out=self._g[f"b{l}"])
-            else:
-                self._g[f"b{l}"][...] = delta.sum(axis=1)
+            delta.sum(axis=1, out=self._gb[l - 1])  # CuPy too takes a strided out: one launch
             if l == 1:
                 break
-            grad_a = bmm(xp, delta, self._p[f"W{l}"].transpose(0, 2, 1))
+            grad_a = bmm(xp, delta, self._WT[l - 1])
             grad_a = self._dropout_backward(grad_a, l - 1, cache)
             delta, grad_alpha = self.activation.backward(
                 grad_a, cache.preacts[l - 2], alpha=self._alpha(l - 1), xp=xp, a=cache.acts[l - 2])
@@ -360,7 +368,7 @@ class MLP:
             for start in range(0, n, batch):
                 zb = self._infer(Xg[:, start:start + batch], m0, m1)
                 yb = yg[:, start:start + batch]
-                loss, _ = self.loss.value_and_grad(xp, zb, yb)
+                loss, _ = self.loss.value_and_grad(xp, zb, yb, grad=False)
                 total[m0:m1] += loss.astype(np.float64) * zb.shape[1]
                 if labels:
                     correct[m0:m1] += (zb.argmax(axis=-1) == yb).sum(axis=-1)

@@ -40,8 +40,7 @@ import math
 
 import numpy as np
 
-#: The ones that are settings of their own; the rest go into ``hyper``.
-RUN_FIELDS = ("lr", "wd", "l2", "schedule")
+from optbench.suite.schema import BY_NAME
 #: A chosen value this close to an end of its range (in unit coordinates) is flagged.
 EDGE = 0.1
 _PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29)
@@ -171,9 +170,10 @@ def edges(settings: dict, dims: dict) -> list[tuple[str, str]]:
 
 
 def split(settings: dict) -> tuple[dict, dict]:
-    """(RunConfig fields, hyper table) of one trial's settings."""
-    return ({k: v for k, v in settings.items() if k in RUN_FIELDS},
-            {k: v for k, v in settings.items() if k not in RUN_FIELDS})
+    """(settings of the schema, hyper table) of one trial's settings: lr, wd,
+    l2 and schedule are settings of their own, the rest the rule's hyper."""
+    return ({k: v for k, v in settings.items() if k in BY_NAME},
+            {k: v for k, v in settings.items() if k not in BY_NAME})
 
 
 def describe(settings: dict) -> str:

@@ -9,8 +9,9 @@ found). :func:`convert_tree` walks a tree of results folders and, for each:
   run; ``cells/``: a study) and declares it (:mod:`optbench.suite.reporting.kinds`);
 - converts each whole CSV cell (its footer's row count and checksum match)
   to its Parquet file (:func:`optbench.suite.studies.store.write_cell`) and
-  removes the CSV; renames a damaged one ``<key>.csv.damaged`` (kept, never
-  read again: ``optbench run`` retrains the cell).
+  removes the CSV; moves a damaged one to ``damaged/<key>.csv`` beside
+  ``cells/`` (kept for a person to look at, out of the way of any reader
+  of ``cells/``; ``optbench run`` retrains the cell).
 
 Converting a folder twice converts nothing the second time.
 """
@@ -26,8 +27,17 @@ import numpy as np
 import pandas as pd
 
 from ..reporting.kinds import KIND_FILE, write_kind
-from ..schema import COLUMNS
+from ..schema import BY_NAME, COLUMNS, TAG_COLUMNS
 from .store import CELLS, LEGACY_SUFFIX, legacy_files, write_cell
+
+#: What an empty CSV field of a text column held: None for a tag or a
+#: setting whose default is None (no checkpoint, no schedule), else the
+#: empty string (a linear model's hidden = "", a run that did not stop early).
+_EMPTY = {name: (None if name in TAG_COLUMNS or (name in BY_NAME and BY_NAME[name].default is None) else "")
+          for name, kind in COLUMNS.items() if kind == "string"}
+
+#: Where a damaged CSV cell is kept, beside ``cells/``.
+DAMAGED = "damaged"
 
 #: The old layout's marker files, in the order they decide a folder's kind.
 LEGACY_MARKERS = (("protocol.json", "protocol"), ("timing.json", "lecture"), ("throughput.csv", "throughput"),
@@ -61,15 +71,17 @@ def convert_tree(root: Path) -> list[tuple[Path, str, int, dict[str, str]]]:
 def convert(out: Path) -> tuple[int, dict[str, str]]:
     """Convert a folder's CSV cells (optbench before 0.2) to Parquet: each
     whole one (its footer's row count and checksum match) is written as
-    ``<key>.parquet`` and its CSV removed; a damaged one is renamed
-    ``<key>.csv.damaged`` (kept, never read again: ``optbench run`` retrains
-    the cell). Returns (cells converted, {damaged file: why})."""
+    ``<key>.parquet`` and its CSV removed; a damaged one is moved to
+    ``damaged/<key>.csv`` (kept, never read again: ``optbench run`` retrains
+    the cell). Returns (cells converted, {damaged file, as moved: why})."""
     converted, damaged = 0, {}
     for path in legacy_files(out):
         body, why = _legacy_body(path)
         if body is None:
-            damaged[str(path)] = why
-            path.rename(path.with_name(path.name + ".damaged"))
+            kept = out / DAMAGED / path.name
+            kept.parent.mkdir(exist_ok=True)
+            path.rename(kept)
+            damaged[str(kept)] = why
             continue
         df = pd.read_csv(io.StringIO(body), keep_default_na=False, na_values=["", "nan", "NaN"],
                          dtype={c: str for c, kind in COLUMNS.items() if kind == "string"})
@@ -77,7 +89,7 @@ def convert(out: Path) -> tuple[int, dict[str, str]]:
                         key=lambda c: int(c[11:]))
         rows = []
         for record in df.to_dict("records"):
-            row = {k: (None if isinstance(v, float) and np.isnan(v) and COLUMNS.get(k) != "double" else v)
+            row = {k: (_EMPTY.get(k) if isinstance(v, float) and np.isnan(v) and COLUMNS.get(k) != "double" else v)
                    for k, v in record.items() if k not in layers}
             if layers:
                 row["layer_grad_norms"] = [float(record[c]) for c in layers]

@@ -152,7 +152,7 @@ class _Sink:
             self.busy += 1
             self.bar.update(1)
             return False
-        if cell.key in store.completed_cells(self.out):  # finished by another run since we looked
+        if store.is_complete(self.out, cell.key):  # finished by another run since we looked
             self.claims.release(cell.key)
             self.busy += 1
             self.bar.update(1)

@@ -229,6 +229,12 @@ def completed_cells(out: Path) -> set[str]:
     return {k for k, p in cell_files(out).items() if read_cell(p)[0] is not None}
 
 
+def is_complete(out: Path, key: str) -> bool:
+    """Whether cell ``key``'s file is whole (reads that file alone)."""
+    path = Path(out) / CELLS / f"{key}{SUFFIX}"
+    return path.is_file() and read_cell(path)[0] is not None
+
+
 def damaged_cells(out: Path) -> dict[str, str]:
     """{path relative to ``out``: why} for every cell file that is not whole."""
     out = Path(out)

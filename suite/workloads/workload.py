@@ -17,7 +17,7 @@ A :class:`Workload` owns
   validation error of a classifier) and **target** (a value of the metric to
   reach, for time to target), with notes on how both were chosen;
 - ``lr_scales``: the factor by which this workload wants an optimiser's
-  usual learning rate (the rule's ``tuning.lr_centre``) scaled, so a
+  usual learning rate (the rule's ``lr_centre``) scaled, so a
   protocol's grid for it is centred near its optimum (measured; see each
   workload's ``budget_note``).
 

@@ -1,4 +1,4 @@
-"""The GPU path, run in CI on the CuPy stand-in (tests/cupy_standin): the
+"""The GPU path, run in CI on the CuPy stand-in (optbench.kernels.testing): the
 training loop, a study, validate and bench on backend cupy give what NumPy
 gives, and an epoch reads nothing back to the host while it trains.
 

@@ -36,11 +36,10 @@ MEMBERS = [
 def _configs(backend, **shared):
     return [RunConfig.of(**{**BASE, **shared, **m}, backend=backend) for m in MEMBERS]
 
-
-
 @pytest.mark.parametrize("shared", [{}, {"dropout": 0.3}, {"dropout": 0.2, "dropout_mode": "classic"},
                                     {"activation": "prelu", "layer_norms": True},
-                                    {"activation": "tanh", "standardize": False, "order": "fixed"}])
+                                    {"activation": "tanh", "standardize": False, "order": "fixed"},
+                                    {"batch_size": "full", "hidden": (64, 64)}])  # products in blocks of rows, on the pool
 def test_every_member_equals_its_single_run(backend, shared):
     pop = run_population(_configs(backend.name, **shared))
     for config, records in zip(_configs(backend.name, **shared), pop):

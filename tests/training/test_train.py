@@ -129,3 +129,21 @@ def test_numba_backend_trains_like_numpy():
     b = run(RunConfig.of(**SMALL, optimizer="adam", backend="numba"))
     assert b[-1]["backend"] == "numba"
     assert b[-1]["train_loss"] == pytest.approx(a[-1]["train_loss"], rel=1e-5)
+
+
+def test_the_schema_is_the_run_config():
+    """Each part of a run holds exactly its fields of the one schema, and a
+    run's settings by name rebuild the same run (the loader, the cell key,
+    the results' columns and the reports all read those names)."""
+    from optbench.suite.schema import COLUMNS, FIELDS, part
+    from optbench.suite.studies.spec import cell_key
+
+    config = RunConfig.of(dataset="mnist1d", hidden=(32,), optimizer="adam", lr=3e-3, hyper={"alpha": 0.99},
+                          batch_size=32, wd=1e-4, dropout=0.1, seed=7, schedule={"kind": "cosine"})
+    assert set(config.workload.settings()) == set(part("workload"))
+    assert set(config.optimizer.settings()) == set(part("optimizer"))
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)} - {"workload", "optimizer"}
+    assert run_fields == set(part("run"))
+    again = RunConfig.of(**config.settings())
+    assert again.settings() == config.settings() and cell_key(again) == cell_key(config)
+    assert {f.name for f in FIELDS} <= set(COLUMNS)
