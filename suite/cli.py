@@ -99,8 +99,9 @@ def cmd_validate(args) -> int:
     failed = 0
     for c in validate(backend, steps=STEPS, rules=only):
         failed += not c.ok
+        verdict = "FAIL" if not c.ok else f"ok ({c.flips} rounding flip{'s' * (c.flips > 1)})" if c.flips else "ok"
         print(f"{c.rule:<17} {c.l2_form:<10} {c.size:>8} {c.steps:>5} {c.max_rel_err:>12.2e} "
-              f"{c.tolerance:>9.1e}  {'ok' if c.ok else 'FAIL'}", flush=True)
+              f"{c.tolerance:>9.1e}  {verdict}", flush=True)
     print(f"{'all checks passed' if not failed else f'{failed} checks FAILED'} on {backend.name}")
     return 1 if failed else 0
 

@@ -123,7 +123,9 @@ def test_every_rule_torch_has_maps_to_a_torch_optimiser():
     from optbench.kernels.rules import BUILTIN
 
     mapped = [name for name in BUILTIN if bench_cases.torch_rule_note(name)]
-    assert set(BUILTIN) - set(mapped) == {"lion", "adabelief"}  # not in torch.optim
+    assert mapped, "no rule has a torch.optim peer"
+    for name in set(BUILTIN) - set(mapped):  # not in torch.optim: the rule says so
+        assert "torch" in RULES[name].peer_note, name
     for name in mapped:
         p = torch.nn.Parameter(torch.ones(8))
         p.grad = torch.ones(8)

@@ -1,0 +1,65 @@
+"""``optbench validate``'s verdicts: what counts as a rounding flip of a
+discontinuous rule, what does not, and data that does not depend on which
+other rules are registered."""
+
+import numpy as np
+import pytest
+
+from optbench.kernels import validate
+from optbench.kernels.backend import get_backend
+from optbench.kernels.validate import FLIP_EVERY, TOLERANCE_PER_STEP, check_rule, discontinuous
+
+SIZE = FLIP_EVERY * 3 + 7  # room for three flips
+
+
+def test_which_rules_branch():
+    assert discontinuous("lion") and discontinuous("amsgrad") and discontinuous("adamax")
+    assert not discontinuous("adam") and not discontinuous("sgd")
+
+
+def perturbed(monkeypatch, elements):
+    """The reference, with ``elements`` of w moved by 1 (an element that
+    rounding sent down the other branch, or a wrong formula where many are)."""
+    real = validate.reference_for
+
+    def reference_for(name):
+        kind, step = real(name)
+
+        def wrong(w, g, state, hp, t):
+            w, state = step(w, g, state, hp, t)
+            w = w.copy()
+            if w.size:
+                w[elements(w.size)] += 1.0
+            return w, state
+        return kind, wrong
+    monkeypatch.setattr(validate, "reference_for", reference_for)
+
+
+def test_a_few_flips_of_a_discontinuous_rule_pass_and_are_counted(monkeypatch):
+    perturbed(monkeypatch, lambda n: [5, n // 2, n - 1])
+    check = check_rule("lion", "decoupled", SIZE, get_backend("numpy"))
+    assert check.ok and check.flips == 3 and check.max_rel_err <= check.tolerance
+    small = check_rule("lion", "decoupled", FLIP_EVERY - 1, get_backend("numpy"))
+    assert not small.ok and small.flips == 0  # none allowed below FLIP_EVERY elements
+
+
+def test_a_flip_fails_a_continuous_rule(monkeypatch):
+    perturbed(monkeypatch, lambda n: [5])
+    check = check_rule("adam", "decoupled", SIZE, get_backend("numpy"))
+    assert not check.ok and check.flips == 0 and check.max_rel_err > 0.1
+
+
+@pytest.mark.parametrize("every", [2, FLIP_EVERY // 10])
+def test_a_wrong_formula_is_not_a_flip(monkeypatch, every):
+    perturbed(monkeypatch, lambda n: np.arange(0, n, every))
+    check = check_rule("lion", "decoupled", SIZE, get_backend("numpy"))
+    assert not check.ok and check.flips == 0
+
+
+def test_the_data_does_not_depend_on_the_other_rules(monkeypatch):
+    before = check_rule("lion", "coupled", 4099, get_backend("numpy"))
+    # one more rule registered ahead of lion (a new built-in sorts in anywhere)
+    monkeypatch.setattr(validate, "RULES", {"another": validate.RULES["sgd"], **validate.RULES})
+    after = check_rule("lion", "coupled", 4099, get_backend("numpy"))
+    assert after.max_rel_err == before.max_rel_err
+    assert 0 < before.max_rel_err <= TOLERANCE_PER_STEP * before.steps
