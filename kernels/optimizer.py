@@ -96,6 +96,9 @@ class Optimizer(Member):
         decoupled decay apply and 0.0 where they do not (biases and PReLU
         alphas: :func:`optbench.kernels.transforms.decay_mask`); the update
         stays one launch (:func:`optbench.kernels.transforms.decay_masked`);
+    layout: the :class:`FlatLayout` of the buffer, whose views a rule's
+        reductions and matrix steps work on (default: a FlatBuffer's own;
+        for a bare array, the whole buffer is one vector);
     hyper: the rule's hyper-parameters (see ``kernels.rules``), e.g. lr=0.01;
         resolved into ``self.hyper``, which may be changed by hand between
         steps (checked against the rule's ranges at the next step).
@@ -106,9 +109,11 @@ class Optimizer(Member):
     """
 
     def __init__(self, rule: str | Rule, params, mask=None, backend=None, schedule=None, decay_mask=None,
-                 **hyper: float):
+                 layout=None, **hyper: float):
         rule = rule if isinstance(rule, Rule) else get_rule(rule)
         data = params.data if isinstance(params, FlatBuffer) else params
+        if layout is None and isinstance(params, FlatBuffer):
+            layout = params.layout
         check_buffer("w", data)
         arrays = array_kind(data)
         if decay_mask is not None:
@@ -116,7 +121,7 @@ class Optimizer(Member):
             check_buffer("decay_mask", decay_mask, data.shape[0], arrays)
             decay_mask = decay_mask.reshape(1, -1)
         population = PopulationOptimizer(data.reshape(1, -1), [rule], [hyper], backend=backend,
-                                         schedules=[as_schedule(schedule)], decay_masks=decay_mask)
+                                         schedules=[as_schedule(schedule)], decay_masks=decay_mask, layout=layout)
         self._bind(population, 0)
         self.params = data
         #: "numpy" or "cupy": the kind of array every buffer must be.

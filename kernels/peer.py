@@ -18,6 +18,14 @@ the factor between them (ours = factor x theirs; a number, or a function of
 look-ahead point). ``exact`` False marks a stand-in with the same memory
 traffic but not the same rule, used only to time it (torch's Adadelta for
 ours).
+
+A rule that works per tensor is compared on a model of several tensors,
+one peer parameter per view of our buffer (a weight matrix as the peer's
+Linear stores it: (fan_out, fan_in), our view transposed). ``groups`` turns
+those parameters -- with whether each is a matrix to the rule -- into the
+peer's ``params`` argument where it needs parameter groups (Muon's
+``use_muon``); ``setup`` names a method the peer needs called before its
+first step (schedule-free's ``train``).
 """
 
 from __future__ import annotations
@@ -33,17 +41,27 @@ class Peer:
     state: Mapping[str, tuple[str, float | Callable]] = field(default_factory=dict)
     params: str = "w"                                # "w", or "stored" (the rule's stored point)
     exact: bool = True
+    #: (parameters with their matrix flags, hp) -> the peer's params argument (parameter groups).
+    groups: Callable | None = None
+    setup: str | None = None
 
-    def build(self, params, hp: Mapping[str, float], **extra):
+    def build(self, params, hp: Mapping[str, float], matrices=None, **extra):
         """The peer's optimiser over ``params`` for our hyper-parameters ``hp``
-        (``extra``: the peer's own options, e.g. foreach=True); None where it
-        has no exact form for them. Imports the library."""
+        (``matrices``: whether each parameter is a matrix to the rule, for
+        ``groups``; ``extra``: the peer's own options, e.g. foreach=True);
+        None where it has no exact form for them. Imports the library."""
         made = self.make(hp)
         if made is None:
             return None
         name, kwargs = made
         module = __import__(self.library, fromlist=[name])
-        return getattr(module, name)(params, **kwargs, **extra)
+        params = list(params)
+        if self.groups is not None:
+            params = self.groups(list(zip(params, matrices or [False] * len(params))), hp)
+        optimizer = getattr(module, name)(params, **kwargs, **extra)
+        if self.setup:
+            getattr(optimizer, self.setup)()
+        return optimizer
 
     def factor(self, ours: str, hp: Mapping[str, float]) -> float:
         """ours = factor x theirs for state buffer ``ours``."""

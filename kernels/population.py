@@ -52,6 +52,7 @@ run, bit for bit.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -59,21 +60,27 @@ import numpy as np
 from .backend import array_kind, array_module
 from .codegen.expr import evaluate
 from .launch import aligned_zeros, check_flag, check_rows, kernel_backend, kernel_for
-from .rule import Rule, RuleError, parse_expression
+from .rule import Rule, RuleError, RunInfo, parse_expression
 from .rules import get_rule
 from .schedules import Schedule, as_schedule, check_bound, scheduled
+from .staged import StagedStep
+from .stages import plan_of
 from .transforms import decay_masked, masked
+from .views import views_of
 
 #: Steps whose scalar tables a step outside :meth:`PopulationOptimizer.begin_epoch`'s prepares at once.
 AHEAD = 64
 
 
 def scalar_table(rule: Rule, hypers: Sequence[Mapping[str, float]], first: int, steps: int,
-                 schedules: Sequence[Schedule | None] | None = None) -> np.ndarray:
+                 schedules: Sequence[Schedule | None] | None = None, dtype=np.float32) -> np.ndarray:
     """(steps, P_r, k) float32: [i, m] is member m's scalars for step
     ``first + i`` in ``rule.scalar_names`` order, each exactly
-    ``np.float32(rule.step_scalars(scheduled(hypers[m], schedules[m], t), t)[name])``
-    -- computed once per distinct (hyper-parameters, schedule)."""
+    ``np.float32(rule.step_scalars(scheduled(hypers[m], schedules[m], t), t, run)[name])``
+    -- computed once per distinct (hyper-parameters, schedule). ``run``
+    tells a rule's scalars the base lr and the schedule
+    (:class:`~optbench.kernels.rule.RunInfo`). ``dtype`` float64: the
+    doubles themselves (for a staged rule's per-view arithmetic)."""
     if first < 1:
         raise RuleError(f"step counter t starts at 1, got {first}")
     names = rule.scalar_names
@@ -81,10 +88,12 @@ def scalar_table(rule: Rule, hypers: Sequence[Mapping[str, float]], first: int, 
     distinct: dict[tuple, list[int]] = {}
     for m, (hp, schedule) in enumerate(zip(hypers, schedules)):
         distinct.setdefault((tuple(sorted(hp.items())), schedule), []).append(m)
-    out = np.empty((steps, len(hypers), len(names)), dtype=np.float32)
+    out = np.empty((steps, len(hypers), len(names)), dtype=dtype)
     for (items, schedule), rows in distinct.items():
         hp = dict(items)
-        values = [rule.step_scalars(scheduled(hp, schedule, first + i), first + i) for i in range(steps)]
+        base = float(hp.get("lr", math.nan))
+        run = RunInfo(base) if schedule is None or schedule.is_constant else RunInfo(base, schedule.factor)
+        values = [rule.step_scalars(scheduled(hp, schedule, first + i), first + i, run) for i in range(steps)]
         out[:, rows, :] = np.array([[s[name] for name in names] for s in values], dtype=np.float64)[:, None, :]
     return out
 
@@ -103,9 +112,15 @@ class RuleGroup:
         self.hypers = tuple(hypers)
         self.schedules = tuple(schedules)
         self.state = state
+        #: The compiled update: a generated kernel, or for a staged rule its :class:`StagedStep`.
         self.kernel = kernel
         self.table = None
+        self.table64 = None  # a staged rule's scalars in double
         self._offset = None  # the look-ahead offset's expression and scalar columns, when first asked
+
+    @property
+    def staged(self) -> bool:
+        return isinstance(self.kernel, StagedStep)
 
     @property
     def rows(self) -> slice:
@@ -123,12 +138,12 @@ class RuleGroup:
         key = 1 if all(s is None for s in self.schedules) else max(int(t), 1)
         if self._offset is None or self._offset[0] != key:
             names = self.rule.scalar_names
-            expr = parse_expression(self.rule, self.rule.lookahead, set(names) | set(self.state))
+            expr = parse_expression(self.rule, self.rule.lookahead, set(names) | set(self.state) | {"w"})
             hypers = [scheduled(hp, s, key) for hp, s in zip(self.hypers, self.schedules)]
             table = xp.asarray(scalar_table(self.rule, hypers, 1, 1)[0])  # uploaded once (per step under a schedule)
             self._offset = key, expr, {s: table[:, j : j + 1] for j, s in enumerate(names)}
         _, expr, columns = self._offset
-        return evaluate(expr, {**columns, **self.state})
+        return evaluate(expr, {**columns, **self.state, "w": self.params})
 
 
 class Member:
@@ -203,7 +218,11 @@ class PopulationOptimizer:
         or a constant one: none; see :mod:`optbench.kernels.schedules`);
     decay_masks: optionally (P, n) float32 on the parameters' device: row
         m is 1.0 where member m's L2 and decoupled decay apply and 0.0 where
-        they do not (a row of ones gives, bit for bit, the unmasked update).
+        they do not (a row of ones gives, bit for bit, the unmasked update);
+    layout: the :class:`~optbench.kernels.flat.FlatLayout` of a row -- the
+        views that a rule's reductions, row/column statistics and matrix
+        steps work on (:mod:`optbench.kernels.views`); None: the whole row is
+        one vector.
 
     groups: one :class:`RuleGroup` per rule, in row order; t: steps taken.
     """
@@ -219,9 +238,10 @@ class PopulationOptimizer:
     # own: a member that decays everything has a row of ones, so the members
     # of a rule stay one group, one launch.
     def __init__(self, params, rules: Sequence, hypers: Sequence, backend=None, masks=None, schedules=None,
-                 decay_masks=None):
+                 decay_masks=None, layout=None):
         check_rows("w", params)
         self.params = params
+        self.layout = layout
         members, n = params.shape
         if members == 0:
             raise ValueError("a population needs at least one member (params has 0 rows)")
@@ -283,8 +303,28 @@ class PopulationOptimizer:
             state = {s: aligned_zeros((hi - lo) * n).reshape(hi - lo, n) for s in rule.state}
         else:  # CuPy's allocations are 256-byte aligned already
             state = {s: self.xp.zeros((hi - lo, n), dtype=np.float32) for s in rule.state}
-        kernel = kernel_for(self._kernel_rule(rule), self.backend)
-        return RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, kernel, self.schedules[lo:hi])
+        rows = self.params[lo:hi]
+        for s, start in rule.init.items():  # a state that does not start at zero
+            state[s][...] = rows if start == "w" else np.float32(start)
+        group = RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, None, self.schedules[lo:hi])
+        group.params = rows
+        group.kernel = self._kernel(group)
+        return group
+
+    def _kernel(self, group: RuleGroup, old=None):
+        """A group's compiled update for the masks at hand: the rule's kernel,
+        or for a staged rule its :class:`StagedStep` (keeping ``old``'s carried
+        values and row/column state)."""
+        rule = self._kernel_rule(group.rule)
+        plan = plan_of(rule)
+        if plan.simple:
+            return kernel_for(rule, self.backend)
+        views = views_of(self.layout, self.params.shape[1], rule.matrices, self.xp)
+        staged = StagedStep(plan, views, group.hypers, self.backend, self.xp)
+        if isinstance(old, StagedStep):
+            for name, value in old.kinds_state().items():
+                staged.kinds_state()[name][...] = value
+        return staged
 
     def set_masks(self, masks) -> None:
         """Hold each member's parameters and state at exactly 0 where its row
@@ -295,7 +335,7 @@ class PopulationOptimizer:
             check_rows("mask", masks, self.params.shape, self.arrays)
         self.masks = masks
         for group in self.groups:
-            group.kernel = kernel_for(self._kernel_rule(group.rule), self.backend)
+            group.kernel = self._kernel(group, group.kernel)
             if masks is not None:
                 for s in group.state.values():
                     s *= masks[group.rows]
@@ -325,6 +365,9 @@ class PopulationOptimizer:
         for group, h in zip(self.groups, host):
             group.table = flat[offset : offset + h.size].reshape(h.shape)
             offset += h.size
+            if group.staged:  # its per-view arithmetic takes the scalars in double (one more copy)
+                group.table64 = self.xp.asarray(scalar_table(group.rule, group.hypers, first, steps,
+                                                             group.schedules, dtype=np.float64))
         self._first, self._steps = first, steps
 
     def set_hypers(self, m: int, hyper: Mapping[str, float]) -> None:
@@ -362,7 +405,10 @@ class PopulationOptimizer:
                 buffers["mask"] = self.masks[rows]
             if self.decay_masks is not None:
                 buffers["decay_mask"] = self.decay_masks[rows]
-            group.kernel.population(buffers, group.table[i], active[rows])
+            if group.staged:
+                group.kernel.step(buffers, group.table[i], group.table64[i], active[rows])
+            else:
+                group.kernel.population(buffers, group.table[i], active[rows])
 
     def weights(self):
         """The (P, n) weights to evaluate: the parameters themselves, or, when

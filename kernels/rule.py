@@ -76,16 +76,36 @@ the lecture.
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 import re
 import textwrap
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Mapping
 
 from .peer import Peer
 
-#: Functions an update may call, with the number of arguments each takes.
-FUNCTIONS = {"sqrt": 1, "abs": 1, "sign": 1, "min": 2, "max": 2, "where": 3}
+#: Element-wise functions an update may call, with the number of arguments each takes.
+ELEMENTWISE = {"sqrt": 1, "abs": 1, "sign": 1, "min": 2, "max": 2, "where": 3}
+#: Reductions over each view (a weight matrix, a bias; the whole buffer
+#: without a layout): a value per view. The ``_all`` forms reduce over every
+#: view of the run: one value per run.
+REDUCTIONS = {"sum": 1, "mean": 1, "norm": 1, "dot": 2, "amax": 1}
+GLOBAL_REDUCTIONS = {f"{name}_all": arity for name, arity in REDUCTIONS.items()}
+#: Statistics of a view as a matrix (rows x cols; a vector is one row): a value per row or per column.
+ROW_COL = {"rowmean": 1, "colmean": 1}
+#: Steps on a view as a matrix: Newton-Schulz orthogonalisation (Muon).
+MATRIX_STEPS = {"orth": 1}
+#: Every function an update may call, with the number of arguments each takes.
+FUNCTIONS = {**ELEMENTWISE, **REDUCTIONS, **GLOBAL_REDUCTIONS, **ROW_COL, **MATRIX_STEPS}
+#: Names every update may read: its view's size, rows and cols (a vector is
+#: 1 x size), and ``matrix``: 1 where the rule treats the view as a matrix
+#: (``Rule.matrices``), else 0.
+VIEW_CONSTANTS = ("size", "rows", "cols", "matrix")
+#: Which views a rule treats as matrices: every 2-D view, or the 2-D views
+#: but the first and last (Muon's recipe: AdamW for the input and output layers).
+MATRICES = ("all", "hidden")
 #: The comparisons where's condition may use.
 COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div)
@@ -141,6 +161,8 @@ ANY = "(-inf, inf)"
 class Statement:
     target: str
     expr: ast.expr
+    #: Where it stands in the rule's update text (1-based), for error messages.
+    lineno: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"{self.target} = {ast.unparse(self.expr)}"
@@ -177,6 +199,26 @@ class Rule:
     #: The exact equivalent in a peer library (None: none), and that, or why not, in words.
     peer: Peer | None = None
     peer_note: str = ""
+    #: Scalars carried from step to step on the device (one per run, or one
+    #: per view when a per-view value is assigned to one), by name, with the
+    #: value before the first step: a number or the name of a hyper-parameter.
+    carry: Mapping[str, float | str] = field(default_factory=dict)
+    #: Factored state: one value per row (``rowstate``) or per column
+    #: (``colstate``) of every view, kept between steps (Adafactor); zero at the start.
+    rowstate: tuple[str, ...] = ()
+    colstate: tuple[str, ...] = ()
+    #: Each state buffer's value before the first step where it is not 0:
+    #: a number, or "w" for a copy of the parameters.
+    init: Mapping[str, float | str] = field(default_factory=dict)
+    #: Which views ``matrix`` and ``orth`` treat as matrices (:data:`MATRICES`).
+    matrices: str = "all"
+    #: False: the registry adds no decoupled decay (the rule decays the
+    #: weights itself, as Prodigy does with its own step size, or not at all).
+    decoupled: bool = True
+    #: validate's tolerance per step where the default (64 ulp) is too tight
+    #: for the rule's maths, and why (printed by validate).
+    tolerance: float | None = None
+    tolerance_note: str = ""
     statements: tuple[Statement, ...] = field(init=False, repr=False)
     _scalar_names: tuple[str, ...] = field(init=False, repr=False)
 
@@ -193,7 +235,21 @@ class Rule:
                             f"{', '.join(SCALES)}")
         if self.lr_centre is not None and ("lr" not in self.hyper or self.lr_centre not in self.interval("lr")):
             raise RuleError(f"rule {self.name!r}: lr_centre {self.lr_centre!r} is not a learning rate it allows")
-        object.__setattr__(self, "_scalar_names", tuple(self.scalars(self.defaults(), 1)))
+        if self.matrices not in MATRICES:
+            raise RuleError(f"rule {self.name!r}: matrices must be one of {', '.join(MATRICES)}, "
+                            f"got {self.matrices!r}")
+        for key, value in self.init.items():
+            if key not in self.state:
+                raise RuleError(f"rule {self.name!r}: init for {key!r}, which is not a state buffer")
+            if value != "w" and (isinstance(value, (bool, str)) or not math.isfinite(float(value))):
+                raise RuleError(f"rule {self.name!r}: state {key!r} starts at a number or \"w\", got {value!r}")
+        for key, value in self.carry.items():
+            if isinstance(value, str) and value not in self.hyper:
+                raise RuleError(f"rule {self.name!r}: carried {key!r} starts at {value!r}, "
+                                "which is not a hyper-parameter")
+        if self.tolerance is not None and not (self.tolerance > 0 and self.tolerance_note):
+            raise RuleError(f"rule {self.name!r}: a tolerance must be positive and say why (tolerance_note)")
+        object.__setattr__(self, "_scalar_names", tuple(self.step_scalars(self.defaults(), 1)))
         object.__setattr__(self, "statements", tuple(parse_update(self)))
 
     def interval(self, key: str) -> Interval:
@@ -259,11 +315,49 @@ class Rule:
                                 f"{self.interval(key)}, got {value!r}")
         return hp
 
-    def step_scalars(self, hp: Mapping[str, float], t: int) -> dict[str, float]:
-        """The per-step scalars for step ``t`` (1-based), in double precision."""
+    def step_scalars(self, hp: Mapping[str, float], t: int, run: "RunInfo | None" = None) -> dict[str, float]:
+        """The per-step scalars for step ``t`` (1-based), in double precision.
+        ``hp`` holds step t's hyper-parameters (the lr already times the
+        schedule's factor); ``run`` the base lr and the schedule, for a
+        ``scalars`` that takes a third argument."""
         if t < 1:
             raise RuleError(f"step counter t starts at 1, got {t}")
-        return {k: float(v) for k, v in self.scalars(hp, t).items()}
+        return {k: float(v) for k, v in call_scalars(self.scalars, hp, t, run).items()}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a rule's ``scalars(hp, t, run)`` may know beyond step t's
+    hyper-parameters: the base learning rate ``lr`` and the schedule's
+    ``factor(s)`` at any step s (1.0 for every s without a schedule), so a
+    rule can weigh past steps by their lr (schedule-free's averaging weights)
+    or bound its steps by the base lr (AdaBound)."""
+
+    lr: float
+    factor: Callable[[int], float] = lambda s: 1.0
+
+    def lr_at(self, s: int) -> float:
+        """The scheduled learning rate of step s."""
+        return self.lr * self.factor(s)
+
+
+@lru_cache(maxsize=None)
+def takes_run(fn: Callable) -> bool:
+    """Whether a ``scalars`` function takes the third argument ``run``."""
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 3
+
+
+def call_scalars(fn: Callable, hp: Mapping[str, float], t: int, run: RunInfo | None = None) -> dict:
+    """``fn(hp, t)``, or ``fn(hp, t, run)`` for a function that takes it
+    (``run`` defaults to the hyper-parameters' lr, unscheduled)."""
+    if not takes_run(fn):
+        return fn(hp, t)
+    return fn(hp, t, run if run is not None else RunInfo(float(hp.get("lr", math.nan))))
 
 
 def dedent(text: str) -> str:
@@ -288,10 +382,19 @@ def parse_update(rule: Rule) -> list[Statement]:
     except SyntaxError as exc:
         raise error(exc.lineno or 1, f"does not parse: {exc.msg}") from None
     scalars = set(rule.scalar_names)
-    known = set(rule.buffers) | scalars
-    clash = scalars & set(rule.buffers)
-    if clash:
-        raise RuleError(f"rule {rule.name!r}: names used as both scalar and buffer: {clash}")
+    carried = set(rule.carry) | set(rule.rowstate) | set(rule.colstate)
+    groups = {"buffer": set(rule.buffers), "scalar": scalars, "carried value": set(rule.carry),
+              "row state": set(rule.rowstate), "column state": set(rule.colstate),
+              "view constant": set(VIEW_CONSTANTS)}
+    kinds = list(groups.items())
+    for i, (a, names_a) in enumerate(kinds):
+        for b, names_b in kinds[i + 1:]:
+            if names_a & names_b:
+                raise RuleError(f"rule {rule.name!r}: names used as both {a} and {b}: {sorted(names_a & names_b)}")
+    reserved = sorted(n for names in groups.values() for n in names if n.startswith("_"))
+    if reserved:
+        raise RuleError(f"rule {rule.name!r}: names starting with _ are reserved for generated code: {reserved}")
+    known = set(rule.buffers) | scalars | carried | set(VIEW_CONSTANTS)
     statements = []
     for i, node in enumerate(module.body):
         if not (
@@ -305,6 +408,10 @@ def parse_update(rule: Rule) -> list[Statement]:
             raise error(node.lineno, f"cannot assign to scalar {target!r}", node)
         if target in FUNCTIONS:
             raise error(node.lineno, f"cannot assign to {target!r}, the name of a function", node)
+        if target in VIEW_CONSTANTS:
+            raise error(node.lineno, f"cannot assign to {target!r}, a constant of the view", node)
+        if target.startswith("_"):
+            raise error(node.lineno, f"names starting with _ are reserved for generated code: {target!r}", node)
         try:
             _check(node.value, known)
         except _Unknown as exc:
@@ -317,11 +424,11 @@ def parse_update(rule: Rule) -> list[Statement]:
         except RuleError as exc:
             raise error(node.lineno, str(exc), node) from None
         known.add(target)
-        statements.append(Statement(target, node.value))
+        statements.append(Statement(target, node.value, node.lineno))
     if not any(s.target == "w" for s in statements):
         raise RuleError(f"rule {rule.name!r}: the update never assigns w")
     if rule.lookahead is not None:
-        parse_expression(rule, rule.lookahead, scalars | set(rule.state))
+        parse_expression(rule, rule.lookahead, scalars | set(rule.state) | {"w"})
     return statements
 
 

@@ -33,7 +33,7 @@ from typing import Callable, Collection
 import numpy as np
 
 from .flat import FlatBuffer, FlatLayout
-from .rule import Rule, RuleError, dedent
+from .rule import Rule, RuleError, call_scalars, dedent
 
 #: The prologue lines coupled_l2 and decoupled_decay write (decay_masked finds them).
 _L2_LINE = "g = g + l2 * w"
@@ -49,8 +49,8 @@ def _with(rule: Rule, hyper: dict, symbols: dict, extra_scalars, prologue: str =
         raise RuleError(f"rule {rule.name!r} already has hyper-parameter(s) {sorted(clash)}")
     inner = rule.scalars
 
-    def scalars(hp, t):
-        return {**inner(hp, t), **extra_scalars(hp)}
+    def scalars(hp, t, run=None):
+        return {**call_scalars(inner, hp, t, run), **extra_scalars(hp)}
 
     return replace(rule, hyper={**rule.hyper, **hyper}, symbols={**rule.symbols, **symbols}, ranges=ranges,
                    scalars=scalars, update=prologue + dedent(rule.update) + tail, **changes)

@@ -31,6 +31,8 @@ form, so a check sees the same numbers whatever other rules are registered.
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -39,8 +41,12 @@ import numpy as np
 
 from . import dropout, reference
 from .backend import Backend
+from .flat import FlatLayout
 from .optimizer import Optimizer
 from .rules import BUILTIN, PLAIN, RULES
+from .staged import run_text64
+from .stages import plan_of
+from .views import views_of
 
 SIZES = (0, 1, 3, 4, 5, 1023, 1024, 1025, (1 << 20) + 3)
 DROPOUT_MODES = dropout.MODES
@@ -85,26 +91,64 @@ class Check:
 
 
 def reference_for(name: str):
-    """(kind, step) for rule ``name``: step(w, g, state, hp, t) -> (w, state)
-    in float64, and which REFERENCES it is. A built-in has its independent
-    reference; a plug-in the ``reference`` its Rule gives (wrapped in the L2
-    forms the registry added) or, without one, its own text in float64."""
+    """(kind, step) for rule ``name``: step(w, g, state, hp, t, views) ->
+    (w, state) in float64, and which REFERENCES it is. A built-in has its
+    independent reference; a plug-in the ``reference`` its Rule gives
+    (wrapped in the L2 forms the registry added; given ``views`` too where
+    it takes a sixth argument) or, without one, its own text in float64
+    (:func:`optbench.kernels.staged.run_text64` for a rule that works per
+    view). Carried values and row/column state live in ``state`` under
+    names of the reference's own."""
     if name in BUILTIN:
-        return "independent", lambda w, g, state, hp, t: reference.step(name, w, g, state, hp, t)
+        return "independent", lambda w, g, state, hp, t, views=None: reference.step(name, w, g, state, hp, t,
+                                                                                     views)
     rule, plain = RULES[name], PLAIN.get(name)
     if plain is not None and plain.reference is not None and plain.lookahead is None:
-        def step(w, g, state, hp, t):
+        with_views = _takes_views(plain.reference)
+
+        def step(w, g, state, hp, t, views=None):
             # The registry's transforms: L' + l2 w with the undecayed w, then w (1 - eta wd).
-            w_new, state_new = plain.reference(w * (1.0 - hp["lr"] * hp["wd"]), g + hp["l2"] * w, state, hp, t)
+            decayed = w * (1.0 - hp["lr"] * hp["wd"]) if plain.decoupled else w
+            args = (decayed, g + hp["l2"] * w, state, hp, t) + ((views,) if with_views else ())
+            w_new, state_new = plain.reference(*args)
             return np.asarray(w_new, dtype=np.float64), {k: np.asarray(v, dtype=np.float64)
                                                          for k, v in state_new.items()}
         return "plug-in", step
+    if not plan_of(rule).simple:
+        def staged_text(w, g, state, hp, t, views=None):
+            elements = {k: v for k, v in state.items() if k in rule.state}
+            carried = {k: v for k, v in state.items() if k not in rule.state}
+            w, elements, carried = run_text64(rule, views, w, g, elements, carried, rule.step_scalars(hp, t))
+            return w, {**elements, **carried}
+        return "own text", staged_text
     from .codegen.expr import run_update
 
-    def own_text(w, g, state, hp, t):
+    def own_text(w, g, state, hp, t, views=None):
         out = run_update(rule, {"w": w, "g": g, **state, **rule.step_scalars(hp, t)})
         return out["w"], {s: out[s] for s in rule.state}
     return "own text", own_text
+
+
+def _takes_views(fn) -> bool:
+    try:
+        return len(inspect.signature(fn).parameters) >= 6
+    except (TypeError, ValueError):
+        return False
+
+
+def validation_layout(size: int) -> FlatLayout:
+    """The tensors a check of ``size`` parameters runs on: below 1000, one
+    vector; else three weight matrices with their biases (the first and last
+    layers, a hidden one: what Muon treats differently) and a vector holding
+    the rest -- every view but the last a multiple of 4 elements, so the
+    layout has no padding and exactly ``size`` elements."""
+    if size < 1000:
+        return FlatLayout([("v", (size,))])
+    k = max(1, int(math.sqrt(size / 1400)))
+    a, b, c, d = 8 * k, 16 * k, 24 * k, 12 * k
+    tensors = [("W1", (a, b)), ("b1", (b,)), ("W2", (b, c)), ("b2", (c,)), ("W3", (c, d)), ("b3", (d,))]
+    used = sum(math.prod(shape) for _, shape in tensors)
+    return FlatLayout(tensors + [("rest", (size - used,))])
 
 
 def rel_errs(x, r) -> np.ndarray:
@@ -120,6 +164,17 @@ def rel_err(x, r) -> float:
     """max |x - r| / (|r| + rms(r)); 0 for empty buffers."""
     e = rel_errs(x, r)
     return float(e.max()) if e.size else 0.0
+
+
+def tolerance_per_step(rule) -> float:
+    """validate's tolerance per step for ``rule``: its own where it declares
+    one (``Rule.tolerance``, with its reason), else 64 ulp."""
+    return rule.tolerance if rule.tolerance is not None else TOLERANCE_PER_STEP
+
+
+def l2_forms(rule) -> list[str]:
+    """The L2 forms a rule has: coupled always, decoupled where it takes ``wd``."""
+    return [form for form, hp in L2_FORMS.items() if set(hp) <= set(rule.hyper)]
 
 
 def discontinuous(name: str) -> bool:
@@ -147,15 +202,18 @@ def check_rule(name: str, l2_form: str, size: int, backend: Backend,
     rng = np.random.default_rng([seed, size, zlib.crc32(name.encode()), list(L2_FORMS).index(l2_form)])
     w0 = rng.standard_normal(size).astype(np.float32)
     params = backend.asarray(w0.copy())  # numpy would alias w0
-    opt = Optimizer(rule, params, backend=backend.name, **{**L2_FORMS[l2_form], **(hyper or {})})
+    layout = validation_layout(size)
+    opt = Optimizer(rule, params, backend=backend.name, layout=layout, **{**L2_FORMS[l2_form], **(hyper or {})})
+    views = views_of(layout, size, rule.matrices, np)
     ref_w = w0.astype(np.float64)
-    ref_state = {s: np.zeros(size) for s in rule.state}
+    ref_state = {s: (ref_w.copy() if rule.init.get(s) == "w" else np.full(size, float(rule.init.get(s, 0.0))))
+                 for s in rule.state}
     for t in range(1, steps + 1):
         g = rng.standard_normal(size).astype(np.float32)
         opt.step(backend.asarray(g))
-        ref_w, ref_state = ref_step(ref_w, g.astype(np.float64), ref_state, opt.hyper, t)
+        ref_w, ref_state = ref_step(ref_w, g.astype(np.float64), ref_state, opt.hyper, t, views)
     backend.synchronize()
-    tolerance = TOLERANCE_PER_STEP * steps
+    tolerance = tolerance_per_step(rule) * steps
     allowed = size // FLIP_EVERY if discontinuous(name) else 0
     err, flips = 0.0, 0
     for got, want in ((opt.params, ref_w), *((opt.state[s], ref_state[s]) for s in rule.state)):
@@ -202,7 +260,7 @@ def validate(backend: Backend, sizes=SIZES, steps: int = STEPS, rules=None):
     """Yield one :class:`Check` per rule x L2 form x size, then per dropout
     mode x p x size."""
     for name in rules or RULES:
-        for form in L2_FORMS:
+        for form in l2_forms(RULES[name]):
             for size in sizes:
                 yield check_rule(name, form, size, backend, steps)
     if rules is None:

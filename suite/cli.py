@@ -93,6 +93,9 @@ def cmd_validate(args) -> int:
         kind = reference_for(name)[0]
         if kind != "independent":
             print(f"{name}: checked against {REFERENCES[kind]}")
+        rule = RULES[name]
+        if rule.tolerance is not None:
+            print(f"{name}: tolerance {rule.tolerance:.1e} per step, the rule's own: {rule.tolerance_note}")
     header = f"{'kernel':<17} {'variant':<10} {'size':>8} {'steps':>5} {'max rel err':>12} {'tol':>9}  verdict"
     print(header)
     print("-" * len(header))

@@ -3,7 +3,9 @@ what it says about itself), found by listing this package, and the plug-in
 rules registered at run time.
 
 Every registered rule gets both L2 forms from :mod:`optbench.kernels.transforms`:
-``coupled_l2`` (``l2``) and ``decoupled_decay`` (``wd``), both 0 by default.
+``coupled_l2`` (``l2``) and ``decoupled_decay`` (``wd``), both 0 by default
+(a rule that decays the weights itself, ``Rule.decoupled`` False, defines
+its own ``wd``).
 
 A built-in rule is a module here that defines ``RULE``; adding one is that
 module, its float64 reference (:mod:`optbench.kernels.reference`) and its row
@@ -51,7 +53,13 @@ BUILTIN = tuple(r.name for r in _BUILTIN)
 #: The lecture's rules (the rest are beyond the lecture).
 LECTURE = tuple(r.name for r in _BUILTIN if r.lecture is not None)
 
-RULES: dict[str, Rule] = {r.name: coupled_l2(decoupled_decay(r)) for r in _BUILTIN}
+def with_l2_forms(rule: Rule) -> Rule:
+    """``rule`` with coupled L2 (``l2``) and, unless it decays the weights
+    itself (``Rule.decoupled`` False), decoupled decay (``wd``)."""
+    return coupled_l2(decoupled_decay(rule) if rule.decoupled else rule)
+
+
+RULES: dict[str, Rule] = {r.name: with_l2_forms(r) for r in _BUILTIN}
 #: Plug-in rule name -> where it came from (a file path or an entry point).
 SOURCES: dict[str, str] = {}
 #: Plug-in rule name -> the rule as its author wrote it (before the L2 transforms).
@@ -75,7 +83,7 @@ def register(rule: Rule, source: str) -> Rule:
     if rule.name in RULES:
         where = "a built-in rule" if rule.name in BUILTIN else f"the plug-in from {SOURCES[rule.name]}"
         raise RuleError(f"{source}: rule {rule.name!r} is already {where}; give yours another name")
-    registered = coupled_l2(decoupled_decay(rule))
+    registered = with_l2_forms(rule)
     RULES[rule.name], SOURCES[rule.name], PLAIN[rule.name] = registered, source, rule
     return registered
 
