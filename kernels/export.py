@@ -26,7 +26,7 @@ allowed interval), at construction and again at each step, so a scheduler that
 changes ``group["lr"]`` works and one that drives it out of range is caught.
 
 Each parameter tensor p with a gradient gets, on its first step, the rule's
-state buffers (``rule.state``, zeros like p, under those names in
+state buffers (``rule.state``, zeros like p or as the rule's ``init`` says, under those names in
 ``optimizer.state[p]``) and a step counter ``state[p]["step"]`` = t (a Python
 int, 1 at the first update, counted per tensor as torch's optimisers do).
 A step, under ``torch.no_grad()``:
@@ -89,6 +89,7 @@ from functools import cache
 
 from .rule import Rule, RuleError
 from .rules import get_rule
+from .stages import plan_of
 
 #: The comparisons where's condition may use, as Python's operators (torch overloads them).
 COMPARISONS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
@@ -147,6 +148,9 @@ def check_exportable(rule: Rule) -> None:
             "torch_optimizer exports rules over w, g and the state only")
     if "step" in rule.state:
         raise RuleError(f"rule {rule.name!r}: a state buffer named 'step' clashes with the torch step counter")
+    if rule.carry or rule.rowstate or rule.colstate or rule.matrices != "all" or not plan_of(rule).simple:
+        raise RuleError(f"rule {rule.name!r} works per tensor (reductions, carried values, row/column state "
+                        "or matrix steps); torch_optimizer exports element-wise rules only")
     for stmt in rule.statements:
         _check(rule, stmt.expr, f"update line {str(stmt)!r}")
     if rule.lookahead is not None:
@@ -354,8 +358,10 @@ def _base() -> type:
                     state = self.state[p]
                     if not state:
                         state["step"] = 0
-                        for s in rule.state:
-                            state[s] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                        for s in rule.state:  # zero, or what the rule's init says
+                            start = rule.init.get(s, 0.0)
+                            state[s] = (p.detach().clone(memory_format=torch.preserve_format) if start == "w"
+                                        else torch.full_like(p, start, memory_format=torch.preserve_format))
                     state["step"] += 1
                     t = state["step"]
                     if t not in scalars_at:
@@ -376,7 +382,7 @@ def _base() -> type:
                         out.append(p)  # no state yet: the offset is 0
                         continue
                     env = {**self.rule.step_scalars(self._hyper(group), 1),
-                           **{s: state[s] for s in self.rule.state}}
+                           **{s: state[s] for s in self.rule.state}, "w": p}
                     offset = evaluate(_lookahead(self.rule), env, p)
                     out.append(p + offset)
             return out

@@ -104,7 +104,9 @@ class Optimizer(Member):
         steps (checked against the rule's ranges at the next step).
 
     state: the rule's state buffers, each the size of params (zero at the
-    start); t: number of steps taken so far; population: the one-member
+    start, or as the rule's ``init`` says), and for a staged rule its carried
+    values (one per view or per run) and row/column state, in float64;
+    t: number of steps taken so far; population: the one-member
     :class:`PopulationOptimizer` that does the work.
     """
 

@@ -58,7 +58,7 @@ class Peer:
         params = list(params)
         if self.groups is not None:
             params = self.groups(list(zip(params, matrices or [False] * len(params))), hp)
-        optimizer = getattr(module, name)(params, **kwargs, **extra)
+        optimizer = getattr(module, name)(params, **{**kwargs, **extra})  # extra overrides
         if self.setup:
             getattr(optimizer, self.setup)()
         return optimizer

@@ -32,6 +32,12 @@ bench, studies and reports. Validation compares it with its own float64
 its own update text -- which checks the float32 backends and their precision,
 not the maths.
 
+Before registering, each rule takes :func:`trial_step`: two steps of a
+two-member population over a small model's tensors, as ``optbench run``
+would take it; a rule that fails there (a ``scalars`` that raises, a
+per-tensor step that cannot run) is refused at load, in one line naming
+the file, the rule and the reason.
+
 A file that cannot be loaded is a :class:`PluginError` that names the file
 and the line: a Python syntax error, an update line that does not parse or
 uses an unknown name or an undeclared state (the line of the ``Rule(...)``
@@ -46,8 +52,12 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
+
+from .flat import FlatLayout
+from .population import PopulationOptimizer
 from .rule import Rule, RuleError
-from .rules import PLAIN, PluginError, load_entry_points, register, rules_of  # noqa: F401 (re-exported)
+from .rules import PLAIN, PluginError, load_entry_points, register, rules_of, with_l2_forms  # noqa: F401
 
 #: Resolved path -> the rules it registered (a file loads once per process).
 _LOADED: dict[Path, list[Rule]] = {}
@@ -90,6 +100,8 @@ def load_file(path) -> list[Rule]:
         kind = "" if isinstance(exc, RuleError) else f"{type(exc).__name__}: "
         raise PluginError(f"{path}{f':{line}' if line else ''}: {kind}{exc}") from None
     found = rules_of(module, str(path))
+    for r in found:
+        trial_step(r, path)
     try:
         rules = [register(r, str(path)) for r in found]
     except PluginError:
@@ -99,6 +111,42 @@ def load_file(path) -> list[Rule]:
     _LOADED[path] = rules
     _FINGERPRINTS.update({r.name: digest for r in rules})
     return rules
+
+
+#: The trial's model: three weight matrices (Muon's first, hidden and last)
+#: with their biases and a PReLU alpha, padding between them, as a run has.
+TRIAL_LAYOUT = FlatLayout([("W1", (3, 4)), ("b1", (4,)), ("alpha1", (1,)), ("W2", (4, 3)), ("b2", (3,)),
+                           ("W3", (3, 2)), ("b3", (2,))])
+
+
+def trial_step(rule: Rule, path) -> None:
+    """What ``optbench run`` does with ``rule``, in small: two steps of a
+    two-member population over :data:`TRIAL_LAYOUT` (members with different
+    learning rates, one with decoupled decay) on NumPy, whose parameters must
+    stay finite. A PluginError naming the file, the rule and the reason if
+    it fails: a plug-in that validates but cannot train is refused at load,
+    not in the middle of a study."""
+    try:
+        registered = with_l2_forms(rule)
+        hypers = [{}, {"lr": rule.hyper["lr"] * 0.5} if "lr" in rule.hyper else {}]
+        if "wd" in registered.hyper:
+            hypers[1]["wd"] = 0.01
+        rng = np.random.default_rng(0)
+        inside = np.zeros(TRIAL_LAYOUT.size, bool)
+        for slot in TRIAL_LAYOUT:
+            inside[slot.offset : slot.offset + slot.size] = True
+        params = (rng.standard_normal((2, TRIAL_LAYOUT.size)) * 0.5 * inside).astype(np.float32)
+        pop = PopulationOptimizer(params, [registered] * 2, hypers, backend="numpy", layout=TRIAL_LAYOUT)
+        with np.errstate(all="ignore"):  # a non-finite result is reported below, not warned about
+            for _ in range(2):
+                pop.step((rng.standard_normal(params.shape) * inside).astype(np.float32))
+        bad = not np.isfinite(pop.weights()).all()
+    except Exception as exc:  # whatever the user's scalars or text raise
+        raise PluginError(f"{path}: rule {rule.name!r} fails a trial step of a two-member population, as "
+                          f"optbench run would take it: {type(exc).__name__}: {exc}") from None
+    if bad:
+        raise PluginError(f"{path}: rule {rule.name!r} gives non-finite weights in two trial steps of a "
+                          "two-member population at its default hyper-parameters")
 
 
 def fingerprint(name: str) -> str | None:

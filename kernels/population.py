@@ -161,6 +161,8 @@ class Member:
         self.rule = group.rule
         self.params = population.params[m]
         self.state = {k: v[m - group.lo] for k, v in group.state.items()}
+        if isinstance(group.kernel, StagedStep):  # carried values, row and column state: float64 rows
+            self.state.update({k: v[m - group.lo] for k, v in group.kernel.kinds_state().items()})
         #: The member's hyper-parameters (a copy; an Optimizer's may be changed by hand between steps).
         self.hyper = dict(population.hypers[m])
 
@@ -190,7 +192,8 @@ class Member:
     def state_dict(self) -> dict:
         """The member's state, to save or to restore later: the rule's name,
         its hyper-parameters, the step counter ``t`` and a copy of every state
-        buffer (same array kind as the parameters); with a schedule, also
+        buffer (same array kind as the parameters; a staged rule's carried
+        values and row/column state too, as float64); with a schedule, also
         ``schedule`` (its description and total steps, for the record: the
         schedule itself is the constructor's, and ``t`` is where it stands)."""
         sd = {"rule": self.rule.name, "hyper": self.hyper, "t": self.t,
@@ -321,9 +324,8 @@ class PopulationOptimizer:
             return kernel_for(rule, self.backend)
         views = views_of(self.layout, self.params.shape[1], rule.matrices, self.xp)
         staged = StagedStep(plan, views, group.hypers, self.backend, self.xp)
-        if isinstance(old, StagedStep):
-            for name, value in old.kinds_state().items():
-                staged.kinds_state()[name][...] = value
+        if isinstance(old, StagedStep):  # the same arrays, which members' state views point into
+            staged.carried, staged.rowstate, staged.colstate = old.carried, old.rowstate, old.colstate
         return staged
 
     def set_masks(self, masks) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .views import Views
+
 
 def _grad(w, g, hp):
     return g + hp["l2"] * w
@@ -361,8 +363,6 @@ def step(name: str, w, g, state, hp, t, views=None):
     w, g, state = f64(w), f64(g), {k: f64(v) for k, v in state.items()}
     if name in VIEW_STEPS:
         if views is None:
-            from .views import Views
-
             views = Views(w.shape[0], [("all", 0, (w.shape[0],))])
         return VIEW_STEPS[name](w, g, state, hp, t, views)
     return STEPS[name](w, g, state, hp, t)

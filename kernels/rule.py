@@ -315,6 +315,16 @@ class Rule:
                                 f"{self.interval(key)}, got {value!r}")
         return hp
 
+    def start_state(self, w) -> dict:
+        """Each state buffer at step 0, shaped and typed as ``w`` (NumPy or
+        CuPy): zero, or what ``init`` says (a number, or a copy of w)."""
+        state = {}
+        for s in self.state:
+            state[s] = w.copy()
+            if self.init.get(s) != "w":
+                state[s][...] = self.init.get(s, 0.0)
+        return state
+
     def step_scalars(self, hp: Mapping[str, float], t: int, run: "RunInfo | None" = None) -> dict[str, float]:
         """The per-step scalars for step ``t`` (1-based), in double precision.
         ``hp`` holds step t's hyper-parameters (the lr already times the

@@ -18,7 +18,7 @@ import numpy as np
 from .codegen.expr import evaluate
 from .launch import aligned_zeros, kernel_for
 from .rule import GLOBAL_REDUCTIONS, MATRIX_STEPS, REDUCTIONS, ROW_COL
-from .stages import COL, ELEMENT, MEMBER, ROW, SCALAR, VIEW, Plan, names_in
+from .stages import COL, ELEMENT, MEMBER, ROW, SCALAR, VIEW, Plan, names_in, plan_of
 from .views import Views
 
 _SHAPE_KIND = {SCALAR: "member", MEMBER: "member", VIEW: "view", ROW: "row", COL: "col"}
@@ -201,8 +201,6 @@ def run_text64(rule, views: Views, w, g, state: dict, carried: dict, scalars: di
     ``state``: element states; ``carried``: carried values and row/column
     state by name (missing ones start as the rule says); ``scalars``: the
     step's scalars. Returns (w, state, carried) as float64 arrays."""
-    from .stages import plan_of
-
     plan = plan_of(rule)
     values = plan.values
     kind_name = {SCALAR: "member", MEMBER: "member", VIEW: "view", ROW: "row", COL: "col"}
@@ -226,8 +224,7 @@ def run_text64(rule, views: Views, w, g, state: dict, carried: dict, scalars: di
         if u.kind in (SCALAR, MEMBER):
             return np.broadcast_to(value, (1, views.n))
         full = np.broadcast_to(value, (1, _width(views, u.kind)))
-        index = {VIEW: views.view_of_element, ROW: views.row_of_element, COL: views.col_of_element}[u.kind]
-        return np.concatenate([full, np.zeros((1, 1))], axis=1)[:, index]
+        return full[:, views.element_index({VIEW: "view", ROW: "row", COL: "col"}[u.kind])]
 
     with np.errstate(all="ignore"):
         for vid, v in values.items():

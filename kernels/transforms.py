@@ -33,7 +33,7 @@ from typing import Callable, Collection
 import numpy as np
 
 from .flat import FlatBuffer, FlatLayout
-from .rule import Rule, RuleError, call_scalars, dedent
+from .rule import Rule, RuleError, dedent, takes_run
 
 #: The prologue lines coupled_l2 and decoupled_decay write (decay_masked finds them).
 _L2_LINE = "g = g + l2 * w"
@@ -49,8 +49,12 @@ def _with(rule: Rule, hyper: dict, symbols: dict, extra_scalars, prologue: str =
         raise RuleError(f"rule {rule.name!r} already has hyper-parameter(s) {sorted(clash)}")
     inner = rule.scalars
 
-    def scalars(hp, t, run=None):
-        return {**call_scalars(inner, hp, t, run), **extra_scalars(hp)}
+    if takes_run(inner):  # the same signature as the rule's own (takes_run tells them apart)
+        def scalars(hp, t, run):
+            return {**inner(hp, t, run), **extra_scalars(hp)}
+    else:
+        def scalars(hp, t):
+            return {**inner(hp, t), **extra_scalars(hp)}
 
     return replace(rule, hyper={**rule.hyper, **hyper}, symbols={**rule.symbols, **symbols}, ranges=ranges,
                    scalars=scalars, update=prologue + dedent(rule.update) + tail, **changes)
@@ -101,6 +105,19 @@ def masked(rule: Rule) -> Rule:
                    bytes_per_param=rule.bytes_per_param + 4)
 
 
+class _OwnDecay(ast.NodeTransformer):
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id == "wd" and isinstance(node.ctx, ast.Load):
+            return ast.parse("(decay_mask * wd)", mode="eval").body
+        return node
+
+
+def _mask_own_decay(line: str) -> str:
+    """``line`` reading ``decay_mask * wd`` for ``wd`` (0 * wd is an exact
+    0, so a masked element steps bit for bit as with wd = 0)."""
+    return ast.unparse(_OwnDecay().visit(ast.parse(line)))
+
+
 def _normal(line: str) -> str:
     """A statement in one spelling (spaces and redundant parentheses aside)."""
     return ast.unparse(ast.parse(line.strip()))
@@ -118,7 +135,10 @@ def decay_masked(rule: Rule) -> Rule:
     * coupled: ``g = g + l2 * (decay_mask * w)``;
     * decoupled: ``w = (decay_mask * decay + (1 - decay_mask)) * w``, and for
       a rule with a look-ahead point (Nesterov) its look-ahead term is masked
-      too: ``... - lr_wd * (decay_mask * (lookahead))``.
+      too: ``... - lr_wd * (decay_mask * (lookahead))``;
+    * a rule that decays the weights itself (``decoupled=False``: Adafactor,
+      Prodigy, schedule-free AdamW) reads ``decay_mask * wd`` wherever its
+      text reads ``wd``.
 
     For a mask of exact 0s and 1s every element gets, bit for bit, either the
     unmasked rule's result (mask 1: ``1 * x`` and ``x + 0`` are exact) or
@@ -138,6 +158,9 @@ def decay_masked(rule: Rule) -> Rule:
         key = _normal(line) if line.strip() else ""
         if key in swaps:
             line, found = swaps.pop(key), found + 1
+        elif not rule.decoupled and key:
+            masked_line = _mask_own_decay(key)
+            line, found = masked_line, found + (masked_line != key)
         lines.append(line)
     if not found:
         raise RuleError(f"rule {rule.name!r} has no L2 or decoupled decay to mask "

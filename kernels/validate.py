@@ -206,8 +206,7 @@ def check_rule(name: str, l2_form: str, size: int, backend: Backend,
     opt = Optimizer(rule, params, backend=backend.name, layout=layout, **{**L2_FORMS[l2_form], **(hyper or {})})
     views = views_of(layout, size, rule.matrices, np)
     ref_w = w0.astype(np.float64)
-    ref_state = {s: (ref_w.copy() if rule.init.get(s) == "w" else np.full(size, float(rule.init.get(s, 0.0))))
-                 for s in rule.state}
+    ref_state = rule.start_state(ref_w)
     for t in range(1, steps + 1):
         g = rng.standard_normal(size).astype(np.float32)
         opt.step(backend.asarray(g))

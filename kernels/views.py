@@ -24,8 +24,11 @@ like every scalar. A member's numbers never depend on the other members: each
 is reduced along its own contiguous axis.
 
 Padding between views (:mod:`optbench.kernels.flat` aligns each view to 16
-bytes) belongs to no view: reductions skip it, and a per-view value expands
-to 0 there.
+bytes) belongs to no view: reductions, statistics and matrix steps skip it.
+A per-view, row or column value expands there as at the element before it,
+so the element-wise passes see finite numbers in the padding: with w, the
+gradient and the state 0 there, an update leaves it 0 (Adafactor's
+``g / sqrt(R C / mean(R))`` is 0 / a positive number, not 0 / 0).
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ NS_EPS = 1e-7
 @dataclass(frozen=True)
 class Group:
     """Views of one size or shape: ``key``, their indices (k,), their
-    elements' indices (k, size), and their row and column slots (k, rows), (k, cols)."""
+    elements' indices (k, size) -- or for one view its (offset, size), read as
+    a slice with no index array -- and their row and column slots (k, rows), (k, cols)."""
 
     key: tuple
     views: object
-    elements: object
+    elements: object  # None for a group of one view: ``span`` is its (offset, size)
     row_slots: object
     col_slots: object
+    span: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -108,19 +113,10 @@ class Views:
         self.row_offset = np.cumsum([0] + [v.rows for v in self.views])
         self.col_offset = np.cumsum([0] + [v.cols for v in self.views])
         self.R, self.C = int(self.row_offset[-1]), int(self.col_offset[-1])
-        # Per element: its view, row slot and column slot (padding: one past the last).
-        view_of = np.full(self.n, self.V, dtype=np.int64)
-        row_of = np.full(self.n, self.R, dtype=np.int64)
-        col_of = np.full(self.n, self.C, dtype=np.int64)
-        for i, v in enumerate(self.views):
-            if v.size == 0:
-                continue
-            local = np.arange(v.size)
-            view_of[v.offset : v.offset + v.size] = i
-            row_of[v.offset : v.offset + v.size] = self.row_offset[i] + local // v.cols
-            col_of[v.offset : v.offset + v.size] = self.col_offset[i] + local % v.cols
-        self.view_of_element, self.row_of_element, self.col_of_element = (
-            xp.asarray(view_of), xp.asarray(row_of), xp.asarray(col_of))
+        #: One view that is the whole buffer (no layout): expansions broadcast, with no index arrays.
+        self.whole = self.V == 1 and self.views[0].offset == 0 and self.views[0].size == self.n
+        self._no_elements = not any(v.size for v in self.views)
+        self._element_index: dict = {}
         self.view_of_row = xp.asarray(np.repeat(np.arange(self.V), [v.rows for v in self.views]))
         self.view_of_col = xp.asarray(np.repeat(np.arange(self.V), [v.cols for v in self.views]))
         # Views of one size (reductions) and of one shape (row/col statistics, matrix steps).
@@ -129,6 +125,42 @@ class Views:
         self.matrices_by_shape = self._groups(lambda v: (v.rows, v.cols), chosen)
         self.rows_by_count = self._segments(self.row_offset, [v.rows for v in self.views])
         self.cols_by_count = self._segments(self.col_offset, [v.cols for v in self.views])
+
+    def element_index(self, kind: str):
+        """Per element, int32: its view ("view"), row slot ("row") or column
+        slot ("col"); padding as the element before it (the first, leading).
+        Built on first use."""
+        if kind not in self._element_index:
+            index = np.full(self.n, -1, dtype=np.int64)
+            for i, v in enumerate(self.views):
+                if v.size == 0:
+                    continue
+                local = np.arange(v.size)
+                index[v.offset : v.offset + v.size] = (
+                    i if kind == "view" else self.row_offset[i] + local // v.cols if kind == "row"
+                    else self.col_offset[i] + local % v.cols)
+            real = index >= 0
+            if real.any() and not real.all():
+                before = np.maximum.accumulate(np.where(real, np.arange(self.n), -1))
+                before[before < 0] = int(np.argmax(real))
+                index = index[before]
+            self._element_index[kind] = self.xp.asarray(np.maximum(index, 0).astype(np.int32))
+        return self._element_index[kind]
+
+    def _take(self, x, group: Group):
+        """(P, k, size): the group's views of the (P, n) array x (a slice for one view)."""
+        if group.elements is None:
+            offset, size = group.span
+            return x[:, offset : offset + size].reshape(x.shape[0], 1, size)
+        return x[:, group.elements]
+
+    def _put(self, out, group: Group, values) -> None:
+        """out's group views := values (P, k, size)."""
+        if group.elements is None:
+            offset, size = group.span
+            out[:, offset : offset + size] = values.reshape(out.shape[0], size)
+        else:
+            out[:, group.elements] = values
 
     def _groups(self, key, indices) -> list[Group]:
         """One :class:`Group` per distinct key among the non-empty views ``indices``."""
@@ -139,11 +171,18 @@ class Views:
         xp, out = self.xp, []
         for k, members in found.items():
             first = self.views[members[0]]
+            one = len(members) == 1
+            # row and column slots where the views share a shape (a size group may mix 3 x 4 and 4 x 3)
+            shaped = len({(self.views[i].rows, self.views[i].cols) for i in members}) == 1
             out.append(Group(
                 k, xp.asarray(np.array(members)),
-                xp.asarray(np.array([self.views[i].offset + np.arange(first.size) for i in members])),
-                xp.asarray(np.array([self.row_offset[i] + np.arange(self.views[i].rows) for i in members])),
-                xp.asarray(np.array([self.col_offset[i] + np.arange(self.views[i].cols) for i in members]))))
+                None if one else xp.asarray(np.array([self.views[i].offset + np.arange(first.size, dtype=np.int32)
+                                                      for i in members])),
+                xp.asarray(np.array([self.row_offset[i] + np.arange(self.views[i].rows) for i in members]))
+                if shaped else None,
+                xp.asarray(np.array([self.col_offset[i] + np.arange(self.views[i].cols) for i in members]))
+                if shaped else None,
+                (first.offset, first.size) if one else None))
         return out
 
     def _segments(self, offsets, counts) -> list[tuple[object, object]]:
@@ -164,12 +203,12 @@ class Views:
         P = x.shape[0]
         out = xp.zeros((P, self.V), dtype=np.float64)
         for group in self.by_size:
-            views, elements = group.views, group.elements
-            a = x[:, elements]  # (P, k, size)
+            views = group.views
+            a = self._take(x, group)  # (P, k, size)
             if kind == "norm":
                 out[:, views] = xp.sqrt(xp.square(a, dtype=np.float64).sum(axis=-1))
             elif kind == "dot":
-                out[:, views] = (a.astype(np.float64) * y[:, elements]).sum(axis=-1)
+                out[:, views] = (a.astype(np.float64) * self._take(y, group)).sum(axis=-1)
             elif kind == "amax":
                 out[:, views] = a.max(axis=-1).astype(np.float64)
             else:
@@ -229,7 +268,7 @@ class Views:
         out = xp.zeros((P, self.R if axis == "row" else self.C), dtype=np.float64)
         for group in self.by_shape:
             rows, cols = group.key
-            a = x[:, group.elements].reshape(P, -1, rows, cols)
+            a = self._take(x, group).reshape(P, -1, rows, cols)
             if axis == "row":
                 out[:, group.row_slots] = a.mean(axis=3, dtype=np.float64)
             else:
@@ -240,11 +279,16 @@ class Views:
     def expand(self, values, kind: str, out) -> None:
         """Write a per-view (kind "view", (P, V)), per-row ("row", (P, R)) or
         per-column ("col", (P, C)) float64 value to every element of its
-        view, row or column of ``out`` ((P, n) float32); 0 in the padding."""
-        xp = self.xp
-        index = {"view": self.view_of_element, "row": self.row_of_element, "col": self.col_of_element}[kind]
-        padded = xp.concatenate([values, xp.zeros((values.shape[0], 1), dtype=values.dtype)], axis=1)
-        out[...] = padded.astype(np.float32)[:, index]
+        view, row or column of ``out`` ((P, n) float32); padding as the element
+        before it, and 0 in a buffer with no views."""
+        if self._no_elements:
+            out[...] = 0.0
+        elif self.whole:  # broadcast over the one view's rows and columns
+            rows, cols = self.views[0].rows, self.views[0].cols
+            shaped = {"view": values[:, :1, None], "row": values[:, :rows, None], "col": values[:, None, :cols]}
+            out.reshape(out.shape[0], rows, cols)[...] = shaped[kind].astype(np.float32)
+        else:
+            out[...] = values.astype(np.float32)[:, self.element_index(kind)]
 
     def lift(self, values, kind: str, to: str):
         """A per-view value (P, V) as a per-row (P, R) or per-column (P, C) one."""
@@ -264,8 +308,8 @@ class Views:
         P = x.shape[0]
         a, b, c = (np.float32(v) for v in coefficients)
         for group in self.matrices_by_shape:
-            (rows, cols), elements = group.key, group.elements
-            X = x[:, elements].reshape(-1, rows, cols)  # (P k, rows, cols), a copy
+            rows, cols = group.key
+            X = xp.ascontiguousarray(self._take(x, group)).reshape(-1, rows, cols)  # (P k, rows, cols), a copy
             if rows > cols:
                 X = xp.ascontiguousarray(X.transpose(0, 2, 1))
             norm = xp.sqrt((X * X).sum(axis=(1, 2), keepdims=True))
@@ -276,7 +320,7 @@ class Views:
                 X = a * X + xp.matmul(B, X)
             if rows > cols:
                 X = X.transpose(0, 2, 1)
-            out[:, elements] = X.reshape(P, -1, rows * cols)
+            self._put(out, group, X.reshape(P, -1, rows * cols))
 
 
 @lru_cache(maxsize=64)

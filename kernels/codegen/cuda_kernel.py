@@ -17,10 +17,11 @@ For rule ``adam`` the generated source holds
   that are not (a view that starts mid-buffer).
 
 The kernels take the buffers (each the start of its (P, n) array), then
-``active`` (P ints, one flag per member: 0 skips it, so a training loop can
-freeze a diverged run without reading anything back), ``scalars`` ((P, k)
-row-major, k = len(rule.scalar_names), in that order), ``members`` (P), ``n``
-and ``ld``. Every member calls the same element function with its float
+``_active`` (P ints, one flag per member: 0 skips it, so a training loop can
+freeze a diverged run without reading anything back), ``_scalars`` ((P, k)
+row-major, k = len(rule.scalar_names), in that order), ``_members`` (P),
+``_n`` and ``_ld`` (the generated names start with ``_``, which the rule
+language reserves). Every member calls the same element function with its float
 scalars, so a member's update is bit for bit what a run of its own makes of
 its row.
 
@@ -97,34 +98,36 @@ def element_function(rule: Rule) -> str:
 
 
 def _loops(rule: Rule, ptr: str) -> dict[str, str]:
-    """The grid-stride loops over ``n`` elements at pointers ``{ptr}<buffer>``
+    """The grid-stride loops over ``_n`` elements at pointers ``{ptr}<buffer>``
     ("vec4": float4 groups then the tail; "scalar": one float at a time), with
-    ``stride``, ``tid`` and the scalars (under their names) in scope."""
+    ``_stride``, ``_tid`` and the scalars (under their names) in scope. Every
+    name the generator declares starts with ``_``, which a rule's names may
+    not (so a scalar may be called ``first`` or ``n``)."""
     bufs = rule.buffers
     scalar_args = "".join(f", {s}" for s in rule.scalar_names)
-    load4 = "\n".join(f"    float4 {b}4 = reinterpret_cast<const float4*>({ptr}{b})[k];" for b in bufs)
+    load4 = "\n".join(f"    float4 _v4_{b} = reinterpret_cast<const float4*>({ptr}{b})[_k];" for b in bufs)
     calls4 = "\n".join(
-        f"    {rule.name}_element(" + ", ".join(f"{b}4.{c}" for b in bufs) + scalar_args + ");" for c in "xyzw"
+        f"    {rule.name}_element(" + ", ".join(f"_v4_{b}.{c}" for b in bufs) + scalar_args + ");" for c in "xyzw"
     )
-    store4 = "\n".join(f"    reinterpret_cast<float4*>({ptr}{b})[k] = {b}4;" for b in rule.written)
-    load1 = "\n".join(f"    float {b}1 = {ptr}{b}[k];" for b in bufs)
-    call1 = f"    {rule.name}_element(" + ", ".join(f"{b}1" for b in bufs) + scalar_args + ");"
-    store1 = "\n".join(f"    {ptr}{b}[k] = {b}1;" for b in rule.written)
-    tail = f"for (long long k = first + tid; k < n; k += stride) {{\n{load1}\n{call1}\n{store1}\n}}"
+    store4 = "\n".join(f"    reinterpret_cast<float4*>({ptr}{b})[_k] = _v4_{b};" for b in rule.written)
+    load1 = "\n".join(f"    float _v1_{b} = {ptr}{b}[_k];" for b in bufs)
+    call1 = f"    {rule.name}_element(" + ", ".join(f"_v1_{b}" for b in bufs) + scalar_args + ");"
+    store1 = "\n".join(f"    {ptr}{b}[_k] = _v1_{b};" for b in rule.written)
+    tail = f"for (long long _k = _first + _tid; _k < _n; _k += _stride) {{\n{load1}\n{call1}\n{store1}\n}}"
     return {
-        "vec4": (f"const long long n4 = n >> 2;\nfor (long long k = tid; k < n4; k += stride) {{\n"
-                 f"{load4}\n{calls4}\n{store4}\n}}\nconst long long first = n4 << 2;\n{tail}"),
-        "scalar": f"const long long first = 0;\n{tail}",
+        "vec4": (f"const long long _n4 = _n >> 2;\nfor (long long _k = _tid; _k < _n4; _k += _stride) {{\n"
+                 f"{load4}\n{calls4}\n{store4}\n}}\nconst long long _first = _n4 << 2;\n{tail}"),
+        "scalar": f"const long long _first = 0;\n{tail}",
     }
 
 
-def _pointer_params(rule: Rule, prefix: str = "p_") -> list[str]:
+def _pointer_params(rule: Rule, prefix: str = "_p_") -> list[str]:
     return [f"float* __restrict__ {prefix}{b}" if b in rule.written else f"const float* __restrict__ {prefix}{b}"
             for b in rule.buffers]
 
 
-_GRID = """const long long stride = (long long)gridDim.x * blockDim.x;
-const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;"""
+_GRID = """const long long _stride = (long long)gridDim.x * blockDim.x;
+const long long _tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;"""
 
 
 def _kernel(name: str, params: list[str], body: str) -> str:
@@ -136,18 +139,18 @@ def _kernel(name: str, params: list[str], body: str) -> str:
 def cuda_source(rule: Rule) -> str:
     """The complete CUDA source CuPy compiles for ``rule`` (no #includes):
     the element function and the two kernels."""
-    row = _loops(rule, "r_")
+    row = _loops(rule, "_r_")
     params = _pointer_params(rule) + [
-        "const int* __restrict__ active", "const float* __restrict__ scalars",
-        "const long long members", "const long long n", "const long long ld"]
+        "const int* __restrict__ _active", "const float* __restrict__ _scalars",
+        "const long long _members", "const long long _n", "const long long _ld"]
     k = len(rule.scalar_names)
     member = "\n".join(
-        ["if (!active[member]) continue;  // a member frozen on the device, or left out: no update"]
-        + [f"{p} = p_{b} + member * ld;" for p, b in zip(_pointer_params(rule, "r_"), rule.buffers)]
-        + [f"const float {s} = scalars[member * {k} + {j}];" for j, s in enumerate(rule.scalar_names)])
+        ["if (!_active[_member]) continue;  // a member frozen on the device, or left out: no update"]
+        + [f"{p} = _p_{b} + _member * _ld;" for p, b in zip(_pointer_params(rule, "_r_"), rule.buffers)]
+        + [f"const float {s} = _scalars[_member * {k} + {j}];" for j, s in enumerate(rule.scalar_names)])
 
     def population(loops: str) -> str:
-        return (f"{_GRID}\nfor (long long member = blockIdx.y; member < members; member += gridDim.y) {{\n"
+        return (f"{_GRID}\nfor (long long _member = blockIdx.y; _member < _members; _member += gridDim.y) {{\n"
                 + textwrap.indent(f"{member}\n{loops}", "    ") + "\n}")
 
     vec_name, scalar_name = kernel_names(rule)

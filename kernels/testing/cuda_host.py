@@ -85,7 +85,7 @@ def rule_spec(rule) -> list[tuple[str, str]]:
     """A rule's kernels' parameters, in the order cuda_source declares them
     (written out here, not parsed, so a changed signature fails)."""
     return ([("ptr", b) for b in rule.buffers]
-            + [("i32*", "active"), ("f32*", "scalars"), ("i64", "members"), ("i64", "n"), ("i64", "ld")])
+            + [("i32*", "_active"), ("f32*", "_scalars"), ("i64", "_members"), ("i64", "_n"), ("i64", "_ld")])
 
 
 def find_compiler() -> str | None:

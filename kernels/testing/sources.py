@@ -7,13 +7,19 @@ from __future__ import annotations
 from .. import dropout, steps
 from ..codegen.cuda_kernel import cuda_source
 from ..rules import RULES
+from ..stages import element_programs
 from ..transforms import masked
 
 
 def cuda_sources() -> dict[str, str]:
-    """{name: the exact source string CuPy compiles}."""
-    sources = {f"rule_{name}": cuda_source(rule) for name, rule in RULES.items()}
-    sources.update({f"rule_{name}_masked": cuda_source(masked(rule)) for name, rule in RULES.items()})
+    """{name: the exact source string CuPy compiles}: a rule's kernel, or
+    each pass of a rule that works per view (:mod:`optbench.kernels.stages`)."""
+    sources = {}
+    for name, rule in RULES.items():
+        for variant, r in ((name, rule), (f"{name}_masked", masked(rule))):
+            programs = element_programs(r)
+            for p, program in enumerate(programs):
+                sources[f"rule_{variant}" + (f"_pass{p}" if len(programs) > 1 else "")] = cuda_source(program)
     sources["dropout"] = dropout.cuda_source()
     sources["steps"] = steps.cuda_source()
     return sources

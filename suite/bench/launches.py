@@ -76,7 +76,7 @@ def _epoch(cp, P: int, rule: str, batch: int) -> dict:
     model = MLP([d, *HIDDEN, k], "relu", "cross_entropy", xp=cp, members=P)
     model.params[...] = cp.asarray(rng.standard_normal(model.params.shape).astype(np.float32) * 0.05)
     opt = PopulationOptimizer(model.params, [rule] * P, [{"lr": 1e-3 * (m + 1)} for m in range(P)],
-                              backend="cupy")
+                              backend="cupy", layout=model.layout)
     bounds = batch_bounds(n, batch)
     active = cp.ones(P, dtype=np.int32)
 

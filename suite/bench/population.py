@@ -66,7 +66,8 @@ def population_case(env: Env, backend, P: int, label: str = "population") -> Cas
         for l, (W, b) in enumerate(init_layers("he", SIZES, np.random.default_rng(m)), start=1):
             buf[f"W{l}"][...], buf[f"b{l}"][...] = W, b
     model.params[...] = xp.asarray(host)
-    opt = PopulationOptimizer(model.params, ["adam"] * P, [{"lr": lr} for lr in _lrs(P)], backend=backend.name)
+    opt = PopulationOptimizer(model.params, ["adam"] * P, [{"lr": lr} for lr in _lrs(P)], backend=backend.name,
+                              layout=model.layout)
     active = xp.ones(P, dtype=np.int32)
 
     def epoch():

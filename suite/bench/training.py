@@ -41,7 +41,7 @@ def _our_training_step(backend, ds, hidden, batch: int):
     X, y = xp.asarray(ds.X_train)[None], xp.asarray(ds.y_train)[None]
     model = MLP([ds.n_features, *hidden, ds.n_outputs], "relu", "cross_entropy", xp=xp)
     model.set_layers(init_layers("he", model.sizes, np.random.default_rng(1)))
-    opt = PopulationOptimizer(model.params, ["adam"], [{}], backend=backend.name)
+    opt = PopulationOptimizer(model.params, ["adam"], [{}], backend=backend.name, layout=model.layout)
     account, rows = StepAccount(xp, 1), xp.zeros((1, 1), dtype=np.int64)
     batches = cycle([xp.asarray(i[None]) for i in _batch_indices(ds.n_train, batch, 16)])
     count = iter(range(1 << 62))

@@ -170,7 +170,7 @@ class _Population:
         self.opt = PopulationOptimizer(self.model.params, [c.optimizer.name for c in self.configs],
                                        [c.optimizer.hyper for c in self.configs], backend=self.backend.name,
                                        schedules=[run_schedule(c, self.batch, self.n_train) for c in self.configs],
-                                       decay_masks=self._decay_masks())
+                                       decay_masks=self._decay_masks(), layout=self.model.layout)
 
     def _decay_masks(self):
         """(P, n) decay masks when a member decays only its weights (members

@@ -63,6 +63,18 @@ def test_the_example_gets_every_backend_and_validates_against_its_own_reference(
             assert check.ok, check
 
 
+@pytest.mark.parametrize("example, kind", [("lamb_plugin", "plug-in"), ("orthomomentum", "own text")])
+def test_the_examples_beyond_the_element_validate_on_every_backend(example, kind, backend):
+    """The README's examples of a per-tensor reduction (LAMB) and a matrix
+    step (orthogonalised momentum): a 4099-parameter check runs on weight
+    matrices and biases (kernels.validate.validation_layout)."""
+    (rule,) = load_file(EXAMPLE.parent / f"{example}.py")
+    assert reference_for(example)[0].startswith(kind.split()[0])
+    for form in ("coupled", "decoupled"):
+        check = check_rule(example, form, 4099, backend)
+        assert check.ok, check
+
+
 def test_a_wrong_reference_fails_validation(tmp_path):
     path = write(tmp_path, EXAMPLE.read_text().replace('hp["lr"] * np.sign(mu)', '0.5 * hp["lr"] * np.sign(mu)'),
                  "wrong.py")
@@ -155,6 +167,41 @@ def test_a_file_without_rule_a_bad_name_a_clash_and_user_errors(tmp_path):
     assert _error(path) == f"{path}:3: ZeroDivisionError: division by zero"
     assert "not found" in _error(tmp_path / "missing.py")
     assert "must be a Python file" in _error(write(tmp_path, "x", "rules.txt"))
+
+
+TRIAL_TEXT = '''
+    from optbench.kernels import Rule
+
+    def scalars(hp, t):
+        if hp["lr"] != 0.01:  # a cache or a check that only holds for one member
+            raise ValueError("only the default lr is supported")
+        return {{"lr": hp["lr"], "gamma": hp["gamma"]}}
+
+    RULE = Rule(
+        name="{name}", title="Test rule", hyper={{"lr": 0.01, "gamma": 0.5}},
+        ranges={{"lr": "(0, inf)", "gamma": "[0, 1)"}}, symbols={{"eta": "lr"}},
+        state=("m",), bytes_per_param=20, scalars={scalars},
+        update="""
+            m = gamma * m + g
+            w = {update}
+        """,
+    )
+'''
+
+
+def test_a_rule_that_cannot_train_a_population_is_refused_at_load(tmp_path):
+    """The trial step: what validate does not reach (members with their own
+    hyper-parameters, per-tensor views) is tried at load, and a failure is
+    one line naming the file, the rule and the reason."""
+    path = write(tmp_path, TRIAL_TEXT.format(name="onelr", scalars="scalars", update="w - lr * m"), "onelr.py")
+    assert _error(path) == (f"{path}: rule 'onelr' fails a trial step of a two-member population, as optbench "
+                            "run would take it: ValueError: only the default lr is supported")
+    path = write(tmp_path, TRIAL_TEXT.format(name="blowup", scalars='lambda hp, t: {"lr": hp["lr"], "gamma": 0}',
+                                             update="w / (m - m)"), "blowup.py")
+    assert "rule 'blowup' gives non-finite weights" in _error(path)
+    good = write(tmp_path, TRIAL_TEXT.format(name="fine", scalars='lambda hp, t: {"lr": hp["lr"], "gamma": 0.5}',
+                                             update="w - lr * m"), "fine.py")
+    assert [r.name for r in load_file(good)] == ["fine"]
 
 
 # ------------------------------------------------------------- the command line

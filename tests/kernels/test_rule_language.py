@@ -31,7 +31,7 @@ from optbench.kernels.codegen.expr import CUDA, NUMBA, evaluate, run_update
 from optbench.kernels.codegen.numba_kernel import NumbaKernel, namespace, population_source
 from optbench.kernels.codegen.numpy_kernel import NumpyKernel, _where, _where_into_b
 from optbench.kernels.population import scalar_table
-from optbench.kernels.rule import FUNCTIONS, Rule, RuleError
+from optbench.kernels.rule import ELEMENTWISE, FUNCTIONS, REDUCTIONS, Rule, RuleError
 from optbench.kernels.transforms import coupled_l2, decoupled_decay
 
 HYPER = {"lr": 0.1, "beta": 0.9}
@@ -212,7 +212,8 @@ def bad(update: str, state=("v",), lookahead=None) -> Rule:
     ("w = where(g in v, g, v)", "comparison In not allowed"),
     ("w = where(not g > 0, g, v)", "where's first argument must be a comparison"),
     # other shapes the language does not have
-    ("w = exp(g)", "unknown function 'exp': only calls of sqrt, abs, sign, min, max, where are allowed"),
+    ("w = exp(g)", "unknown function 'exp': only calls of sqrt, abs, sign, min, max, where, sum, mean, norm, "
+                   "dot, amax, sum_all, .*, rowmean, colmean, orth are allowed"),
     ("w = max(g, b=v)", "max\\(\\) takes no keyword arguments"),
     ("w = g if g > 0 else v", "write where\\(cond, a, b\\) instead of 'a if cond else b'"),
     ("w = g ** 2", "operator Pow not allowed"),
@@ -248,7 +249,10 @@ def test_a_bad_lookahead_names_its_expression():
 
 
 def test_functions_and_rule_fields():
-    assert FUNCTIONS == {"sqrt": 1, "abs": 1, "sign": 1, "min": 2, "max": 2, "where": 3}
+    assert ELEMENTWISE == {"sqrt": 1, "abs": 1, "sign": 1, "min": 2, "max": 2, "where": 3}
+    assert REDUCTIONS == {"sum": 1, "mean": 1, "norm": 1, "dot": 2, "amax": 1}
+    assert FUNCTIONS == {**ELEMENTWISE, **REDUCTIONS, **{f"{k}_all": n for k, n in REDUCTIONS.items()},
+                         "rowmean": 1, "colmean": 1, "orth": 1}
     assert RULES["lang_abs"].reference is None
 
     def step(w, g, state, hp, t):

@@ -29,13 +29,15 @@ from optbench.kernels.export import FUNCTIONS, evaluate, torch_optimizer
 from optbench.kernels.rule import Rule, Statement
 from optbench.kernels.transforms import masked
 from optbench.kernels.validate import TOLERANCE_PER_STEP, rel_err
+from rule_sets import ELEMENTWISE, STAGED  # tests/ is on sys.path
 
 #: Parameter tensors of several shapes, laid end to end in our flat buffer.
 SHAPES = [(7, 11), (13,), (3, 1, 2), (1,)]
 N = sum(prod(s) for s in SHAPES)
 STEPS = 10
 L2_FORMS = {"none": {}, "l2": {"l2": 0.1}, "wd": {"wd": 0.1}, "both": {"l2": 0.05, "wd": 0.05}}
-ALL_RULES = pytest.mark.parametrize("name", list(RULES))
+#: The element-wise rules (the others are refused: test_a_rule_that_works_per_tensor_is_refused_in_one_line).
+ALL_RULES = pytest.mark.parametrize("name", list(ELEMENTWISE))
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def test_export_is_bit_for_bit_with_a_correctly_rounded_sqrt(torch, name, form, 
             np.testing.assert_array_equal(state[s], ours.state[s], err_msg=f"{name} step {t}: {s}")
 
 
-@pytest.mark.parametrize("name", [n for n, r in RULES.items() if not _uses(r, "sqrt")])
+@pytest.mark.parametrize("name", [n for n, r in ELEMENTWISE.items() if not _uses(r, "sqrt")])
 def test_rules_without_sqrt_are_bit_for_bit_as_exported(torch, name):
     for t, ours, w, state, _ in run_both(torch, name, {"l2": 0.05, "wd": 0.05}):
         np.testing.assert_array_equal(w, ours.params, err_msg=f"{name} step {t}: w")
@@ -439,3 +441,10 @@ def test_a_local_keeps_its_value_when_the_buffer_it_copied_is_written(torch):
         p.grad = torch.from_numpy(g)
         opt.step()
     np.testing.assert_array_equal(p.detach().numpy(), ours.params)
+
+
+@pytest.mark.parametrize("name", STAGED)
+def test_a_rule_that_works_per_tensor_is_refused_in_one_line(name):
+    with pytest.raises(RuleError, match=f"rule '{name}' works per tensor .*element-wise rules only") as info:
+        torch_optimizer(name)
+    assert "\n" not in str(info.value)

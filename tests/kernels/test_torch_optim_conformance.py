@@ -157,14 +157,17 @@ def test_wrong_mappings_exceed_the_tolerance(torch, case):
 
 
 def test_every_builtin_has_a_peer_or_says_why_not():
-    """A built-in rule names an exact peer (and then has cases above, the
-    plain one at least) or says in its peer_note why there is none."""
+    """A built-in rule names an exact peer (torch.optim's: then it has cases
+    above, the plain one at least; another library's: its note names it) or
+    says in its peer_note why there is none."""
     mapped = {c.rule for c in CASES}
     for name in BUILTIN:
         rule = RULES[name]
         assert rule.peer_note, f"{name}: no peer_note"
         if rule.peer is not None and rule.peer.exact and rule.peer.library == "torch.optim":
             assert name in mapped and name in {c.id for c in CASES}, name
+        elif rule.peer is not None and rule.peer.exact:  # another library's: test_peer_conformance.py
+            assert name not in mapped and rule.peer.library in rule.peer_note, name
         else:
             assert name not in mapped and "none" in rule.peer_note, name
 

@@ -25,8 +25,8 @@ def perturbed(monkeypatch, elements):
     def reference_for(name):
         kind, step = real(name)
 
-        def wrong(w, g, state, hp, t):
-            w, state = step(w, g, state, hp, t)
+        def wrong(w, g, state, hp, t, views):
+            w, state = step(w, g, state, hp, t, views)
             w = w.copy()
             if w.size:
                 w[elements(w.size)] += 1.0
