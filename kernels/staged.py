@@ -41,6 +41,8 @@ class StagedStep:
         self.kernels = [kernel_for(rule_for_kernel(p) if rule_for_kernel else p, backend) if p.written else None
                         for p in plan.passes]
         values = plan.values
+        #: The names each expression reads (walked once, not every step).
+        self._names = {vid: names_in(v.expr) for vid, v in values.items() if v.op == "expr"}
         self.carried = {}
         for name, init in self.rule.carry.items():
             vid = f"_c_{name}"
@@ -91,7 +93,8 @@ class StagedStep:
             if self.kernels[p] is None:
                 continue
             if pass_.member_values:
-                extra = xp.concatenate([env[v] for v in pass_.member_values], axis=1).astype(np.float32)
+                with np.errstate(over="ignore"):  # beyond float32 is inf, as the pass would compute it
+                    extra = xp.concatenate([env[v] for v in pass_.member_values], axis=1).astype(np.float32)
                 scalars = xp.ascontiguousarray(xp.concatenate([table, extra], axis=1))
             else:
                 scalars = table
@@ -136,7 +139,7 @@ class StagedStep:
         v = plan.values[vid]
         if v.op == "expr":
             lifted = {}
-            for name in names_in(v.expr):
+            for name in self._names[vid]:
                 u = plan.values[name]
                 value = env[name] if name in env else self._scalar_expr(name, env)
                 lifted[name] = self._lift(value, u.kind, v.kind)
@@ -159,7 +162,7 @@ class StagedStep:
         """A scalar-kind value a uniform one reads: evaluated in float64 from the step's scalars."""
         v = self.plan.values[vid]
         env[vid] = evaluate(v.expr, {n: env[n] if n in env else self._scalar_expr(n, env)
-                                     for n in names_in(v.expr)})
+                                     for n in self._names[vid]})
         return env[vid]
 
     def _reduce(self, v, env: dict, arrays: dict):

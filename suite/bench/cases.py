@@ -7,6 +7,12 @@ timed together, and each gives one row of the table (:data:`COLUMNS`) with
 its effective bandwidth: bytes per parameter (``rule.bytes_per_param``; a
 copy and dropout 8 per element) times the size over the median time.
 
+A rule that works per tensor (LAMB's norms, Adafactor's row and column
+means, Muon's Newton-Schulz) runs on :func:`~optbench.kernels.validate.validation_layout`'s
+tensors -- three weight matrices with their biases -- and its
+``bytes_per_param`` counts what its reductions read again; Muon's row also
+gives Newton-Schulz's rate in FLOP/s beside matmul's on the same shapes.
+
 PyTorch's optimiser for each rule is its exact equivalent where torch has
 one (the rule's ``peer``: e.g. momentum -> ``SGD(lr * (1 - gamma),
 momentum=gamma, dampening=0)``); AdaDelta has none (torch puts eps inside
@@ -27,6 +33,10 @@ import numpy as np
 from optbench.kernels import RULES, FlatLayout, Optimizer
 from optbench.kernels import dropout as dropout_kernels
 from optbench.kernels.launch import aligned_zeros
+from optbench.kernels.rule import MATRIX_STEPS
+from optbench.kernels.stages import plan_of
+from optbench.kernels.validate import validation_layout
+from optbench.kernels.views import NS_STEPS, views_of
 
 from .timing import Case, Env, WallTimer, measure
 
@@ -76,7 +86,10 @@ def our_rule_case(env: Env, backend, rule, n: int, w0, g0, note: str = "") -> Ca
     (arrays on the device), rotating over copies of its buffers."""
     copies, cold = env.copies(len(rule.buffers) * 4 * n)
     ws, gs = _pool(env, copies, n, w0), _pool(env, copies, n, g0)
-    opts = [Optimizer(rule, w, backend=backend.name) for w in ws]
+    # a rule that works per tensor gets tensors: three weight matrices and
+    # their biases (Muon orthogonalises the hidden one), as validate checks it
+    layout = None if plan_of(rule).simple else validation_layout(n)
+    opts = [Optimizer(rule, w, backend=backend.name, layout=layout) for w in ws]
     # The kernel is what is timed: no finiteness check (a dot product) in the loop.
     return Case(backend.name, [partial(o.step, g, check_finite=False) for o, g in zip(opts, gs)], env.our_timer,
                 env.main.synchronize, note=note, copies=copies, cold=cold)
@@ -311,8 +324,43 @@ def rule_rows(env: Env, n: int, rules=None, log=print, copies: list | None = Non
         if env.torch is not None and torch_rule_note(name):  # lion, adabelief, plug-ins: no torch row
             builders += [(f"{v} {name}", partial(torch_rule_case, env, v, name, [(n,)],
                                                  len(rule.buffers))) for v in TORCH_VARIANTS]
-        out += _group_rows(env, "rule", name, n, rule.bytes_per_param * n, builders, copies, log)
+        rows = _group_rows(env, "rule", name, n, rule.bytes_per_param * n, builders, copies, log)
+        if rule.matrices != "all" or any(v.op in MATRIX_STEPS for v in plan_of(rule).values.values()):
+            note = newton_schulz_note(env, rule, n)
+            for row in rows:
+                row["note"] = "; ".join(x for x in (row["note"], note) if x)
+        out += rows
     return out
+
+
+def newton_schulz_flops(rows: int, cols: int, steps: int = NS_STEPS) -> float:
+    """Floating-point operations of ``steps`` quintic Newton-Schulz steps on a
+    rows x cols matrix (on its orientation with r <= c): X X^T (2 r^2 c),
+    A A (2 r^3) and B X (2 r^2 c) per step."""
+    r, c = min(rows, cols), max(rows, cols)
+    return steps * (4.0 * r * r * c + 2.0 * r**3)
+
+
+def newton_schulz_note(env: Env, rule, n: int) -> str:
+    """The matrix step's own rate at size n: Newton-Schulz on the layout's
+    matrices in FLOP/s, and as a fraction of matmul's rate on the same
+    shapes (X X^T of each, timed alone), medians of interleaved samples."""
+    views = views_of(validation_layout(n), n, rule.matrices, env.xp)
+    shapes = [(v.rows, v.cols) for v, m in zip(views.views, views.is_matrix) if m]
+    if not shapes:
+        return ""
+    x = env.xp.asarray(_host_random(n, 3)).reshape(1, n)
+    out = env.xp.empty_like(x)
+    mats = [env.xp.asarray(_host_random(r * c, 4)).reshape(min(r, c), max(r, c)) for r, c in shapes]
+    ns = Case("newton-schulz", [partial(views.orthogonalize, x, out)], env.our_timer, env.main.synchronize)
+    mm = Case("matmul", [partial(lambda ms: [env.xp.matmul(m, m.T) for m in ms], mats)], env.our_timer,
+              env.main.synchronize)
+    measure([ns, mm], env.repeats, env.min_sample_s)
+    ns_rate = sum(newton_schulz_flops(r, c) for r, c in shapes) / ns.seconds
+    mm_rate = sum(2.0 * min(r, c) ** 2 * max(r, c) for r, c in shapes) / mm.seconds
+    dims = ", ".join(f"{r}x{c}" for r, c in shapes)
+    return (f"Newton-Schulz on {dims}: {ns_rate / 1e9:.1f} GFLOP/s, {ns_rate / mm_rate:.2f} of matmul's "
+            f"{mm_rate / 1e9:.1f} GFLOP/s on X X^T of the same shapes")
 
 
 def dropout_rows(env: Env, n: int, log=print, copies: list | None = None) -> list[dict]:
