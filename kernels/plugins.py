@@ -39,9 +39,13 @@ per-tensor step that cannot run) is refused at load, in one line naming
 the file, the rule and the reason.
 
 A file that cannot be loaded is a :class:`PluginError` that names the file
-and the line: a Python syntax error, an update line that does not parse or
-uses an unknown name or an undeclared state (the line of the ``Rule(...)``
-call and the update's own line), a name that clashes with another rule.
+and the line: a Python syntax error, anything the file raises while loading
+(``sys.exit()`` and ``KeyboardInterrupt`` too), an update line that does not
+parse or uses an unknown name or an undeclared state (the line of the
+``Rule(...)`` call and the update's own line), a name that clashes with
+another rule, or a name optbench gives a buffer or scalar of its own
+(:data:`~optbench.kernels.rule.RESERVED_BUFFERS`,
+:data:`~optbench.kernels.rule.RESERVED_SCALARS`).
 """
 
 from __future__ import annotations
@@ -94,13 +98,22 @@ def load_file(path) -> list[Rule]:
     except SyntaxError as exc:
         del sys.modules[name]
         raise PluginError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:  # a RuleError from Rule(...), or any error of the user's code
+    except BaseException as exc:  # a RuleError from Rule(...), any error of the user's code, even sys.exit()
         del sys.modules[name]
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            what = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else "KeyboardInterrupt"
+            line = _line_in(path, exc)
+            raise PluginError(f"{path}{f':{line}' if line else ''}: the rules file raised {what} while loading; "
+                              "a rules file defines RULE or RULES and must not exit") from None
         line = _line_in(path, exc)
         kind = "" if isinstance(exc, RuleError) else f"{type(exc).__name__}: "
         raise PluginError(f"{path}{f':{line}' if line else ''}: {kind}{exc}") from None
     found = rules_of(module, str(path))
     for r in found:
+        try:
+            r.check_own_names()
+        except RuleError as exc:
+            raise PluginError(f"{path}: {exc}") from None
         trial_step(r, path)
     try:
         rules = [register(r, str(path)) for r in found]

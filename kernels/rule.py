@@ -111,6 +111,18 @@ COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div)
 #: How a random search may draw a hyper-parameter (Rule.scale).
 SCALES = ("log", "log1m", "linear")
+#: Buffers every rule has (the weights and the gradient) and the read-only
+#: inputs the transforms add (:mod:`.transforms`: ``mask`` for pruning,
+#: ``decay_mask`` for per-tensor decay): no state, input or carried value of
+#: a rule may take these names, or it would shadow them.
+RESERVED_BUFFERS = ("w", "g", "mask", "decay_mask")
+#: Scalars the registry's L2 and decay transforms add to every rule's own
+#: (``{**own, **added}``): a rule's scalar of one of these names would be
+#: overwritten by the transform's value, silently changing its maths.
+RESERVED_SCALARS = ("l2", "decay", "lr_wd")
+#: Where each plug-in rule came from (a file or an entry point), for errors
+#: that happen after loading (a ``scalars`` that raises in a run).
+SOURCES: dict[str, str] = {}
 
 
 class RuleError(ValueError):
@@ -249,6 +261,11 @@ class Rule:
                                 "which is not a hyper-parameter")
         if self.tolerance is not None and not (self.tolerance > 0 and self.tolerance_note):
             raise RuleError(f"rule {self.name!r}: a tolerance must be positive and say why (tolerance_note)")
+        own = self.inputs + self.state + tuple(self.carry) + self.rowstate + self.colstate
+        shadow = sorted({n for n in own if n in ("w", "g")} | {n for n in own if own.count(n) > 1})
+        if shadow:
+            raise RuleError(f"rule {self.name!r}: {shadow[0]!r} is declared twice among the weights w, the gradient "
+                            "g, inputs, state, carried, row and column values; give it a name of its own")
         object.__setattr__(self, "_scalar_names", tuple(self.step_scalars(self.defaults(), 1)))
         object.__setattr__(self, "statements", tuple(parse_update(self)))
 
@@ -332,7 +349,31 @@ class Rule:
         ``scalars`` that takes a third argument."""
         if t < 1:
             raise RuleError(f"step counter t starts at 1, got {t}")
-        return {k: float(v) for k, v in call_scalars(self.scalars, hp, t, run).items()}
+        where = f" (from {SOURCES[self.name]})" if self.name in SOURCES else ""
+        try:
+            values = {k: float(v) for k, v in call_scalars(self.scalars, hp, t, run).items()}
+        except Exception as exc:  # the rule's own code: a division by zero, a missing key, ...
+            raise RuleError(f"rule {self.name!r}{where}: its scalars raised {type(exc).__name__} at step t = {t} "
+                            f"with {_hp_text(hp)}: {exc}") from None
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise RuleError(f"rule {self.name!r}{where}: its scalars gave {bad[0]} = {values[bad[0]]} at step t = {t} "
+                            f"with {_hp_text(hp)}; a scalar must be finite")
+        return values
+
+    def check_own_names(self) -> None:
+        """A RuleError if the rule, as its author wrote it (before the
+        registry's transforms), uses a name the transforms add
+        (:data:`RESERVED_BUFFERS`, :data:`RESERVED_SCALARS`)."""
+        own = self.inputs + self.state + tuple(self.carry) + self.rowstate + self.colstate
+        for name in own:
+            if name in RESERVED_BUFFERS:
+                raise RuleError(f"rule {self.name!r}: {name!r} is a name optbench gives a buffer of its own "
+                                f"({', '.join(RESERVED_BUFFERS)}); call your state something else")
+        for name in self.scalar_names:
+            if name in RESERVED_SCALARS and name not in self.hyper:
+                raise RuleError(f"rule {self.name!r}: scalar {name!r} is a name the L2 and weight-decay transforms "
+                                f"add to every rule ({', '.join(RESERVED_SCALARS)}); call it something else")
 
 
 @dataclass(frozen=True)
@@ -368,6 +409,10 @@ def call_scalars(fn: Callable, hp: Mapping[str, float], t: int, run: RunInfo | N
     if not takes_run(fn):
         return fn(hp, t)
     return fn(hp, t, run if run is not None else RunInfo(float(hp.get("lr", math.nan))))
+
+
+def _hp_text(hp: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v!r}" for k, v in hp.items())
 
 
 def dedent(text: str) -> str:

@@ -22,6 +22,7 @@ the traceback instead, for a bug report.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def cmd_convert(args) -> int:
     if not done:
         print(f"{root}: nothing to convert (no results of optbench before 0.2 under it)")
     for folder, kind, n, damaged in done:
-        print(f"{folder}: {kind}" + (f", {n} cells converted to Parquet" if n else "")
+        print(f"{folder}: {kind}" + (f", {n} cells converted (CSV to Parquet, or re-keyed by phase)" if n else "")
               + (f", {len(damaged)} damaged (moved to damaged/; `optbench run` retrains them)" if damaged else ""))
         for path, why in damaged.items():
             print(f"optbench: warning: {path}: {why}", file=sys.stderr)
@@ -237,21 +238,37 @@ def positive_int(text: str) -> int:
     return value
 
 
-def parse_sizes(text: str) -> list[int]:
-    """'1024,2^20,2**24' -> [1024, 1048576, 16777216]; every size >= 1."""
+#: The largest size a bench flag may ask for: 2^30 float32 elements are
+#: 4 GiB a buffer, and a rule holds up to five (the card's memory, or this
+#: machine's, before that); a population of more than 10,000 members of the
+#: bench's MLP would take more than 20 GB.
+MAX_SIZE = 2**30
+MAX_MEMBERS = 10_000
+
+
+def parse_sizes(text: str, limit: int = MAX_SIZE, what: str = "size") -> list[int]:
+    """'1024,2^20,2**24' -> [1024, 1048576, 16777216]; every size in 1..limit
+    (checked before a power is computed: 2^99999999 is refused, not computed)."""
     sizes = []
     for item in text.split(","):
         item = item.strip().replace("**", "^")
         try:
             base, _, exp = item.partition("^")
-            sizes.append(int(base) ** int(exp) if exp else int(base))
+            base, exp = int(base), (int(exp) if exp else 1)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"bad size {item!r}: use integers or powers like 2^20, separated by commas"
+                f"bad {what} {item!r}: use integers or powers like 2^20, separated by commas"
             ) from None
-        if sizes[-1] < 1:
-            raise argparse.ArgumentTypeError(f"size {item!r} must be at least 1")
+        if base < 1 or exp < 0:
+            raise argparse.ArgumentTypeError(f"{what} {item!r} must be at least 1")
+        if base > 1 and exp * math.log2(base) > math.log2(limit):
+            raise argparse.ArgumentTypeError(f"{what} {item!r} is over the limit of {limit:,}")
+        sizes.append(base ** exp)
     return sizes
+
+
+def parse_members(text: str) -> list[int]:
+    return parse_sizes(text, MAX_MEMBERS, "member count")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -334,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", action="store_true",
                    help="only the population section: cost per member-step against the number of members P, "
                         "against a single run and JAX's vmap (where JAX is installed)")
-    p.add_argument("--members", type=parse_sizes, default=None,
+    p.add_argument("--members", type=parse_members, default=None,
                    help="population sizes P for --population, e.g. 1,16,108")
     p.add_argument("--launches", action="store_true",
                    help="count device launches and host syncs per training step on the CuPy stand-in "

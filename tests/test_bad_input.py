@@ -142,6 +142,111 @@ CASES = [
 ]
 
 
+#: Plug-in rule files the round-three rows load (written beside the study file).
+PLUGINS = {
+    "decay_scalar.py": """
+from optbench.kernels import Rule
+RULE = Rule(name="decay_scalar", title="t", hyper={"lr": 0.1}, symbols={}, state=(), bytes_per_param=8,
+            scalars=lambda hp, t: {"lr": hp["lr"], "decay": 0.5}, update="w = w - lr * decay * g")
+""",
+    "w_state.py": """
+from optbench.kernels import Rule
+RULE = Rule(name="w_state", title="t", hyper={"lr": 0.1}, symbols={}, state=("w",), bytes_per_param=8,
+            scalars=lambda hp, t: {"lr": hp["lr"]}, update="w = w - lr * g")
+""",
+    "mask_state.py": """
+from optbench.kernels import Rule
+RULE = Rule(name="mask_state", title="t", hyper={"lr": 0.1}, symbols={}, state=("decay_mask",),
+            bytes_per_param=8, scalars=lambda hp, t: {"lr": hp["lr"]},
+            update="decay_mask = g\\nw = w - lr * decay_mask")
+""",
+    "exits.py": "import sys\nsys.exit(0)\n",
+    "interrupts.py": "raise KeyboardInterrupt\n",
+    # Fine at its default lr (the load-time trial), a division by zero at lr = 0.07.
+    "divides.py": """
+from optbench.kernels import Rule
+RULE = Rule(name="divides", title="t", hyper={"lr": 0.1}, symbols={}, state=(), bytes_per_param=8,
+            scalars=lambda hp, t: {"lr": hp["lr"], "k": 1.0 / (hp["lr"] - 0.07)}, update="w = w - lr * k * g")
+""",
+    "infinite.py": """
+from optbench.kernels import Rule
+RULE = Rule(name="infinite", title="t", hyper={"lr": 0.1}, symbols={}, state=(), bytes_per_param=8,
+            scalars=lambda hp, t: {"lr": hp["lr"], "k": 1.0 if hp["lr"] != 0.07 else float("inf")},
+            update="w = w - lr * k * g")
+""",
+}
+# A plug-in name registers once per process: the cell-by-cell row loads its own copy.
+PLUGINS["divides_alone.py"] = PLUGINS["divides.py"].replace('name="divides"', 'name="divides_alone"')
+
+
+def plugin_study(rule: str, extra: str = "") -> str:
+    """The tiny study training plug-in ``rule`` (from PLUGINS) at lr 0.07."""
+    return (f'rules = ["{rule}.py"]\n' + TINY.replace('optimizer = ["sgd", "adam"]', f'optimizer = ["{rule}"]')
+            .replace("epochs = 1", f"epochs = 1\nlr = 0.07\n{extra}"))
+
+
+PROTOCOL = """
+[study]
+name = "p"
+[protocol]
+workloads = ["digits-mlp"]
+optimizers = ["sgd"]
+tuning_seeds = [0]
+confirm_seeds = [1]
+[fixed]
+epochs = 1
+"""
+
+# Round three: the protocol, plug-ins and sizes (issue 21).
+CASES += [
+    ("plug-in scalar named as a transform's", ["rules", "--rules", "{dir}/decay_scalar.py"], None,
+     "scalar 'decay' is a name the L2 and weight-decay transforms add", 2),
+    ("plug-in state named w", ["validate", "--rules", "{dir}/w_state.py"], None, "'w' is declared twice", 2),
+    ("plug-in state named decay_mask", ["run", "{study}"], plugin_study("mask_state", 'decay = "weights"'),
+     "'decay_mask' is a name optbench gives a buffer of its own", 2),
+    ("rules file calling sys.exit", ["validate", "--rules", "{dir}/exits.py"], None, "raised sys.exit(0)", 2),
+    ("rules file raising KeyboardInterrupt", ["rules", "--rules", "{dir}/interrupts.py"], None,
+     "raised KeyboardInterrupt while loading", 2),
+    ("division by zero in a plug-in's scalars", ["run", "{study}"], plugin_study("divides"),
+     "its scalars raised ZeroDivisionError at step t = 1 with lr = 0.07", 2),
+    ("division by zero, cell by cell", ["run", "{study}", "--no-population"], plugin_study("divides_alone"),
+     "its scalars raised ZeroDivisionError at step t = 1 with lr = 0.07", 2),
+    ("non-finite scalar", ["run", "{study}"], plugin_study("infinite"), "its scalars gave k = inf", 2),
+    ("too many runs", ["run", "{study}"], TINY + "seed = " + str(list(range(1000))) + "\nbatch_size = "
+     + str(list(range(1, 52))) + "\n", "make 102,000 runs; the limit is 100,000", 2),
+    ("too many steps", ["run", "{study}"], TINY.replace("epochs = 1", "epochs = 100000\nbatch_size = 1"),
+     "optimiser steps; the limit is 10,000,000 per run", 2),
+    ("too many parameters", ["run", "{study}"], TINY.replace("hidden = [8]", "hidden = [100000, 100000]"),
+     "parameters; the limit is 268,435,456", 2),
+    ("protocol: one checkpoint path", ["run", "{study}"], PROTOCOL + 'checkpoint = "{tmp}/c.npz"\n',
+     "would be written by", 2),
+    ("protocol: a million points a decade", ["run", "{study}"],
+     PROTOCOL.replace("confirm_seeds = [1]", "confirm_seeds = [1]\nper_decade = 1000000"),
+     "per_decade = 1000000; allowed: 1 to 5", 2),
+    ("protocol: a billion trials", ["run", "{study}"],
+     PROTOCOL.replace("confirm_seeds = [1]", 'confirm_seeds = [1]\nsearch = "random"\ntrials = 1000000000'),
+     "trials = 1000000000; allowed: 2 to 10000", 2),
+    ("protocol: too many runs", ["run", "{study}"],
+     PROTOCOL.replace("tuning_seeds = [0]", "tuning_seeds = " + str(list(range(2, 20002)))),
+     "make 100,005 runs; the limit is 100,000", 2),
+    ("protocol: [space] key no optimiser has", ["run", "{study}"],
+     PROTOCOL.replace("confirm_seeds = [1]", 'confirm_seeds = [1]\nsearch = "random"\ntrials = 2')
+     + "[space]\nbeta2 = [0.9, 0.999]\n", "'beta2' is not a hyper-parameter of any", 2),
+    ("protocol: unknown key in [fixed]", ["run", "{study}"], PROTOCOL + "learning_rate = 0.1\n",
+     "unknown key 'learning_rate'", 2),
+    ("protocol: a seed past 2^63", ["run", "{study}"], PROTOCOL.replace("confirm_seeds = [1]",
+     "confirm_seeds = [9223372036854775807, 1]").replace("tuning_seeds = [0]", "tuning_seeds = [-1]"),
+     "tuning_seeds must be distinct integers from 0 to 2^63 - 1", 2),
+    ("protocol: an optimiser twice", ["run", "{study}"], PROTOCOL.replace('["sgd"]', '["sgd", "sgd"]'),
+     "optimizers must be distinct names", 2),
+    ("bench size past the limit", ["bench", "--sizes", "2^99999999"], None, "over the limit of 1,073,741,824", 2),
+    ("bench members past the limit", ["bench", "--population", "--members", "100000"], None,
+     "over the limit of 10,000", 2),
+    ("bench --out is a file", ["bench", "--out", "{out}/metadata.json", "--sizes", "2^10"], None,
+     "bench output folder", 2),
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_clear_line_and_changes_nothing(case, stored, tmp_path, capsys, monkeypatch):
     _, args, text, fragment, code = case
@@ -149,10 +254,12 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(case, stored, tmp_path,
         monkeypatch.setitem(sys.modules, "cupy", None)
     fresh = tmp_path / "fresh"
     fresh.mkdir()
+    for name, source in PLUGINS.items():
+        (tmp_path / name).write_text(source)
     if text is not None:
         (tmp_path / "s.toml").write_text(text.replace("{tmp}", str(fresh)))
     argv = [a.replace("{study}", str(tmp_path / "s.toml")).replace("{out}", str(stored))
-            .replace("{tmp}", str(fresh)) for a in args]
+            .replace("{tmp}", str(fresh)).replace("{dir}", str(tmp_path)) for a in args]
     if argv[0] == "run" and "--out" not in argv and "--workers" not in argv[:2]:
         argv += ["--out", str(stored)]
     before = snapshot(stored)
@@ -185,7 +292,9 @@ def test_a_read_only_or_unwritable_folder_is_found_before_training(tmp_path, cap
     def refuse(path, text):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(store, "atomic_write_text", refuse)
+    from optbench.suite.reporting import files
+
+    monkeypatch.setattr(files, "atomic_write_text", refuse)
     trained = []
     monkeypatch.setattr(runner, "cell_rows", lambda *a, **k: trained.append(1))
     monkeypatch.setattr(runner, "population_rows", lambda *a, **k: trained.append(1))
@@ -323,3 +432,39 @@ def test_a_damaged_data_cache_is_regenerated(tmp_path, monkeypatch):
         assert all(np.array_equal(good[k], again[k]) for k in good)
         with np.load(path) as f:  # and the cache is whole again
             assert f["x"].shape == good["x"].shape
+
+
+def test_a_protocol_with_its_own_hidden_widths_runs(tmp_path, capsys):
+    """A valid input that once failed: [fixed] hidden in a protocol."""
+    path = tmp_path / "p.toml"
+    path.write_text(PROTOCOL.replace("confirm_seeds = [1]", "confirm_seeds = [1]\nbracket_rounds = 0")
+                    + "hidden = [8]\n[lr]\nsgd = [0.1, 0.3]\n")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--backend", "numpy", "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    df = store.load_results(out)
+    assert set(df["hidden"]) == {"8"} and df["cell"].nunique() == 3
+
+
+def test_a_protocol_finds_a_rule_of_an_installed_package(tmp_path, monkeypatch):
+    """A valid input that once failed: a rule from an ``optbench.rules``
+    entry point is known to a protocol as it is to a study."""
+    from optbench.kernels import Rule
+    from optbench.kernels import rules as registry
+    from optbench.suite.protocol.spec import load_protocol
+
+    rule = Rule(name="installed_sgd", title="t", hyper={"lr": 0.1}, symbols={}, state=(), bytes_per_param=8,
+                scalars=lambda hp, t: {"lr": hp["lr"]}, update="w = w - lr * g")
+
+    class EntryPoint:
+        name, value = "installed_sgd", "somepackage:RULE"
+
+        def load(self):
+            return rule
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()])
+    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
+    for table in ("RULES", "PLAIN"):  # registered for this test only
+        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+    path = tmp_path / "p.toml"
+    path.write_text(PROTOCOL.replace('optimizers = ["sgd"]', 'optimizers = ["sgd", "installed_sgd"]'))
+    assert load_protocol(str(path)).optimizers == ("sgd", "installed_sgd")

@@ -26,7 +26,7 @@ import pkgutil
 import re
 from importlib.metadata import entry_points
 
-from ..rule import Rule, RuleError
+from ..rule import SOURCES, Rule, RuleError
 from ..transforms import coupled_l2, decoupled_decay
 
 ENTRY_POINT_GROUP = "optbench.rules"
@@ -59,9 +59,10 @@ def with_l2_forms(rule: Rule) -> Rule:
     return coupled_l2(decoupled_decay(rule) if rule.decoupled else rule)
 
 
+for _rule in _BUILTIN:
+    _rule.check_own_names()
 RULES: dict[str, Rule] = {r.name: with_l2_forms(r) for r in _BUILTIN}
-#: Plug-in rule name -> where it came from (a file path or an entry point).
-SOURCES: dict[str, str] = {}
+# SOURCES (from .rule): plug-in rule name -> where it came from (a file path or an entry point).
 #: Plug-in rule name -> the rule as its author wrote it (before the L2 transforms).
 PLAIN: dict[str, Rule] = {}
 
@@ -83,6 +84,10 @@ def register(rule: Rule, source: str) -> Rule:
     if rule.name in RULES:
         where = "a built-in rule" if rule.name in BUILTIN else f"the plug-in from {SOURCES[rule.name]}"
         raise RuleError(f"{source}: rule {rule.name!r} is already {where}; give yours another name")
+    try:
+        rule.check_own_names()
+    except RuleError as exc:
+        raise RuleError(f"{source}: {exc}") from None
     registered = with_l2_forms(rule)
     RULES[rule.name], SOURCES[rule.name], PLAIN[rule.name] = registered, source, rule
     return registered
@@ -118,7 +123,7 @@ def load_entry_points() -> list[Rule]:
         where = f"entry point {ep.name!r} ({ep.value})"
         try:
             obj = ep.load()
-        except Exception as exc:
+        except BaseException as exc:  # whatever the package's import raises, sys.exit() included
             raise PluginError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}") from None
         try:
             rules += [register(r, where) for r in rules_of(obj, where)]

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from ..reporting import provenance
-from ..reporting.files import atomic_write_csv, atomic_write_text
+from ..reporting.files import atomic_write_csv, atomic_write_text, writable_folder
 from ..reporting.kinds import write_kind
 from .cases import COLUMNS, model_rows, size_rows
 from .population import population_rows
@@ -259,6 +259,10 @@ def default_out(args: BenchOptions, meta: dict) -> Path | None:
 
 
 def main(args: BenchOptions, log=print) -> int:
+    if args.out:  # a folder that cannot take the table is refused now, not after the benchmark
+        problem = writable_folder(args.out, 16 << 20, "bench output folder")
+        if problem:
+            raise ValueError(problem)
     rows, meta = run(args, log, out_dir=partial(default_out, args))
     out = default_out(args, meta)
     if out is None:

@@ -63,6 +63,7 @@ def write_protocol_report(out: Path) -> Path:
     mine = df["cell"].isin(record["cells"])
     ignored = df.loc[~mine, "cell"].nunique()
     df = df[mine]
+    left_out = _left_out(out, record["cells"], set(df["cell"]))
     meta = store.read_metadata(out)
     workloads = list(record["workloads"])
     present = set(df["optimizer"])
@@ -104,7 +105,7 @@ def write_protocol_report(out: Path) -> Path:
                   f"the area under the curve from tau = 1 to {TAU_MAX:g}, normalised (1 = fastest everywhere)."
                   + (f" Solved by no optimiser, so counted against all: {', '.join(unsolved)}." if unsolved else "")
                   + "*", ""]
-    lines += _warnings(record, final, reached, plateau)
+    lines += _warnings(record, final, reached, plateau, left_out)
     lines += _workloads_section(record, workloads, plateau, scoring.rule_targets(rank, TARGET_FACTOR))
     settings = {(g["workload"], g["optimizer"]): g.get("settings", {"lr": g["chosen"]}) for g in record["grids"]}
     tuned = scoring.tuned(df)
@@ -182,10 +183,28 @@ def _how(record) -> str:
             f"({record['rounds_used']} of at most {record['bracket_rounds']} rounds used)")
 
 
-def _warnings(record, final, reached, plateau) -> list[str]:
+def _left_out(out: Path, keys, present: set) -> list[str]:
+    """One line per cell of the protocol that the report could not score: its
+    file damaged (and why) or missing."""
+    damaged = {Path(path).stem: (path, why) for path, why in store.damaged_cells(out).items()}
+    lines = []
+    for key in sorted(set(keys) - present):
+        if key in damaged:
+            lines.append(f"`{damaged[key][0]}` is damaged ({damaged[key][1]})")
+        else:
+            lines.append(f"`{store.CELLS}/{key}{store.SUFFIX}` is missing")
+    return lines
+
+
+def _warnings(record, final, reached, plateau, left_out=()) -> list[str]:
     items = []
+    if left_out:
+        items.append(f"**{len(left_out)} of the protocol's {len(record['cells'])} cells are left out** of every "
+                     "number below (the next `optbench run` trains them again): " + "; ".join(left_out) + ".")
     for e in record["edges"]:
         where = (f"lies in the {e['side'].replace('est', '')} tenth of its range" if record.get("search") == "random"
+                 else f"is the {e['side']} of its grid, and the next grid step lies outside {e['optimizer']}'s lr "
+                 f"range {e['range']}" if "range" in e
                  else f"is still the {e['side']} of its grid after {record['bracket_rounds']} extensions")
         items.append(f"**{e['optimizer']}** on **{e['workload']}**: the chosen {e.get('dimension', 'lr')} "
                      f"{e.get('value', e['lr']):g} {where}"

@@ -14,8 +14,12 @@
    optimiser is rerun on the confirmation seeds (``phase = "confirm"``); the report's
    numbers are those runs', never the runs the choice was made on.
 
-Every decision is a function of the stored results, so a rerun (after an
-interruption, or to regenerate) takes the same path and skips what is done.
+Every decision is a function of the folder's complete cells of this
+protocol (a cell's key holds its phase, so another version's cells are never
+this one's), so a rerun (after an interruption, or to regenerate) takes the
+same path and skips what is done. A decision waits for the cells another
+run on the folder is training (:func:`_run`), so two runs at once decide
+alike and write the same ``protocol.json``.
 ``protocol.json`` beside the cells records the grids, the choices and what
 is still on an edge.
 """
@@ -24,10 +28,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from optbench.kernels import get_rule
 
 from ..reporting.files import atomic_write_text
 from ..studies import scoring as study_scoring
@@ -51,10 +58,28 @@ class ProtocolSummary:
     edges: list
 
 
+#: Seconds between looks at cells another run on the folder is training.
+POLL_SECONDS = 1.0
+
+
 def _run(protocol: Protocol, cells, out: Path, phase: str, **kw) -> int:
+    """Train ``cells`` (those not yet complete) and return how many this run
+    trained -- once every one of them is complete. Cells another run on the
+    folder holds are waited for, never decided without: its finished files
+    are read; a cell it gave up (it was stopped) is trained here."""
     study = Study(protocol.name, f"{protocol.description} ({phase})", protocol.path, tuple(cells),
                   protocol.text, protocol.rule_files)
-    return run_study(study, out, protocol.backend, kind="protocol", **kw).ran
+    ran = 0
+    while True:
+        summary = run_study(study, out, protocol.backend, kind="protocol", **kw)
+        ran += summary.ran
+        if not summary.busy:
+            return ran
+        if not kw.get("quiet"):
+            print(f"optbench run: waiting for {summary.busy} cells another run on {out} is training",
+                  file=sys.stderr)
+        kw["quiet"] = True  # one message, not one per look
+        time.sleep(POLL_SECONDS)
 
 
 def _tuning_final(protocol: Protocol, out: Path, keys: set) -> pd.DataFrame:
@@ -64,22 +89,26 @@ def _tuning_final(protocol: Protocol, out: Path, keys: set) -> pd.DataFrame:
     return scoring.last_scores(df)
 
 
-def choices(protocol: Protocol, out: Path, grids: dict) -> tuple[dict, dict]:
-    """(best, extend): per (workload, optimiser) the best row of
+def choices(protocol: Protocol, out: Path, grids: dict) -> tuple[dict, dict, set]:
+    """(best, extend, limited): per (workload, optimiser) the best row of
     :func:`suite.studies.scoring.best_lrs` (each workload's metric, mean over
-    the tuning seeds), and the lr to add where the grid does not bracket it yet."""
+    the tuning seeds); the lr to add where the grid does not bracket it yet;
+    and where it does not but the next lr lies outside the rule's lr range
+    (never trained: that grid stays on its edge, and the report says why)."""
     keys = {protocol.cell(protocol.workload(w), o, {"lr": lr}, s, "tune").key for (w, o), lrs in grids.items()
             for lr in lrs for s in protocol.tuning_seeds}
     final = _tuning_final(protocol, out, keys)
     best_rows = study_scoring.best_lrs(final, ["workload", "optimizer"], "final_score")
-    best, extend = {}, {}
+    best, extend, limited = {}, {}, set()
     for (w, o), lrs in grids.items():
         row = best_rows[(best_rows["workload"] == w) & (best_rows["optimizer"] == o)].iloc[0]
         best[(w, o)] = row
         lr = next_lr(lrs, float(row["lr"]), bool(row["all_diverged"]), protocol.per_decade)
-        if lr is not None:
+        if lr is not None and lr not in get_rule(o).interval("lr"):
+            limited.add((w, o))
+        elif lr is not None:
             extend[(w, o)] = lr
-    return best, extend
+    return best, extend, limited
 
 
 def _grid_tuning(protocol: Protocol, out: Path, say, **run_kw):
@@ -93,7 +122,7 @@ def _grid_tuning(protocol: Protocol, out: Path, say, **run_kw):
                  for lr in lrs for s in protocol.tuning_seeds]
         say(f"optbench run: protocol {protocol.name!r}, tuning round {rounds}: {len(cells)} cells")
         ran += _run(protocol, cells, out, "tuning", **run_kw)
-        best, extend = choices(protocol, out, grids)
+        best, extend, limited = choices(protocol, out, grids)
         if not extend or rounds == protocol.rounds:
             break
         rounds += 1
@@ -104,8 +133,9 @@ def _grid_tuning(protocol: Protocol, out: Path, say, **run_kw):
     edges = [{"workload": w, "optimizer": o, "lr": chosen[(w, o)]["lr"], "dimension": "lr",
               "value": chosen[(w, o)]["lr"],
               "side": "highest" if chosen[(w, o)]["lr"] == max(grids[(w, o)]) else "lowest",
-              "all_diverged": bool(best[(w, o)]["all_diverged"])}
-             for (w, o) in extend]
+              "all_diverged": bool(best[(w, o)]["all_diverged"]),
+              **({"range": str(get_rule(o).interval("lr"))} if (w, o) in limited else {})}
+             for (w, o) in grids if (w, o) in extend or (w, o) in limited]
     return cells, ran, rounds, grids, chosen, edges, {}
 
 

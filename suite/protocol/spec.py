@@ -47,14 +47,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optbench.kernels import RULES
+from optbench.kernels import RuleError, get_rule
 
 from ..studies.loader import StudyError, StudyFile, parse, read
-from ..studies.spec import Cell, make_cell
+from ..studies.spec import Cell, check_cells, check_count, make_cell
 from ..training.config import ConfigError
 from ..workloads import WORKLOADS, Workload
 from . import search, tuning
 
+#: Bounds on what a protocol may ask for (each: the least and the most),
+#: checked before any grid is built: a mistyped per_decade = 1000000 must
+#: be refused, not hang the parser. Grid points are rounded to one
+#: significant digit (:mod:`.tuning`), so past 5 a decade they repeat (6 a
+#: decade gives 1, 1.5 -> 1 ...); more than 12 decades spans every lr a
+#: float32 run could use.
+LIMITS = {"decades": (2, 12), "per_decade": (1, 5), "bracket_rounds": (0, 50), "trials": (2, 10_000)}
 KEYS = {"workloads": list, "optimizers": list, "tuning_seeds": list, "confirm_seeds": list,
         "decades": (int, float), "per_decade": int, "bracket_rounds": int, "search": str, "trials": int}
 SEARCHES = ("grid", "random")
@@ -88,14 +95,16 @@ class Protocol:
     def initial_grid(self, workload: Workload, optimizer: str) -> list[float]:
         if optimizer in self.grids:
             return sorted(self.grids[optimizer])
-        return tuning.log_grid(tuning.centre(optimizer, workload.lr_scale(optimizer)), self.decades,
-                               self.per_decade)
+        # The default grid keeps to the rule's lr range (an explicit [lr] was checked against it).
+        allowed = get_rule(optimizer).interval("lr")
+        return [lr for lr in tuning.log_grid(tuning.centre(optimizer, workload.lr_scale(optimizer)), self.decades,
+                                             self.per_decade) if lr in allowed]
 
     def dimensions(self, workload: Workload, optimizer: str) -> dict:
         """What a random search varies for ``optimizer``: its lr between its
         grid's ends, and the [space] keys it has."""
         grid = self.initial_grid(workload, optimizer)
-        return search.dimensions(self.space, (min(grid), max(grid)), RULES[optimizer])
+        return search.dimensions(self.space, (min(grid), max(grid)), get_rule(optimizer))
 
     def trial_settings(self, workload: Workload, optimizer: str) -> list[dict]:
         """The random search's trials of ``optimizer`` on ``workload`` (the same on every call)."""
@@ -136,12 +145,17 @@ def expand(doc: StudyFile) -> Protocol:
     for key in ("workloads", "optimizers", "tuning_seeds", "confirm_seeds"):
         if not spec.get(key):
             raise StudyError(f"{path}: [protocol] needs a non-empty list {key}")
+    for key in ("workloads", "optimizers"):
+        if not all(isinstance(v, str) for v in spec[key]) or len(set(spec[key])) != len(spec[key]):
+            raise StudyError(f"{path}: [protocol] {key} must be distinct names, got {spec[key]!r}")
     for w in spec["workloads"]:
         if w not in WORKLOADS:
             raise StudyError(f"{path}: unknown workload {w!r}; allowed: {', '.join(WORKLOADS)}")
     for o in spec["optimizers"]:
-        if o not in RULES:
-            raise StudyError(f"{path}: unknown optimiser {o!r}; allowed: {', '.join(RULES)}")
+        try:
+            get_rule(o)  # installed entry points load on the first unknown name
+        except RuleError as exc:
+            raise StudyError(f"{path}: [protocol] optimizers: {exc}") from None
     for table in ("lr", "hyper"):
         for o in getattr(doc, table):
             if o not in spec["optimizers"]:
@@ -149,9 +163,10 @@ def expand(doc: StudyFile) -> Protocol:
     seeds = {}
     for key in ("tuning_seeds", "confirm_seeds"):
         values = spec[key]
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values) \
+        if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in values) \
                 or len(set(values)) != len(values):
-            raise StudyError(f"{path}: [protocol] {key} must be distinct integers >= 0, got {values!r}")
+            raise StudyError(f"{path}: [protocol] {key} must be distinct integers from 0 to 2^63 - 1, "
+                             f"got {values!r}")
         seeds[key] = tuple(values)
     shared = sorted(set(seeds["tuning_seeds"]) & set(seeds["confirm_seeds"]))
     if shared:
@@ -161,8 +176,9 @@ def expand(doc: StudyFile) -> Protocol:
     rounds = spec.get("bracket_rounds", tuning.ROUNDS)
     if not decades >= 2:
         raise StudyError(f"{path}: [protocol] decades must be at least 2 (a grid that brackets), got {decades}")
-    if per_decade < 1 or rounds < 0:
-        raise StudyError(f"{path}: [protocol] per_decade >= 1 and bracket_rounds >= 0, got {per_decade}, {rounds}")
+    for key, (lo, hi) in LIMITS.items():
+        if key in spec and not lo <= spec[key] <= hi:
+            raise StudyError(f"{path}: [protocol] {key} = {spec[key]!r}; allowed: {lo} to {hi}")
     for o, values in doc.lr.items():
         if len(values) < 2 or not all(v > 0 for v in values):
             raise StudyError(f"{path}: [lr] {o} must list at least two learning rates > 0, got {values!r}")
@@ -173,18 +189,37 @@ def expand(doc: StudyFile) -> Protocol:
         raise StudyError(f"{path}: a random search needs trials >= 2 per optimiser, got {k}")
     if how == "grid" and (space or "trials" in spec):
         raise StudyError(f"{path}: [space] and trials belong to search = \"random\"; a grid search tunes the lr")
-    problem = search.check_space(space, [RULES[o] for o in spec["optimizers"]])
+    problem = search.check_space(space, [get_rule(o) for o in spec["optimizers"]])
     if problem:
         raise StudyError(f"{path}: [space] {problem}")
+    points = max([len(v) for v in doc.lr.values()] + [round(decades * per_decade) + 1]) if how == "grid" else k
+    check_count(doc, len(spec["workloads"]) * len(spec["optimizers"]) * points *
+                (len(spec["tuning_seeds"]) + len(spec["confirm_seeds"])),
+                "workloads x optimizers x " + ("lr grid points" if how == "grid" else "trials") + " x seeds")
     backend = doc.fixed.get("backend", "numpy")
     fixed = {k: v for k, v in doc.fixed.items() if k != "backend"}
     protocol = Protocol(doc.name, doc.description, path, tuple(WORKLOADS[w] for w in spec["workloads"]),
                         tuple(spec["optimizers"]), seeds["tuning_seeds"], seeds["confirm_seeds"], float(decades),
                         per_decade, rounds, dict(doc.lr), fixed, doc.text, backend, doc, doc.rule_files, how, k,
                         dict(space))
+    if fixed.get("checkpoint") is not None:  # as a study: no two runs may write one checkpoint file
+        first = {(w.name, o): protocol.initial_grid(w, o) if how == "grid" else [t["lr"] for t in protocol.trial_settings(w, o)]
+                 for w in protocol.workloads for o in protocol.optimizers}
+        try:
+            check_cells(doc, [protocol.cell(w, o, {"lr": lr}, s, phase) for w in protocol.workloads
+                              for o in protocol.optimizers for lr in first[(w.name, o)]
+                              for phase, seeds in (("tune", protocol.tuning_seeds), ("confirm", protocol.confirm_seeds))
+                              for s in seeds])
+        except (ConfigError, ValueError) as exc:
+            raise StudyError(str(exc)) from None
     for w in protocol.workloads:  # every starting cell is a valid config
         for o in protocol.optimizers:
-            first = [{"lr": protocol.initial_grid(w, o)[0]}] if how == "grid" else protocol.trial_settings(w, o)
+            grid = protocol.initial_grid(w, o)
+            if len(grid) < 2:
+                raise StudyError(f"{path}: workload {w.name}, optimiser {o}: its default lr grid keeps "
+                                 f"{len(grid)} point(s) inside {o}'s lr range {get_rule(o).interval('lr')}; "
+                                 f"give [lr] {o} = [...]")
+            first = [{"lr": grid[0]}] if how == "grid" else protocol.trial_settings(w, o)
             try:
                 for settings in first:
                     protocol.cell(w, o, settings, protocol.tuning_seeds[0], "tune")

@@ -19,6 +19,7 @@ target is untouched.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, IO
@@ -71,3 +72,22 @@ def atomic_write_csv(path, df, **to_csv) -> Path:
     """:func:`atomic_write` of a DataFrame as CSV (``index=False`` unless given)."""
     to_csv.setdefault("index", False)
     return atomic_write(path, lambda f: df.to_csv(f, **to_csv))
+
+
+def writable_folder(out, need: int, what: str = "results folder") -> str | None:
+    """Why ``out`` cannot take ``need`` bytes of results, or None if it can:
+    a file where the folder should be, a folder that cannot be created or
+    written, or a disk without the room. Asked before any work starts, so a
+    command does not fail at its end, after the work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        return f"{what} {out} is a file, not a folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / ".optbench-write-test", "").unlink()
+    except OSError as exc:
+        return f"cannot write to {what} {out}: {exc.strerror or exc}"
+    free = shutil.disk_usage(out).free
+    if free < need:
+        return f"only {free / 2**20:.1f} MB free under {out}; this needs about {need / 2**20:.0f} MB"
+    return None

@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..reporting.kinds import KIND_FILE, write_kind
+from ..reporting.files import atomic_write_text
+from ..reporting.kinds import KIND_FILE, read_format, read_kind, write_kind
 from ..schema import BY_NAME, COLUMNS, TAG_COLUMNS
-from .store import CELLS, LEGACY_SUFFIX, legacy_files, write_cell
+from .spec import role_key
+from .store import CELLS, LEGACY_SUFFIX, METADATA, cell_files, legacy_files, read_cell, write_cell
+
+#: A protocol's record beside its cells (suite.protocol.runner writes it; named here, a floor below).
+PROTOCOL_FILE = "protocol.json"
 
 #: What an empty CSV field of a text column held: None for a tag or a
 #: setting whose default is None (no checkpoint, no schedule), else the
@@ -58,14 +64,52 @@ def convert_tree(root: Path) -> list[tuple[Path, str, int, dict[str, str]]]:
     done = []
     for folder in sorted({root, *(p.parent for name, _ in LEGACY_MARKERS for p in root.rglob(name))}):
         if (folder / KIND_FILE).is_file() and not legacy_files(folder):
+            if read_kind(folder) == "protocol" and (read_format(folder) or 0) < 3:
+                done.append((folder, "protocol", rekey(folder), {}))
+                write_kind(folder, "protocol")
             continue
         kind = legacy_kind(folder)
         if kind is None:
             continue
         n, damaged = convert(folder) if kind in ("study", "protocol") else (0, {})
+        if kind == "protocol":
+            rekey(folder)
         write_kind(folder, kind)
         done.append((folder, kind, n, damaged))
     return done
+
+
+def rekey(out: Path) -> int:
+    """Key a protocol folder's cells by their phase too (format 2 -> 3:
+    :func:`optbench.suite.studies.spec.role_key`): each whole cell file is
+    written under its new key, with its ``cell`` column to match, and the
+    old file removed; ``protocol.json`` and ``metadata.json`` list the new
+    keys. A damaged file is left as it is (no longer any cell's: kept, not
+    scored). Returns the cells re-keyed."""
+    renamed = {}
+    for key, path in cell_files(out).items():
+        table, _ = read_cell(path)
+        if table is None:
+            continue
+        phases = set(table.column("phase").to_pylist())
+        if len(phases) != 1 or None in phases:
+            continue  # not a protocol's cell
+        new = role_key(key, phases.pop())
+        rows = table.to_pylist()
+        for row in rows:
+            row["cell"] = new
+        write_cell(out, new, rows)
+        path.unlink()
+        renamed[key] = new
+    for name in (PROTOCOL_FILE, METADATA):
+        path = out / name
+        if path.is_file():
+            record = json.loads(path.read_text())
+            if isinstance(record.get("cells"), list):
+                record["cells"] = sorted(renamed.get(k, k) for k in record["cells"])
+                atomic_write_text(path, json.dumps(record, indent=1 if name == PROTOCOL_FILE else 2)
+                                  + ("\n" if name == PROTOCOL_FILE else ""))
+    return len(renamed)
 
 
 def convert(out: Path) -> tuple[int, dict[str, str]]:

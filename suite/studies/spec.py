@@ -68,7 +68,7 @@ class Cell:
     config: RunConfig
     key: str  # stable hash of the config
     #: Extra columns for its rows, e.g. (("workload", "digits-mlp"), ("phase", "tune")) in a
-    #: protocol; not part of the key.
+    #: protocol; the phase is part of the key (:func:`cell_key`'s role), the rest not.
     tags: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -87,15 +87,26 @@ class Study:
     rule_files: tuple[Path, ...] = ()
 
 
-def cell_key(config: RunConfig) -> str:
+def cell_key(config: RunConfig, role: str | None = None) -> str:
     """The config as canonical JSON, hashed; a plug-in rule's content hash is
-    part of it (kernels.plugins.fingerprint), so an edited rule trains anew."""
+    part of it (kernels.plugins.fingerprint), so an edited rule trains anew.
+
+    ``role``: what the run is for where that changes what its result means
+    (a protocol's phase, "tune" or "confirm"): the same run tuned on in one
+    version of a protocol and reported in another is two cells, so one
+    version's confirmation runs are never another's tuning runs
+    (:func:`role_key`)."""
     data = config.as_dict()
     rule_hash = fingerprint(config.optimizer.name)
     if rule_hash is not None:
         data["rule_sha256"] = rule_hash
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return role_key(hashlib.sha256(blob.encode()).hexdigest()[:16], role)
+
+
+def role_key(key: str, role: str | None) -> str:
+    """The key of a run with settings key ``key`` in ``role`` (None: ``key``)."""
+    return key if role is None else hashlib.sha256(f"{key}/{role}".encode()).hexdigest()[:16]
 
 
 def make_cell(doc: StudyFile, settings: dict, workload=None, tags=()) -> Cell:
@@ -119,7 +130,20 @@ def make_cell(doc: StudyFile, settings: dict, workload=None, tags=()) -> Cell:
         config = RunConfig.of(workload, **values)
     except ConfigError as exc:
         raise doc.error(f"{_label(values)}: {exc}") from None
-    return Cell(config, cell_key(config), tuple(tags))
+    return Cell(config, cell_key(config, dict(tags).get("phase")), tuple(tags))
+
+
+#: The most runs one study or protocol may expand to, checked on the count
+#: before any cell is built: a grid of a million points would take the
+#: memory and days of training by mistake. The built-in studies ask < 1,000.
+MAX_CELLS = 100_000
+
+
+def check_count(doc: StudyFile, count: int, what: str) -> None:
+    """A StudyError giving the limit and the ask where ``count`` runs (of
+    ``what``: how the count was made) exceed :data:`MAX_CELLS`."""
+    if count > MAX_CELLS:
+        raise doc.error(f"{what} make {count:,} runs; the limit is {MAX_CELLS:,} per study (nothing was built)")
 
 
 def check_cells(doc: StudyFile, cells) -> None:
@@ -156,6 +180,10 @@ def expand(doc: StudyFile) -> Study:
                         "in Python, optbench.suite.protocol.spec.load_protocol reads it")
     cells, seen = [], set()
     axes = list(doc.grid)
+    count = 1
+    for a in axes:
+        count *= len(doc.grid[a])
+    check_count(doc, count * max([len(v) for v in doc.lr.values()] or [1]), "[grid] and [lr]")
     for combo in itertools.product(*(doc.grid[a] for a in axes)):
         base = {**doc.fixed, **dict(zip(axes, combo))}
         opt = base.get("optimizer", BY_NAME["optimizer"].default)

@@ -38,8 +38,9 @@ rechecks for a finished file after claiming.
 Columns of the table (one row per run and evaluation point; types in
 :data:`optbench.suite.schema.COLUMNS`):
 
-- study, cell: the study's name and the cell's stable hash; a protocol's tags
-  workload, phase ("tune" or "confirm") and trial (null elsewhere);
+- study, cell: the study's name and the cell's stable hash (of its settings,
+  and in a protocol of its phase too); a protocol's tags workload, phase
+  ("tune" or "confirm") and trial (null elsewhere);
 - the settings, one column per field of :data:`optbench.suite.schema.FIELDS`:
   dataset, hidden (widths joined by "-"), activation, init, init_from, loss,
   optimizer, lr (the learning rate used: the rule's default when the study
@@ -66,7 +67,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,7 +76,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..reporting import provenance
-from ..reporting.files import atomic_write, atomic_write_text
+from ..reporting.files import atomic_write, atomic_write_text, writable_folder
+from ..reporting.kinds import KIND_FILE, read_format, read_kind
 from ..schema import COLUMNS, FIELDS
 
 try:  # POSIX byte-range locks; without them two runs are not kept apart
@@ -217,11 +218,15 @@ def legacy_files(out: Path) -> list[Path]:
 
 
 def refuse_legacy(out: Path) -> None:
-    """A ResultsError, saying how to convert them, where ``out`` holds CSV cells."""
+    """A ResultsError, saying how to convert them, where ``out`` holds CSV
+    cells, or a protocol's cells keyed without their phase (format 2)."""
     old = legacy_files(out)
     if old:
         raise ResultsError(f"{out} holds {len(old)} cell file(s) in the CSV format of optbench before 0.2 "
                            f"({old[0].name}, ...); convert them with `optbench convert {out}`")
+    if (Path(out) / KIND_FILE).is_file() and (read_format(out) or 0) < 3 and read_kind(out) == "protocol":
+        raise ResultsError(f"{out} holds a protocol's results of optbench 0.2, whose cells are keyed without "
+                           f"their phase; re-key them with `optbench convert {out}`")
 
 
 def completed_cells(out: Path) -> set[str]:
@@ -248,23 +253,12 @@ def damaged_cells(out: Path) -> dict[str, str]:
 
 def preflight(out: Path, n_cells: int = 0) -> None:
     """Refuse, before any training, a results folder that cannot take the
-    results: a file where the folder should be, a folder that cannot be
-    created or written, or a disk without room (about 16 KB a cell, 16 MB at
-    least)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ResultsError(f"results folder {out} is a file, not a folder")
-    try:
-        (out / CELLS).mkdir(parents=True, exist_ok=True)
-        probe = atomic_write_text(out / ".optbench-write-test", "")
-        probe.unlink()
-    except OSError as exc:
-        raise ResultsError(f"cannot write to results folder {out}: {exc.strerror or exc}") from None
-    need = max(16 << 20, n_cells * (16 << 10))
-    free = shutil.disk_usage(out).free
-    if free < need:
-        raise ResultsError(f"only {free / 2**20:.1f} MB free under {out}; the study needs about "
-                           f"{need / 2**20:.0f} MB")
+    results (:func:`optbench.suite.reporting.files.writable_folder`; about
+    16 KB a cell, 16 MB at least)."""
+    problem = writable_folder(out, max(16 << 20, n_cells * (16 << 10)))
+    if problem:
+        raise ResultsError(problem)
+    (Path(out) / CELLS).mkdir(exist_ok=True)
 
 
 class Claims:

@@ -36,6 +36,7 @@ import numpy as np
 
 from optbench.kernels.backend import BACKENDS
 from optbench.kernels.dropout import MODES as DROPOUT_MODES
+from optbench.kernels.rule import RuleError
 from optbench.kernels.schedules import Schedule, ScheduleError
 from optbench.kernels.transforms import decay_mask
 
@@ -228,12 +229,23 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+#: The most optimiser steps one run may take (epochs x steps per epoch) and
+#: the most parameters its network may have: a file can ask for any number,
+#: and a mistyped one (epochs = 1000000000) must be refused, not run for days
+#: or fill the memory. Each is hundreds of times what any built-in study asks.
+MAX_STEPS = 10**7
+MAX_PARAMETERS = 2**28
+
+
 def check(config: RunConfig, ds) -> tuple[int, str]:
     """What depends on the data set ``ds``; returns (batch size, loss name).
 
-    The batch fits the training set; the loss fits the targets; a checkpoint
-    to start from exists, is what the study was loaded with, and has this
-    network's layer sizes; the schedule fits the run's total steps.
+    The batch fits the training set; the loss fits the targets; the run's
+    steps and the network's parameters are within :data:`MAX_STEPS` and
+    :data:`MAX_PARAMETERS`; the rule's scalars are finite at the first and
+    the last step with the run's hyper-parameters; a checkpoint to start
+    from exists, is what the study was loaded with, and has this network's
+    layer sizes; the schedule fits the run's total steps.
     """
     if config.batch_size == "full":
         batch = ds.n_train
@@ -244,6 +256,21 @@ def check(config: RunConfig, ds) -> tuple[int, str]:
                 f"batch_size {batch} is larger than the training set of {config.workload.dataset!r} "
                 f"({ds.n_train} objects); use \"full\" for batch gradient descent")
     loss = config.workload.loss_for(ds)
+    steps = config.workload.epochs * steps_per_epoch(batch, ds.n_train)
+    if steps > MAX_STEPS:
+        raise ConfigError(f"{config.workload.epochs:,} epochs of {steps_per_epoch(batch, ds.n_train):,} steps are "
+                          f"{steps:,} optimiser steps; the limit is {MAX_STEPS:,} per run")
+    widths = config.workload.sizes(ds)
+    n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    if n_params > MAX_PARAMETERS:
+        raise ConfigError(f"hidden = {list(config.workload.hidden)} gives a network of {n_params:,} parameters; "
+                          f"the limit is {MAX_PARAMETERS:,}")
+    rule, hp = config.optimizer.rule, dict(config.optimizer.hyper)
+    for t in sorted({1, steps}):  # a division by zero in a plug-in's scalars is refused before training
+        try:
+            rule.step_scalars(hp, t)
+        except RuleError as exc:
+            raise ConfigError(str(exc)) from None
     if config.init == "checkpoint":
         _check_checkpoint(config, config.workload.sizes(ds))
     run_schedule(config, batch, ds.n_train)  # a warm-up as long as the run is refused here

@@ -195,7 +195,8 @@ def test_a_rule_that_cannot_train_a_population_is_refused_at_load(tmp_path):
     one line naming the file, the rule and the reason."""
     path = write(tmp_path, TRIAL_TEXT.format(name="onelr", scalars="scalars", update="w - lr * m"), "onelr.py")
     assert _error(path) == (f"{path}: rule 'onelr' fails a trial step of a two-member population, as optbench "
-                            "run would take it: ValueError: only the default lr is supported")
+                            "run would take it: RuleError: rule 'onelr': its scalars raised ValueError at step "
+                            "t = 1 with gamma = 0.5, l2 = 0, lr = 0.005, wd = 0.01: only the default lr is supported")
     path = write(tmp_path, TRIAL_TEXT.format(name="blowup", scalars='lambda hp, t: {"lr": hp["lr"], "gamma": 0}',
                                              update="w / (m - m)"), "blowup.py")
     assert "rule 'blowup' gives non-finite weights" in _error(path)

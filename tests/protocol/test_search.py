@@ -128,7 +128,8 @@ def test_a_random_search_protocol_end_to_end(tiny, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (('search = "random"', 'search = "bayes"'), "search = 'bayes'; allowed: grid, random"),
-    (("trials = 4", "trials = 1"), "trials >= 2"),
+    (("trials = 4", "trials = 1"), "trials = 1; allowed: 2 to 10000"),
+    (("trials = 4\n", ""), "trials >= 2"),
     (("gamma = [0.5, 0.99]", "gamma = [0.5, 1.0]"), "decay rate"),
     (("gamma = [0.5, 0.99]", "gamma = [0.9, 0.5]"), "is empty"),
     (("gamma = [0.5, 0.99]", "beta3 = [0.1, 0.2]"), "not a hyper-parameter"),
