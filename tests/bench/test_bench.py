@@ -247,7 +247,7 @@ def test_bench_writes_table_and_report_regenerates(tmp_path, capsys):
     assert set(df[df.section == "rule"].rule) == set(RULES)
     # Muon's row gives its Newton-Schulz rate beside matmul's (its hidden 16 x 24 matrix)
     note = df[(df.section == "rule") & (df.rule == "muon")].note.iloc[0]
-    assert "Newton-Schulz on 16x24:" in note and "of matmul's" in note
+    assert "Newton-Schulz on 16x24:" in note and "of a general matmul's" in note
     meta = json.loads((out / "meta.json").read_text())
     assert meta["backends"] == ["numpy"] and meta["note"] == "a test machine" and meta["sizes"] == [1024]
     assert (out / "report.md").is_file() and (out / "figures" / "bandwidth.png").is_file()
