@@ -30,6 +30,8 @@ TAU_MAX = 4.0
 
 
 def _ci(mean, lo, hi, digits=3) -> str:
+    if np.isnan(mean):
+        return "n/a"
     if not np.isfinite(mean):
         return "inf (a run diverged)"
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -92,10 +94,11 @@ def write_protocol_report(out: Path) -> Path:
     if len(times):
         profile = stats.performance_profile(times[[o for o in optimizers if o in times.columns]],
                                             stats.tau_grid(TAU_MAX))
-        scores = stats.profile_score(profile, TAU_MAX)
+        scores = scoring.score_table(df, targets, optimizers, workloads, TAU_MAX)
     lines += _ranking_section(rank, scores, optimizers, workloads, labels)
     if profile is not None:
-        figures.plot_profile(profile, scores, palette, fig_dir / "profile.png")
+        figures.plot_profile(profile, pd.Series({o: v[0] for o, v in scores["score"].items()}, name="score"),
+                             palette, fig_dir / "profile.png")
         unsolved = profile.attrs.get("unsolved", [])
         lines += ["## Performance profile", "",
                   "![performance profile](figures/profile.png)", "",
@@ -106,9 +109,12 @@ def write_protocol_report(out: Path) -> Path:
                   + (f" Solved by no optimiser, so counted against all: {', '.join(unsolved)}." if unsolved else "")
                   + "*", ""]
     lines += _warnings(record, final, reached, plateau, left_out)
+    tuned = scoring.tuned(df)
+    if record.get("search") != "random":
+        lines += _tunability_section(scoring.tunability_table(tuned, optimizers, workloads), optimizers, workloads)
+    lines += _over_run_section(scoring.rankings_over_run(df, optimizers, workloads))
     lines += _workloads_section(record, workloads, plateau, scoring.rule_targets(rank, TARGET_FACTOR))
     settings = {(g["workload"], g["optimizer"]): g.get("settings", {"lr": g["chosen"]}) for g in record["grids"]}
-    tuned = scoring.tuned(df)
     table = scoring.tuning_table(tuned)
     lines += _detail(table, final, rank, reached, optimizers, workloads, chosen, settings, metrics)
     figures.plot_convergence(conf, workloads, palette, targets, labels, fig_dir / "convergence.png")
@@ -165,9 +171,53 @@ def _ranking_section(rank, score, optimizers, workloads, labels) -> list[str]:
             r = rank[(rank["workload"] == w) & (rank["optimizer"] == o)]
             cells.append("-" if r.empty else f"{_ci(*r[['mean', 'lo', 'hi']].iloc[0])} #{r['rank'].iloc[0]}")
         rows.append([f"**{o}**", *cells, fmt(mean_rank.get(o), 2),
-                     fmt(score[o], 2) if score is not None and o in score else "-"])
+                     _ci(*score["score"][o], digits=2) if score is not None and o in score["score"] else "-"])
     head = [f"{w} ({labels[w].replace('validation', 'val')})" for w in workloads]
-    return lines + [md_table(["optimiser", *head, "mean rank", "profile score"], rows), ""]
+    lines += [md_table(["optimiser", *head, "mean rank", "profile score [95%]"], rows), ""]
+    if score is not None and "second" in score:
+        lines += [f"The top profile score ({score['top']}) beats the second ({score['second']}) in "
+                  f"{score['p_top']:.0%} of bootstrap resamples of the confirmation runs (the score's interval "
+                  "resamples each workload's runs, so it says how much the one number rests on a few seeds).", ""]
+    return lines
+
+
+def _tunability_section(table, optimizers, workloads) -> list[str]:
+    lines = ["## Tunability", "",
+             f"How much the exact lr matters: the width, in decades, of the consecutive grid lrs whose mean "
+             f"tuning metric lies within {scoring.GOOD_LR:.0%} of the best lr's (0: the best lr alone; the grid's "
+             "step bounds the resolution), with a bootstrap interval over the tuning seeds -- with two or three "
+             "seeds a coarse one. A wide range forgives a rough lr; a narrow one makes the comparison hinge on "
+             "the grid. What a smaller tuning budget buys, per optimiser, is the tuning-budget figure below.", ""]
+    if table.empty:
+        return lines + ["No lr grid with two or more lrs on every tuning seed.", ""]
+    rows = []
+    for o in optimizers:
+        cells = []
+        for w in workloads:
+            r = table[(table["workload"] == w) & (table["optimizer"] == o)]
+            cells.append("-" if r.empty else _ci(*r[["width", "lo", "hi"]].iloc[0], digits=2))
+        rows.append([f"**{o}**", *cells])
+    return lines + [md_table(["optimiser", *[f"{w} (decades)" for w in workloads]], rows), ""]
+
+
+def _over_run_section(table) -> list[str]:
+    lines = ["## Rankings over the run", "",
+             "Whether the final ranking was already there part-way through the budget: the top three "
+             "optimisers by mean metric over the confirmation runs at 25% and 50% of the epochs and at the end, "
+             "and Kendall's tau between each early order and the final one (1: the same order; intervals "
+             "resample the runs, the same runs at both times).", ""]
+    if table.empty:
+        return lines + ["No confirmation runs yet.", ""]
+    rows = []
+    for w, g in table.groupby("workload", sort=False):
+        by = {float(r["fraction"]): r for _, r in g.iterrows()}
+        top = {f: " > ".join(by[f]["order"][:3]) for f in by}
+        taus = [_ci(by[f]["tau"], by[f]["lo"], by[f]["hi"], digits=2) for f in scoring.RANK_POINTS]
+        rows.append([f"`{w}`", *[f"{top[f]} (epoch {int(by[f]['epoch'])})" for f in (*scoring.RANK_POINTS, 1.0)],
+                     *taus])
+    head = ["workload", *[f"top 3 at {f:.0%}" for f in scoring.RANK_POINTS], "top 3 at the end",
+            *[f"tau {f:.0%} -> end" for f in scoring.RANK_POINTS]]
+    return lines + [md_table(head, rows), ""]
 
 
 def _how(record) -> str:

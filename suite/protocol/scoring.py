@@ -24,7 +24,10 @@ lr chosen on the tuning seeds -- never from the runs the choice was made on.
 - :func:`tuned`, :func:`tuning_table`, :func:`budget`: what the tuning runs
   showed;
 - :func:`plateau`: whether the budget let the best optimiser level off;
-- :func:`rule_targets`: the targets the documented rule gives on these runs.
+- :func:`rule_targets`: the targets the documented rule gives on these runs;
+- :func:`score_table`, :func:`tunability_table`, :func:`rankings_over_run`:
+  how far the conclusions hold (the score's interval, the width of the good
+  lrs, the ranking part-way through the budget).
 """
 
 from __future__ import annotations
@@ -217,3 +220,92 @@ def rule_targets(rank: pd.DataFrame, factor: float) -> dict:
         if np.isfinite(best["mean"]):
             out[w] = (float(f"{factor * best['mean']:.3g}"), best["optimizer"], float(best["mean"]))
     return out
+
+
+#: Tunability: an lr counts as good when its mean tuning metric lies within
+#: this fraction of the best lr's (DeepOBS's and Schmidt et al.'s question:
+#: how much does the exact lr matter?).
+GOOD_LR = 0.05
+#: The fractions of the budget at which the ranking is compared with the final one.
+RANK_POINTS = (0.25, 0.5)
+
+
+def reach_times(df: pd.DataFrame, targets: dict, optimizers, workloads) -> dict:
+    """(workload, optimizer) -> each confirmation run's steps to the
+    workload's target (+inf: never reached), for the score's interval."""
+    conf = phase(df, "confirm")
+    out = {}
+    for w in workloads:
+        if targets.get(w) is None:
+            continue
+        for o in optimizers:
+            runs = conf[(conf["workload"] == w) & (conf["optimizer"] == o)]
+            if len(runs):
+                out[(w, o)] = stats.first_reach(runs, "score", targets[w], time_col="step")["time"].to_numpy(float)
+    return out
+
+
+def score_table(df: pd.DataFrame, targets: dict, optimizers, workloads, tau_max: float) -> dict:
+    """The performance-profile score of each optimiser with its bootstrap
+    interval over the confirmation runs, and P(the top score beats the
+    second) (:func:`.stats.score_interval`) over the workloads with a target."""
+    runs = reach_times(df, targets, optimizers, workloads)
+    scored_workloads = [w for w in workloads if any((w, o) in runs for o in optimizers)]
+    return stats.score_interval(runs, scored_workloads, list(optimizers), tau_max, n_boot=N_BOOT, level=LEVEL)
+
+
+def tunability_table(tuned: pd.DataFrame, optimizers, workloads) -> pd.DataFrame:
+    """Per workload x optimiser of a grid search: the width in decades of
+    the consecutive grid lrs whose mean tuning metric is within GOOD_LR of
+    the best one's, with its bootstrap interval over the tuning seeds
+    (:func:`.stats.tunability`). Only lrs every tuning seed ran count."""
+    rows = []
+    for w in workloads:
+        for o in optimizers:
+            runs = tuned[(tuned["workload"] == w) & (tuned["optimizer"] == o)]
+            if runs.empty:
+                continue
+            grid = runs.pivot_table(index="lr", columns="seed", values="final_score", aggfunc="first").dropna()
+            if len(grid) < 2:
+                continue
+            width, lo, hi = stats.tunability(grid.index.to_numpy(float), grid.to_numpy(float), GOOD_LR,
+                                             n_boot=N_BOOT, level=LEVEL)
+            rows.append({"workload": w, "optimizer": o, "width": width, "lo": lo, "hi": hi,
+                         "lrs": len(grid), "seeds": grid.shape[1]})
+    return pd.DataFrame(rows, columns=["workload", "optimizer", "width", "lo", "hi", "lrs", "seeds"])
+
+
+def _at_epoch(conf: pd.DataFrame, epoch: int) -> pd.Series:
+    """Each run's metric at ``epoch`` (its last evaluation at or before it):
+    +inf where the run had diverged by then, or its metric is not finite."""
+    rows = conf[conf["epoch"] <= epoch].sort_values("epoch").groupby("cell").tail(1).set_index("cell")
+    value = rows["score"].astype(float)
+    return value.where(np.isfinite(value) & ~rows["diverged"].astype(bool), np.inf)
+
+
+def rankings_over_run(df: pd.DataFrame, optimizers, workloads, points=RANK_POINTS) -> pd.DataFrame:
+    """Per workload and fraction f of the budget: the optimisers in order of
+    their mean metric over the confirmation runs at that epoch, and Kendall's
+    tau between that order and the final one, with a bootstrap interval over
+    the runs (:func:`.stats.ranking_agreement`)."""
+    conf = phase(df, "confirm")
+    rows = []
+    for w in workloads:
+        runs = conf[conf["workload"] == w]
+        if runs.empty:
+            continue
+        last = int(runs["epoch"].max())
+        present = [o for o in optimizers if (runs["optimizer"] == o).any()]
+        cells = {o: sorted(runs.loc[runs["optimizer"] == o, "cell"].unique()) for o in present}
+        final = _at_epoch(runs, last)
+        for f in (*points, 1.0):
+            epoch = max(1, round(f * last))
+            at = _at_epoch(runs, epoch)
+            early = [at.reindex(cells[o]).fillna(np.inf).to_numpy(float) for o in present]
+            end = [final.reindex(cells[o]).fillna(np.inf).to_numpy(float) for o in present]
+            means = pd.Series([e.mean() for e in early], index=present).sort_values(kind="stable")
+            tau, lo, hi = (1.0, 1.0, 1.0) if f == 1.0 else stats.ranking_agreement(early, end, n_boot=N_BOOT,
+                                                                                  level=LEVEL)
+            rows.append({"workload": w, "fraction": f, "epoch": epoch, "order": list(means.index),
+                         "tau": tau, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["workload", "fraction", "epoch", "order", "tau", "lo", "hi"])

@@ -75,7 +75,10 @@ def test_the_report_opens_with_ranking_profile_and_warnings(tmp_path):
     run_protocol(protocol, out, quiet=True)
     text = write_protocol_report(out).read_text()
     heads = [line for line in text.splitlines() if line.startswith("## ")]
-    assert heads[:4] == ["## Ranking", "## Performance profile", "## Warnings", "## Workloads"]
+    assert heads[:6] == ["## Ranking", "## Performance profile", "## Warnings", "## Tunability",
+                         "## Rankings over the run", "## Workloads"]
+    assert "profile score [95%]" in text and "beats the second" in text
+    assert "tau 25% -> end" in text.split("## Rankings over the run")[1].split("##")[0]
     assert "[" in text.split("## Ranking")[1].split("##")[0]  # intervals beside the means
     for name in ("profile", "convergence", "tuning", "budget"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0

@@ -12,6 +12,7 @@ from optbench.suite.protocol.stats import (bootstrap_ci, budget_curve, expected_
                                   performance_profile, performance_ratios, prob_better,
                                   prob_run_beats, profile_score, quantile_best_of_k,
                                   reach_summary, tau_grid)
+from optbench.suite.protocol import stats  # noqa: E402 (the robustness functions, by their module's names)
 
 INF = math.inf
 
@@ -392,3 +393,65 @@ def test_budget_curve_with_a_diverged_point_and_bad_input():
     renamed = runs.rename(columns={"score": "loss", "hp_point": "lr"})
     assert budget_curve(renamed, 2, n_boot=50, point_col="lr", score_col="loss").equals(
         budget_curve(runs, 2, n_boot=50))
+
+
+# --- how far the conclusions hold (stats.robustness) ----------------------------------------------
+
+def test_the_exact_score_is_the_profiles_area():
+    rng = np.random.default_rng(3)
+    t = rng.uniform(100, 1000, size=(6, 4))
+    t[rng.random((6, 4)) < 0.3] = np.inf
+    t[5] = np.inf  # a workload nobody solves
+    times = pd.DataFrame(t, index=[f"w{i}" for i in range(6)], columns=list("abcd"))
+    area = stats.profile_score(stats.performance_profile(times, stats.tau_grid(4.0)), 4.0)
+    assert np.allclose(stats.scores_from_times(t, 4.0), area.to_numpy(), atol=1e-3)
+
+
+def test_the_score_interval_says_how_sure_the_lead_is():
+    rng = np.random.default_rng(0)
+    fast = {(f"w{i}", "fast"): rng.normal(100, 5, 10) for i in range(4)}
+    slow = {(f"w{i}", "slow"): rng.normal(300, 5, 10) for i in range(4)}
+    twin = {(f"w{i}", "twin"): v.copy() for (w, o), v in fast.items() for i in [int(w[1:])]}
+    clear = stats.score_interval({**fast, **slow}, [f"w{i}" for i in range(4)], ["slow", "fast"])
+    assert clear["top"] == "fast" and clear["second"] == "slow" and clear["p_top"] == 1.0
+    point, lo, hi = clear["score"]["fast"]
+    assert point == 1.0 and lo <= point <= hi
+    tied = stats.score_interval({**fast, **twin}, [f"w{i}" for i in range(4)], ["fast", "twin"])
+    assert abs(tied["p_top"] - 0.5) < 0.1  # the same runs: neither leads
+    never = {("w0", "a"): np.full(4, np.inf), ("w0", "b"): np.array([10.0, 12.0, np.inf, 11.0])}
+    s = stats.score_interval(never, ["w0"], ["a", "b"])
+    assert s["score"]["a"][0] == 0.0 and s["score"]["b"][0] == 1.0
+
+
+def test_the_width_of_the_good_lrs():
+    lrs = np.array([1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    wide = np.array([[2.0], [1.04], [1.0], [1.03], [5.0]])
+    assert stats.good_lr_width(lrs, wide) == pytest.approx(1.0)  # 3e-3 .. 3e-2
+    alone = np.array([[2.0], [1.2], [1.0], [1.1], [np.inf]])
+    assert stats.good_lr_width(lrs, alone) == 0.0
+    gap = np.array([[1.01], [1.5], [1.0], [1.2], [1.0]])  # good lrs that are not consecutive do not count
+    assert stats.good_lr_width(lrs, gap) == 0.0
+    seeds = np.hstack([wide, wide * 1.01, alone])
+    width, lo, hi = stats.tunability(lrs, seeds)
+    assert lo <= width <= hi and lo == 0.0
+    assert np.isnan(stats.tunability(lrs, wide)[1])  # one seed: no interval
+
+
+def test_kendalls_tau_matches_scipys_tau_b():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a, b = rng.integers(0, 4, 7).astype(float), rng.integers(0, 4, 7).astype(float)
+        if len(set(a)) > 1 and len(set(b)) > 1:
+            assert stats.kendall_tau(a, b) == pytest.approx(scipy_stats.kendalltau(a, b).statistic)
+    assert stats.kendall_tau([1, 2, np.inf, np.inf], [1, 2, 3, 3]) == pytest.approx(1.0)
+    assert stats.kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    assert np.isnan(stats.kendall_tau([1, 1, 1], [1, 2, 3]))
+
+
+def test_the_ranking_agreement_of_a_settled_and_of_a_reversed_race():
+    rng = np.random.default_rng(2)
+    runs = [rng.normal(m, 0.01, 5) for m in (1.0, 2.0, 3.0)]
+    assert stats.ranking_agreement(runs, runs) == (1.0, 1.0, 1.0)
+    tau, lo, hi = stats.ranking_agreement(runs, runs[::-1])
+    assert tau == -1.0 and hi == -1.0
