@@ -13,6 +13,9 @@
 3. **Select, then confirm.** The chosen lr (or trial) of each workload x
    optimiser is rerun on the confirmation seeds (``phase = "confirm"``); the report's
    numbers are those runs', never the runs the choice was made on.
+4. **Defaults** (``defaults = true``): each optimiser at its rule's default
+   lr, untuned, on the confirmation seeds (``phase = "default"``), so the
+   report can say what tuning bought.
 
 Every decision is a function of the folder's complete cells of this
 protocol (a cell's key holds its phase, so another version's cells are never
@@ -177,6 +180,12 @@ def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -
     say(f"optbench run: confirming the chosen settings on {len(protocol.confirm_seeds)} fresh seeds: "
         f"{len(confirm)} cells")
     ran += _run(protocol, confirm, out, "confirmation", quiet=quiet, **run_kw)
+    # What tuning bought: every optimiser at its default lr, untuned, on the same fresh seeds.
+    defaults = [protocol.cell(protocol.workload(w), o, {}, s, "default") for (w, o) in grids
+                for s in protocol.confirm_seeds] if protocol.defaults else []
+    if defaults:
+        say(f"optbench run: each optimiser at its default lr on the confirmation seeds: {len(defaults)} cells")
+        ran += _run(protocol, defaults, out, "defaults", quiet=quiet, **run_kw)
     record = {
         "name": protocol.name, "description": protocol.description,
         "workloads": {w.name: _described(w, protocol.fixed) for w in protocol.workloads},
@@ -194,7 +203,8 @@ def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -
         # The cells this protocol consists of: a results folder may also hold
         # cells of an earlier version of it (another budget), which the report
         # must not mix in; they are kept, never deleted.
-        "cells": sorted({c.key for c in tune_cells} | {c.key for c in confirm}),
+        "defaults": protocol.defaults,
+        "cells": sorted({c.key for c in tune_cells} | {c.key for c in confirm} | {c.key for c in defaults}),
     }
     atomic_write_text(out / PROTOCOL_FILE, json.dumps(record, indent=1) + "\n")
     return ProtocolSummary(out, len(record["cells"]), ran, rounds, edges)

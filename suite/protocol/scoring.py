@@ -25,9 +25,10 @@ lr chosen on the tuning seeds -- never from the runs the choice was made on.
   showed;
 - :func:`plateau`: whether the budget let the best optimiser level off;
 - :func:`rule_targets`: the targets the documented rule gives on these runs;
-- :func:`score_table`, :func:`tunability_table`, :func:`rankings_over_run`:
-  how far the conclusions hold (the score's interval, the width of the good
-  lrs, the ranking part-way through the budget).
+- :func:`score_table`, :func:`tunability_table`, :func:`rankings_over_run`,
+  :func:`defaults_against_tuned`: how far the conclusions hold (the score's
+  interval, the width of the good lrs, the ranking part-way through the
+  budget, what tuning bought over the defaults).
 """
 
 from __future__ import annotations
@@ -309,3 +310,24 @@ def rankings_over_run(df: pd.DataFrame, optimizers, workloads, points=RANK_POINT
             rows.append({"workload": w, "fraction": f, "epoch": epoch, "order": list(means.index),
                          "tau": tau, "lo": lo, "hi": hi})
     return pd.DataFrame(rows, columns=["workload", "fraction", "epoch", "order", "tau", "lo", "hi"])
+
+
+def defaults_against_tuned(df: pd.DataFrame, optimizers, workloads) -> pd.DataFrame:
+    """Per workload x optimiser with default runs (``phase = "default"``):
+    the mean final metric at the rule's default lr and at the tuned one (the
+    confirmation runs, the same seeds), and what tuning bought: default -
+    tuned, with a bootstrap interval (:func:`.stats.mean_difference`;
+    positive: tuning helped)."""
+    default, tuned_runs = last_scores(phase(df, "default")), confirmed(df)
+    rows = []
+    for w in workloads:
+        for o in optimizers:
+            d = default[(default["workload"] == w) & (default["optimizer"] == o)]
+            t = tuned_runs[(tuned_runs["workload"] == w) & (tuned_runs["optimizer"] == o)]
+            if d.empty or t.empty:
+                continue
+            a, b = d["final_score"].to_numpy(float), t["final_score"].to_numpy(float)
+            gain, lo, hi = stats.mean_difference(a, b, n_boot=N_BOOT, level=LEVEL)
+            rows.append({"workload": w, "optimizer": o, "default_lr": float(d["lr"].iloc[0]),
+                         "default": a.mean(), "tuned": b.mean(), "gain": gain, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["workload", "optimizer", "default_lr", "default", "tuned", "gain", "lo", "hi"])

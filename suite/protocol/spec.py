@@ -15,6 +15,8 @@ A study file with a ``[protocol]`` table is a protocol (read and checked by
     decades = 2                                      # each initial lr grid spans this many decades
     per_decade = 2                                   # points per decade
     bracket_rounds = 3                               # at most this many grid extensions
+    defaults = true                                  # optional: also each optimiser at its default lr,
+                                                     # untuned, on the confirmation seeds
 
     [lr]                                             # optional: a starting grid per optimiser
     sgd = [0.01, 0.03, 0.1, 0.3, 1.0]
@@ -63,7 +65,8 @@ from . import search, tuning
 #: float32 run could use.
 LIMITS = {"decades": (2, 12), "per_decade": (1, 5), "bracket_rounds": (0, 50), "trials": (2, 10_000)}
 KEYS = {"workloads": list, "optimizers": list, "tuning_seeds": list, "confirm_seeds": list,
-        "decades": (int, float), "per_decade": int, "bracket_rounds": int, "search": str, "trials": int}
+        "decades": (int, float), "per_decade": int, "bracket_rounds": int, "search": str, "trials": int,
+        "defaults": bool}
 SEARCHES = ("grid", "random")
 
 
@@ -88,6 +91,8 @@ class Protocol:
     search: str = "grid"  # or "random": quasi-random trials (.search)
     trials: int = 0  # per workload and optimiser, for search = "random"
     space: dict = field(default_factory=dict)  # the [space] table
+    #: Also run every optimiser at its default lr, untuned, on the confirmation seeds (phase "default").
+    defaults: bool = False
 
     def workload(self, name: str) -> Workload:
         return next(w for w in self.workloads if w.name == name)
@@ -140,7 +145,7 @@ def expand(doc: StudyFile) -> Protocol:
     for key, value in spec.items():
         if key not in KEYS:
             raise StudyError(f"{path}: [protocol] has unknown key {key!r}; allowed: {', '.join(KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, KEYS[key]):
+        if (isinstance(value, bool) and KEYS[key] is not bool) or not isinstance(value, KEYS[key]):
             raise StudyError(f"{path}: [protocol] {key} has the wrong type: {value!r}")
     for key in ("workloads", "optimizers", "tuning_seeds", "confirm_seeds"):
         if not spec.get(key):
@@ -201,7 +206,7 @@ def expand(doc: StudyFile) -> Protocol:
     protocol = Protocol(doc.name, doc.description, path, tuple(WORKLOADS[w] for w in spec["workloads"]),
                         tuple(spec["optimizers"]), seeds["tuning_seeds"], seeds["confirm_seeds"], float(decades),
                         per_decade, rounds, dict(doc.lr), fixed, doc.text, backend, doc, doc.rule_files, how, k,
-                        dict(space))
+                        dict(space), spec.get("defaults", False))
     if fixed.get("checkpoint") is not None:  # as a study: no two runs may write one checkpoint file
         first = {(w.name, o): protocol.initial_grid(w, o) if how == "grid" else [t["lr"] for t in protocol.trial_settings(w, o)]
                  for w in protocol.workloads for o in protocol.optimizers}

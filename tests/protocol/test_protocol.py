@@ -130,3 +130,25 @@ def test_cells_of_an_earlier_budget_are_kept_but_not_scored(tmp_path, monkeypatc
     assert set(mine.groupby("cell")["epoch"].max()) == {4} and not set(record["cells"]) & old
     text = write_protocol_report(out).read_text()
     assert f"{len(old)} other cells in the folder" in text
+
+
+def test_defaults_run_untuned_on_the_confirmation_seeds_and_the_report_sets_them_beside_tuned(tmp_path):
+    path = write(tmp_path, PROTOCOL.replace("bracket_rounds = 2", "bracket_rounds = 0\ndefaults = true"))
+    out = tmp_path / "out"
+    run_protocol(load_protocol(str(path), backend="numpy"), out, quiet=True)
+    df = load_results(out)
+    default = df[df["phase"] == "default"]
+    assert set(default["seed"]) == {5, 6, 7} and set(default["optimizer"]) == {"sgd", "adam"}
+    assert set(default.groupby("optimizer")["lr"].first().items()) == {("sgd", 0.01), ("adam", 0.001)}
+    record = json.loads((out / PROTOCOL_FILE).read_text())
+    assert record["defaults"] and set(default["cell"]) <= set(record["cells"])
+    text = write_protocol_report(out).read_text()
+    section = text.split("## Defaults against tuned")[1].split("\n## ")[0]
+    assert "**sgd** (lr 0.01)" in section and "**adam** (lr 0.001)" in section
+    # the ranking is the tuned runs' alone
+    assert "10 confirmation runs" not in text and "6 confirmation runs" in text
+
+
+def test_defaults_must_be_a_boolean(tmp_path):
+    with pytest.raises(StudyError, match="defaults has the wrong type"):
+        load_protocol(str(write(tmp_path, PROTOCOL.replace("bracket_rounds = 2", "defaults = 1"))))

@@ -455,3 +455,11 @@ def test_the_ranking_agreement_of_a_settled_and_of_a_reversed_race():
     assert stats.ranking_agreement(runs, runs) == (1.0, 1.0, 1.0)
     tau, lo, hi = stats.ranking_agreement(runs, runs[::-1])
     assert tau == -1.0 and hi == -1.0
+
+
+def test_the_difference_of_means_and_its_interval():
+    a, b = np.array([3.0, 3.2, 2.8, 3.1]), np.array([1.0, 1.1, 0.9, 1.0])
+    gain, lo, hi = stats.mean_difference(a, b)
+    assert gain == pytest.approx(a.mean() - b.mean()) and lo <= gain <= hi and lo > 1.5
+    assert stats.mean_difference(np.array([1.0, np.inf]), b)[0] == np.inf
+    assert np.isnan(stats.mean_difference(np.array([np.inf]), np.array([np.inf]))[0])

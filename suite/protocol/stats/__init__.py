@@ -37,19 +37,20 @@ Contents:
   :func:`budget_curve`: what a tuning budget of k trials buys;
 - :func:`score_interval`, :func:`tunability`, :func:`ranking_agreement`
   (with :func:`scores_from_times`, :func:`good_lr_width`,
-  :func:`kendall_tau`): how far a comparison's conclusions hold -- the
-  profile score's interval, the width of the good lrs, and whether the
-  ranking part-way through the budget is the final one.
+  :func:`kendall_tau`), :func:`mean_difference`: how far a comparison's
+  conclusions hold -- the profile score's interval, the width of the good
+  lrs, whether the ranking part-way through the budget is the final one,
+  and what tuning bought over the defaults.
 """
 
 from .bootstrap import bootstrap_ci, prob_better, prob_run_beats
 from .budget import budget_curve, expected_best_of_k, quantile_best_of_k
 from .profiles import performance_profile, performance_ratios, profile_score, tau_grid
-from .robustness import (good_lr_width, kendall_tau, ranking_agreement, score_interval, scores_from_times,
-                         tunability)
+from .robustness import (good_lr_width, kendall_tau, mean_difference, ranking_agreement, score_interval,
+                         scores_from_times, tunability)
 from .target import first_reach, reach_summary
 
 __all__ = ["bootstrap_ci", "budget_curve", "expected_best_of_k", "first_reach", "performance_profile",
            "performance_ratios", "prob_better", "prob_run_beats", "profile_score", "quantile_best_of_k",
-           "reach_summary", "tau_grid", "good_lr_width", "kendall_tau", "ranking_agreement", "score_interval",
+           "reach_summary", "tau_grid", "good_lr_width", "kendall_tau", "mean_difference", "ranking_agreement", "score_interval",
            "scores_from_times", "tunability"]

@@ -142,3 +142,21 @@ def ranking_agreement(early, final, n_boot: int = 2000, level: float = 0.95,
         return point, math.nan, math.nan
     lo, hi = _order_interval(taus, level)
     return point, float(lo), float(hi)
+
+
+def mean_difference(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), lo, hi): the difference of two sets of runs'
+    means with a bootstrap interval (each set resampled on its own, as
+    :func:`.bootstrap.prob_better`); +inf where a resample of ``a`` holds a
+    diverged run (+inf), -inf where only ``b``'s does."""
+    _check_boot(n_boot, level)
+    x, y = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    with np.errstate(invalid="ignore"):
+        point = float(x.mean() - y.mean())
+        d = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1) - \
+            y[rng.integers(0, y.size, (n_boot, y.size))].mean(axis=1)
+    if np.isnan(point) or np.isnan(d).any():  # both sides infinite: no difference to give
+        return math.nan, math.nan, math.nan
+    lo, hi = _order_interval(d, level)
+    return point, float(lo), float(hi)
