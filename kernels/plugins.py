@@ -100,12 +100,11 @@ def load_file(path) -> list[Rule]:
         raise PluginError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except BaseException as exc:  # a RuleError from Rule(...), any error of the user's code, even sys.exit()
         del sys.modules[name]
+        line = _line_in(path, exc)
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             what = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else "KeyboardInterrupt"
-            line = _line_in(path, exc)
             raise PluginError(f"{path}{f':{line}' if line else ''}: the rules file raised {what} while loading; "
                               "a rules file defines RULE or RULES and must not exit") from None
-        line = _line_in(path, exc)
         kind = "" if isinstance(exc, RuleError) else f"{type(exc).__name__}: "
         raise PluginError(f"{path}{f':{line}' if line else ''}: {kind}{exc}") from None
     found = rules_of(module, str(path))

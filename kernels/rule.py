@@ -261,7 +261,7 @@ class Rule:
                                 "which is not a hyper-parameter")
         if self.tolerance is not None and not (self.tolerance > 0 and self.tolerance_note):
             raise RuleError(f"rule {self.name!r}: a tolerance must be positive and say why (tolerance_note)")
-        own = self.inputs + self.state + tuple(self.carry) + self.rowstate + self.colstate
+        own = self._own_names
         shadow = sorted({n for n in own if n in ("w", "g")} | {n for n in own if own.count(n) > 1})
         if shadow:
             raise RuleError(f"rule {self.name!r}: {shadow[0]!r} is declared twice among the weights w, the gradient "
@@ -349,24 +349,30 @@ class Rule:
         ``scalars`` that takes a third argument."""
         if t < 1:
             raise RuleError(f"step counter t starts at 1, got {t}")
-        where = f" (from {SOURCES[self.name]})" if self.name in SOURCES else ""
         try:
             values = {k: float(v) for k, v in call_scalars(self.scalars, hp, t, run).items()}
         except Exception as exc:  # the rule's own code: a division by zero, a missing key, ...
+            where = f" (from {SOURCES[self.name]})" if self.name in SOURCES else ""
             raise RuleError(f"rule {self.name!r}{where}: its scalars raised {type(exc).__name__} at step t = {t} "
                             f"with {_hp_text(hp)}: {exc}") from None
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
+            where = f" (from {SOURCES[self.name]})" if self.name in SOURCES else ""
             raise RuleError(f"rule {self.name!r}{where}: its scalars gave {bad[0]} = {values[bad[0]]} at step t = {t} "
                             f"with {_hp_text(hp)}; a scalar must be finite")
         return values
+
+    @property
+    def _own_names(self) -> tuple[str, ...]:
+        """Every name the rule declares besides w and g: inputs, state,
+        carried values, row and column state."""
+        return self.inputs + self.state + tuple(self.carry) + self.rowstate + self.colstate
 
     def check_own_names(self) -> None:
         """A RuleError if the rule, as its author wrote it (before the
         registry's transforms), uses a name the transforms add
         (:data:`RESERVED_BUFFERS`, :data:`RESERVED_SCALARS`)."""
-        own = self.inputs + self.state + tuple(self.carry) + self.rowstate + self.colstate
-        for name in own:
+        for name in self._own_names:
             if name in RESERVED_BUFFERS:
                 raise RuleError(f"rule {self.name!r}: {name!r} is a name optbench gives a buffer of its own "
                                 f"({', '.join(RESERVED_BUFFERS)}); call your state something else")

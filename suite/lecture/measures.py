@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import datasets
+from ..nn.mlp import dense_parameters
 
 # --- a study's runs ----------------------------------------------------------------- #
 
@@ -104,8 +105,7 @@ def network_size(run: pd.Series) -> tuple[int, list[int]]:
     ds = datasets.load(str(run["dataset"]), seed=0)  # the widths only; no training
     hidden = [int(h) for h in str(run["hidden"]).split("-") if h]
     sizes = [ds.n_features, *hidden, ds.n_outputs]
-    weights = int(sum(h * m + m for h, m in zip(sizes[:-1], sizes[1:])))
-    return weights, sizes
+    return dense_parameters(sizes), sizes
 
 
 # --- per layer ------------------------------------------------------------------------ #

@@ -163,6 +163,12 @@ class Cache:
     masks: list | None = None
 
 
+def dense_parameters(sizes) -> int:
+    """Weights and biases of a dense network of layer widths ``sizes``
+    ([n_in, *hidden, n_out]); PReLU's one alpha per layer aside."""
+    return int(sum(h * m + m for h, m in zip(sizes[:-1], sizes[1:])))
+
+
 def mlp_layout(sizes, activation) -> FlatLayout:
     """The flat buffer of a network: W1, b1 (alpha1 for PReLU), W2, ..."""
     tensors = []

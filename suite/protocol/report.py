@@ -259,14 +259,14 @@ def _how(record) -> str:
 
 def _left_out(out: Path, keys, present: set) -> list[str]:
     """One line per cell of the protocol that the report could not score: its
-    file damaged (and why) or missing."""
-    damaged = {Path(path).stem: (path, why) for path, why in store.damaged_cells(out).items()}
+    file damaged (and why) or missing. Only those cells' files are read again."""
     lines = []
     for key in sorted(set(keys) - present):
-        if key in damaged:
-            lines.append(f"`{damaged[key][0]}` is damaged ({damaged[key][1]})")
+        path = out / store.CELLS / f"{key}{store.SUFFIX}"
+        if path.is_file():
+            lines.append(f"`{path.relative_to(out)}` is damaged ({store.read_cell(path)[1]})")
         else:
-            lines.append(f"`{store.CELLS}/{key}{store.SUFFIX}` is missing")
+            lines.append(f"`{path.relative_to(out)}` is missing")
     return lines
 
 

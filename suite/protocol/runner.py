@@ -49,7 +49,7 @@ from . import search
 from .spec import Protocol
 from .tuning import next_lr
 
-PROTOCOL_FILE = "protocol.json"
+PROTOCOL_FILE = store.PROTOCOL_FILE
 
 
 @dataclass

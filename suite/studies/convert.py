@@ -31,10 +31,7 @@ from ..reporting.files import atomic_write_text
 from ..reporting.kinds import KIND_FILE, read_format, read_kind, write_kind
 from ..schema import BY_NAME, COLUMNS, TAG_COLUMNS
 from .spec import role_key
-from .store import CELLS, LEGACY_SUFFIX, METADATA, cell_files, legacy_files, read_cell, write_cell
-
-#: A protocol's record beside its cells (suite.protocol.runner writes it; named here, a floor below).
-PROTOCOL_FILE = "protocol.json"
+from .store import CELLS, LEGACY_SUFFIX, METADATA, PROTOCOL_FILE, cell_files, legacy_files, read_cell, write_cell
 
 #: What an empty CSV field of a text column held: None for a tag or a
 #: setting whose default is None (no checkpoint, no schedule), else the

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from optbench.kernels import get_backend
 from optbench.kernels.plugins import load_files
 
+from ..nn.mlp import dense_parameters
 from ..training.loop import activation_bytes, member_bytes, population_key, run, run_population
 from ..reporting.kinds import write_kind
 from . import store
@@ -96,8 +97,7 @@ def plan_populations(cells: list[Cell], shapes: dict, size: int | None = None,
     for members in groups.values():
         c = members[0].config
         n_features, n_outputs, n_train = shapes[c.workload.dataset]
-        widths = [n_features, *c.workload.hidden, n_outputs]
-        n_params = sum(h * m + m for h, m in zip(widths[:-1], widths[1:]))
+        n_params = dense_parameters([n_features, *c.workload.hidden, n_outputs])
         if budget is None and not get_backend(c.backend).is_gpu:
             cap = max(1, CPU_ACTIVATION_BUDGET // activation_bytes(c, n_features, n_outputs, n_train))
         else:

@@ -89,6 +89,8 @@ CELLS = "cells"
 SUFFIX = ".parquet"
 LEGACY_SUFFIX = ".csv"
 METADATA = "metadata.json"
+#: A protocol's record beside its cells (written by optbench.suite.protocol.runner).
+PROTOCOL_FILE = "protocol.json"
 #: The config columns, one per field of the run's schema (the report reads
 #: results through it and never imports training).
 CONFIG_COLUMNS = tuple(f.name for f in FIELDS)

@@ -42,6 +42,7 @@ from optbench.kernels.transforms import decay_mask
 
 from ..data.batches import ORDERS
 from ..nn.inits import INITS
+from ..nn.mlp import dense_parameters
 from ..schema import BY_NAME, FIELDS, ConfigError, part
 from ..workloads import Workload, get_workload
 from .optimizer_spec import OptimizerSpec
@@ -261,7 +262,7 @@ def check(config: RunConfig, ds) -> tuple[int, str]:
         raise ConfigError(f"{config.workload.epochs:,} epochs of {steps_per_epoch(batch, ds.n_train):,} steps are "
                           f"{steps:,} optimiser steps; the limit is {MAX_STEPS:,} per run")
     widths = config.workload.sizes(ds)
-    n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    n_params = dense_parameters(widths)
     if n_params > MAX_PARAMETERS:
         raise ConfigError(f"hidden = {list(config.workload.hidden)} gives a network of {n_params:,} parameters; "
                           f"the limit is {MAX_PARAMETERS:,}")
@@ -272,7 +273,7 @@ def check(config: RunConfig, ds) -> tuple[int, str]:
         except RuleError as exc:
             raise ConfigError(str(exc)) from None
     if config.init == "checkpoint":
-        _check_checkpoint(config, config.workload.sizes(ds))
+        _check_checkpoint(config, widths)
     run_schedule(config, batch, ds.n_train)  # a warm-up as long as the run is refused here
     return batch, loss
 
