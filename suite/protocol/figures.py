@@ -122,3 +122,36 @@ def plot_budget(curves: dict, workloads, palette: dict, labels: dict, path) -> N
         ax.set_ylabel(f"median best {labels[w]}")
 
     _panels(workloads, palette, path, draw)
+
+
+@themed()
+def plot_batch_scaling(table: pd.DataFrame, palette: dict, path) -> None:
+    """The best lr against the batch size (log-log), per workload of the
+    file and optimiser (:func:`.scoring.batch_scaling`): points joined by a
+    line, the fitted power law dotted, k in the legend; grey dashes: the
+    slopes of linear (k = 1) and square-root (k = 0.5) scaling."""
+    workloads = list(dict.fromkeys(table["workload"]))
+
+    def draw(ax, w):
+        for _, r in table[table["workload"] == w].iterrows():
+            b, lr = np.asarray(r["batch"], float), np.asarray(r["best_lr"], float)
+            colour = palette.get(r["optimizer"])
+            ax.plot(b, lr, color=colour, marker="o", ms=3, lw=1.2)
+            ok = np.isfinite(lr)
+            if ok.sum() >= 2 and np.isfinite(r["k"]):
+                lb = np.log10(b[ok])
+                ax.plot(b[ok], 10 ** (np.log10(lr[ok]).mean() + r["k"] * (lb - lb.mean())), color=colour, ls=":",
+                        lw=1)
+        sub = table[table["workload"] == w]
+        if len(sub):
+            b = np.asarray(sub["batch"].iloc[0], float)
+            anchor = np.nanmin([np.nanmin(np.asarray(v, float)) for v in sub["best_lr"]])
+            for k in (1.0, 0.5):
+                ax.plot(b, anchor * (b / b[0]) ** k, color="grey", ls="--", lw=0.8)
+                ax.annotate(f"k = {k:g}", (b[-1], anchor * (b[-1] / b[0]) ** k), fontsize="x-small", color="grey")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("best lr (tuning seeds)")
+
+    _panels(workloads, palette, path, draw)

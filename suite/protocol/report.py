@@ -115,6 +115,11 @@ def write_protocol_report(out: Path) -> Path:
     if record.get("defaults"):
         lines += _defaults_section(scoring.defaults_against_tuned(df, optimizers, workloads), workloads)
     lines += _over_run_section(scoring.rankings_over_run(df, optimizers, workloads))
+    if record.get("variants"):
+        scaling = scoring.batch_scaling(tuned, record["variants"], optimizers, record["edges"])
+        if len(scaling):
+            figures.plot_batch_scaling(scaling, palette, fig_dir / "batch_scaling.png")
+        lines += _batch_section(scaling, record)
     lines += _workloads_section(record, workloads, plateau, scoring.rule_targets(rank, TARGET_FACTOR))
     settings = {(g["workload"], g["optimizer"]): g.get("settings", {"lr": g["chosen"]}) for g in record["grids"]}
     table = scoring.tuning_table(tuned)
@@ -145,16 +150,35 @@ def write_protocol_report(out: Path) -> Path:
 def _summary(record, df, meta, out) -> list[str]:
     conf = df[df["phase"] == "confirm"]
     tune = df[df["phase"] == "tune"]
+    default = df[df["phase"] == "default"]
     return [
         f"- {len(record['workloads'])} workloads x {len(record['optimizers'])} optimisers; "
         f"{tune['cell'].nunique()} tuning runs (seeds {', '.join(map(str, record['tuning_seeds']))}) and "
         f"{conf['cell'].nunique()} confirmation runs (fresh seeds "
-        f"{', '.join(map(str, record['confirm_seeds']))})",
+        f"{', '.join(map(str, record['confirm_seeds']))})"
+        + (f"; {default['cell'].nunique()} runs at the default lrs (the same fresh seeds)" if len(default) else ""),
         f"- each optimiser's {_how(record)}",
         f"- every number below is from the confirmation runs, with a {scoring.LEVEL:.0%} percentile "
         f"bootstrap interval over runs ({scoring.N_BOOT} resamples) in brackets",
-        f"- backend {meta.get('backend', '?')} on {meta.get('device', '?')}; written {meta.get('written', '?')}; "
+        f"- backend {meta.get('backend', '?')} {_devices(df, meta)}; written {meta.get('written', '?')}; "
         f"regenerated from `{out}` by `optbench report` (no training)", ""]
+
+
+#: How the report names each phase of a protocol's cells.
+PHASES = {"tune": "tuning", "confirm": "confirmation", "default": "default-lr"}
+
+
+def _devices(df, meta) -> str:
+    """The machine the runs trained on, from the rows themselves: a folder
+    resumed or extended elsewhere (a defaults phase added later) names
+    each machine and the phases it ran, not only the last run's machine."""
+    if "device" not in df or df.empty or df["device"].nunique() <= 1:
+        return f"on {meta.get('device', '?')}"
+    phases: dict[str, list] = {}
+    for p in [p for p in PHASES if p in set(df["phase"])] + sorted(set(df["phase"]) - set(PHASES)):
+        for d in sorted(map(str, df.loc[df["phase"] == p, "device"].dropna().unique())):
+            phases.setdefault(d, []).append(PHASES.get(p, p))
+    return "(" + "; ".join(f"{' and '.join(ps)} runs on {d}" for d, ps in phases.items()) + ")"
 
 
 def _ranking_section(rank, score, optimizers, workloads, labels) -> list[str]:
@@ -219,7 +243,8 @@ def _defaults_section(table, workloads) -> list[str]:
                 cells.append("-")
                 continue
             r = r.iloc[0]
-            cells.append(f"{fmt(r['default'], 3)} -> {fmt(r['tuned'], 3)}; {_ci(r['gain'], r['lo'], r['hi'])}")
+            same = " (tuning chose the default)" if r["tuned_lr"] == r["default_lr"] else ""
+            cells.append(f"{fmt(r['default'], 3)} -> {fmt(r['tuned'], 3)}; {_ci(r['gain'], r['lo'], r['hi'])}{same}")
         rows.append([f"**{o}** (lr {g['default_lr'].iloc[0]:g})", *cells])
     return lines + [md_table(["optimiser (default lr)", *workloads], rows), ""]
 
@@ -242,6 +267,35 @@ def _over_run_section(table) -> list[str]:
     head = ["workload", *[f"top 3 at {f:.0%}" for f in scoring.RANK_POINTS], "top 3 at the end",
             *[f"tau {f:.0%} -> end" for f in scoring.RANK_POINTS]]
     return lines + [md_table(head, rows), ""]
+
+
+def _batch_section(table, record) -> list[str]:
+    lines = ["## Learning rate against batch size", "",
+             "How the best lr moves with the batch size at a fixed budget of epochs (each workload crossed with "
+             f"batch sizes {', '.join(map(str, record['batch_sizes']))}; every other section treats each "
+             "workload@batch as a workload of its own). The best lr at each batch size: the tuning seeds' best "
+             "grid lr, refined to the vertex of a parabola through it and its neighbours (in log lr). k: the "
+             "least-squares slope of log best lr on log batch size, best lr ∝ batch^k, with a bootstrap "
+             "interval over the tuning seeds (the same seeds drawn at every batch size); 'holds': which of "
+             "linear scaling (k = 1) and square-root scaling (k = 0.5) the interval admits. Misfit: the "
+             "largest distance, in decades, of a batch size's best lr from the fitted line -- beyond the grid's "
+             f"step (1/{record['per_decade']} decade) a power law does not describe it.", ""]
+    if table.empty:
+        return lines + ["Fewer than two batch sizes with a tuned grid per optimiser.", ""]
+    few = int(table["seeds"].min())
+    if few < 10:
+        lines[-1:-1] = [f"With {few} tuning seeds the interval is coarse: a bootstrap over so few runs understates "
+                        "the spread, so read it as a lower bound on the uncertainty."]
+    lines += ["![best lr against batch size](figures/batch_scaling.png)", ""]
+    rows = []
+    for _, r in table.iterrows():
+        lrs = " / ".join(fmt(v, 2) for v in r["best_lr"])
+        edge = f"; grid edge at {', '.join(map(str, r['on_edge']))}" if r["on_edge"] else ""
+        rows.append([f"`{r['workload']}`", f"**{r['optimizer']}**", lrs, _ci(r["k"], r["lo"], r["hi"], digits=2),
+                     r["rule"], fmt(r["residual"], 2) + edge, int(r["seeds"])])
+    sizes = " / ".join(map(str, record["batch_sizes"]))
+    return lines + [md_table(["workload", "optimiser", f"best lr at batch {sizes}", "k [95%]", "holds",
+                              "misfit (decades)", "seeds"], rows), ""]
 
 
 def _how(record) -> str:
@@ -311,7 +365,7 @@ def _warnings(record, final, reached, plateau, left_out=()) -> list[str]:
 
 
 def _workloads_section(record, workloads, plateau, rule) -> list[str]:
-    rows, notes = [], []
+    rows, notes, checks = [], [], []
     for w in workloads:
         d = record["workloads"][w]
         c = d["config"]
@@ -326,6 +380,8 @@ def _workloads_section(record, workloads, plateau, rule) -> list[str]:
                 "different: targets are set on the reference machine, so another machine or version may differ"
             note += f". On these runs the rule gives {fmt(t)} ({TARGET_FACTOR} x {o}'s {fmt(m, 4)}): {agree}."
         notes.append(f"- `{w}`: {note}")
+        if d.get("reference_note"):
+            checks.append(f"- `{w}`: {d['reference_note']}")
     return (["## Workloads", "", md_table(["workload", "what it tests", "data", "model", "batch", "epochs",
                                            "metric", "target", "plateau"], rows), "",
              "*plateau: the change in the best optimiser's mean metric from 75% of the budget to its end "
@@ -333,7 +389,8 @@ def _workloads_section(record, workloads, plateau, rule) -> list[str]:
              "and is flagged above.*",
              ""]
             + [f"How each target was set ({TARGET_FACTOR} x the best optimiser's mean final metric over the "
-               "confirmation seeds of the committed reference run, `results/default`):", "", *notes, ""])
+               "confirmation seeds of the committed reference run, `results/default`):", "", *notes, ""]
+            + (["Reference points checked against a peer library:", "", *checks, ""] if checks else []))
 
 
 def _detail(table, final, rank, reached, optimizers, workloads, chosen, settings, metrics) -> list[str]:

@@ -204,6 +204,9 @@ def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -
         # cells of an earlier version of it (another budget), which the report
         # must not mix in; they are kept, never deleted.
         "defaults": protocol.defaults,
+        # Each workload variant's file workload and batch size (batch_sizes = [...]).
+        "batch_sizes": list(protocol.batch_sizes),
+        "variants": {v: {"workload": w, "batch_size": b} for v, (w, b) in protocol.variants.items()},
         "cells": sorted({c.key for c in tune_cells} | {c.key for c in confirm} | {c.key for c in defaults}),
     }
     atomic_write_text(out / PROTOCOL_FILE, json.dumps(record, indent=1) + "\n")

@@ -329,5 +329,50 @@ def defaults_against_tuned(df: pd.DataFrame, optimizers, workloads) -> pd.DataFr
             a, b = d["final_score"].to_numpy(float), t["final_score"].to_numpy(float)
             gain, lo, hi = stats.mean_difference(a, b, n_boot=N_BOOT, level=LEVEL)
             rows.append({"workload": w, "optimizer": o, "default_lr": float(d["lr"].iloc[0]),
-                         "default": a.mean(), "tuned": b.mean(), "gain": gain, "lo": lo, "hi": hi})
-    return pd.DataFrame(rows, columns=["workload", "optimizer", "default_lr", "default", "tuned", "gain", "lo", "hi"])
+                         "tuned_lr": float(t["lr"].iloc[0]), "default": a.mean(), "tuned": b.mean(), "gain": gain,
+                         "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["workload", "optimizer", "default_lr", "tuned_lr", "default", "tuned", "gain",
+                                       "lo", "hi"])
+
+
+def batch_scaling(tuned: pd.DataFrame, variants: dict, optimizers, edges=()) -> pd.DataFrame:
+    """Per workload of the file x optimiser of a protocol with batch_sizes:
+    the best lr at each batch size (:func:`.stats.best_log_lr`) and the
+    exponent k of best lr ∝ batch^k with its bootstrap interval over the
+    tuning seeds (:func:`.stats.scaling_exponent`), and the rule it admits.
+    ``variants``: protocol.json's, variant -> {"workload", "batch_size"};
+    ``edges``: protocol.json's, whose variants' best lrs are grid bounds,
+    not estimates (named in ``on_edge``). "full" is the training set's
+    size. Only seeds every batch size ran count; a pair with a batch size
+    not tuned on two lrs yet has no row."""
+    edged = {(e["workload"], e["optimizer"]) for e in edges}
+    bases: dict[str, list] = {}
+    for v, d in variants.items():
+        bases.setdefault(d["workload"], []).append(v)
+    rows = []
+    for base, names in bases.items():
+        for o in optimizers:
+            grids, sizes, on_edge = [], [], []
+            for v in names:
+                runs = tuned[(tuned["workload"] == v) & (tuned["optimizer"] == o)]
+                grid = runs.pivot_table(index="lr", columns="seed", values="final_score", aggfunc="first").dropna()
+                if len(grid) < 2:
+                    break
+                b = variants[v]["batch_size"]
+                sizes.append(float(runs["n_train"].iloc[0]) if b == "full" else float(b))
+                grids.append(grid)
+                if (v, o) in edged:
+                    on_edge.append(b)
+            if len(grids) < len(names):  # a batch size without a tuned grid yet: no fit
+                continue
+            seeds = sorted(set.intersection(*(set(g.columns) for g in grids)))
+            if not seeds:
+                continue
+            fit = stats.scaling_exponent(sizes, [(g.index.to_numpy(float), g[seeds].to_numpy(float))
+                                                 for g in grids], n_boot=N_BOOT, level=LEVEL)
+            rows.append({"workload": base, "optimizer": o, "batch": sizes, "best_lr": fit["best_lr"],
+                         "k": fit["k"], "lo": fit["lo"], "hi": fit["hi"], "residual": fit["residual"],
+                         "rule": stats.scaling_verdict(fit["lo"], fit["hi"]), "seeds": len(seeds),
+                         "on_edge": on_edge})
+    return pd.DataFrame(rows, columns=["workload", "optimizer", "batch", "best_lr", "k", "lo", "hi", "residual",
+                                       "rule", "seeds", "on_edge"])

@@ -17,6 +17,9 @@ A study file with a ``[protocol]`` table is a protocol (read and checked by
     bracket_rounds = 3                               # at most this many grid extensions
     defaults = true                                  # optional: also each optimiser at its default lr,
                                                      # untuned, on the confirmation seeds
+    batch_sizes = [16, 64, 256, "full"]              # optional: each workload at each batch size, as
+                                                     # its own workload NAME@b16 ... NAME@full (the
+                                                     # report fits best lr ~ batch^k)
 
     [lr]                                             # optional: a starting grid per optimiser
     sgd = [0.01, 0.03, 0.1, 0.3, 1.0]
@@ -52,7 +55,7 @@ from pathlib import Path
 from optbench.kernels import RuleError, get_rule
 
 from ..studies.loader import StudyError, StudyFile, parse, read
-from ..studies.spec import Cell, check_cells, check_count, make_cell
+from ..studies.spec import Cell, Study, check_cells, check_count, check_study, make_cell
 from ..training.config import ConfigError
 from ..workloads import WORKLOADS, Workload
 from . import search, tuning
@@ -66,7 +69,7 @@ from . import search, tuning
 LIMITS = {"decades": (2, 12), "per_decade": (1, 5), "bracket_rounds": (0, 50), "trials": (2, 10_000)}
 KEYS = {"workloads": list, "optimizers": list, "tuning_seeds": list, "confirm_seeds": list,
         "decades": (int, float), "per_decade": int, "bracket_rounds": int, "search": str, "trials": int,
-        "defaults": bool}
+        "defaults": bool, "batch_sizes": list}
 SEARCHES = ("grid", "random")
 
 
@@ -93,6 +96,11 @@ class Protocol:
     space: dict = field(default_factory=dict)  # the [space] table
     #: Also run every optimiser at its default lr, untuned, on the confirmation seeds (phase "default").
     defaults: bool = False
+    #: The batch sizes each workload of the file was crossed with (``workloads``
+    #: then holds its variants, :meth:`Workload.at_batch`); () for none.
+    batch_sizes: tuple = ()
+    #: variant name -> (the file's workload, batch size), for the report's fit.
+    variants: dict = field(default_factory=dict)
 
     def workload(self, name: str) -> Workload:
         return next(w for w in self.workloads if w.name == name)
@@ -197,16 +205,31 @@ def expand(doc: StudyFile) -> Protocol:
     problem = search.check_space(space, [get_rule(o) for o in spec["optimizers"]])
     if problem:
         raise StudyError(f"{path}: [space] {problem}")
+    batch_sizes = tuple(spec.get("batch_sizes", ()))
+    if "batch_sizes" in spec:
+        ok = all(b == "full" or (isinstance(b, int) and not isinstance(b, bool) and b >= 1) for b in batch_sizes)
+        if not batch_sizes or not ok or len(set(batch_sizes)) != len(batch_sizes):
+            raise StudyError(f"{path}: [protocol] batch_sizes must be distinct positive integers or \"full\", "
+                             f"got {spec['batch_sizes']!r}")
+        if "batch_size" in doc.fixed:
+            raise StudyError(f"{path}: [fixed] batch_size and [protocol] batch_sizes both set the batch size; "
+                             "keep one")
     points = max([len(v) for v in doc.lr.values()] + [round(decades * per_decade) + 1]) if how == "grid" else k
-    check_count(doc, len(spec["workloads"]) * len(spec["optimizers"]) * points *
+    check_count(doc, len(spec["workloads"]) * max(1, len(batch_sizes)) * len(spec["optimizers"]) * points *
                 (len(spec["tuning_seeds"]) + len(spec["confirm_seeds"])),
                 "workloads x optimizers x " + ("lr grid points" if how == "grid" else "trials") + " x seeds")
     backend = doc.fixed.get("backend", "numpy")
     fixed = {k: v for k, v in doc.fixed.items() if k != "backend"}
-    protocol = Protocol(doc.name, doc.description, path, tuple(WORKLOADS[w] for w in spec["workloads"]),
+    workloads = tuple(WORKLOADS[w] for w in spec["workloads"])
+    variants = {}
+    if batch_sizes:
+        crossed = [(w.name, b, w.at_batch(b)) for w in workloads for b in batch_sizes]
+        variants = {v.name: (w, b) for w, b, v in crossed}
+        workloads = tuple(v for _, _, v in crossed)
+    protocol = Protocol(doc.name, doc.description, path, workloads,
                         tuple(spec["optimizers"]), seeds["tuning_seeds"], seeds["confirm_seeds"], float(decades),
                         per_decade, rounds, dict(doc.lr), fixed, doc.text, backend, doc, doc.rule_files, how, k,
-                        dict(space), spec.get("defaults", False))
+                        dict(space), spec.get("defaults", False), batch_sizes, variants)
     if fixed.get("checkpoint") is not None:  # as a study: no two runs may write one checkpoint file
         first = {(w.name, o): protocol.initial_grid(w, o) if how == "grid" else [t["lr"] for t in protocol.trial_settings(w, o)]
                  for w in protocol.workloads for o in protocol.optimizers}
@@ -217,6 +240,7 @@ def expand(doc: StudyFile) -> Protocol:
                               for s in seeds])
         except (ConfigError, ValueError) as exc:
             raise StudyError(str(exc)) from None
+    starting = []
     for w in protocol.workloads:  # every starting cell is a valid config
         for o in protocol.optimizers:
             grid = protocol.initial_grid(w, o)
@@ -226,9 +250,10 @@ def expand(doc: StudyFile) -> Protocol:
                                  f"give [lr] {o} = [...]")
             first = [{"lr": grid[0]}] if how == "grid" else protocol.trial_settings(w, o)
             try:
-                for settings in first:
-                    protocol.cell(w, o, settings, protocol.tuning_seeds[0], "tune")
+                starting += [protocol.cell(w, o, settings, protocol.tuning_seeds[0], "tune") for settings in first]
             except (ConfigError, ValueError) as exc:
                 message = str(exc).removeprefix(f"{path}: ")
                 raise StudyError(f"{path}: workload {w.name}, optimiser {o}: {message}") from None
+    # ... and fits its data (a batch larger than the training set is refused here, not in a later round)
+    check_study(Study(protocol.name, protocol.description, path, tuple(starting), doc.text, doc.rule_files))
     return protocol

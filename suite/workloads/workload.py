@@ -19,7 +19,9 @@ A :class:`Workload` owns
 - ``lr_scales``: the factor by which this workload wants an optimiser's
   usual learning rate (the rule's ``lr_centre``) scaled, so a
   protocol's grid for it is centred near its optimum (measured; see each
-  workload's ``budget_note``).
+  workload's ``budget_note``);
+- ``reference_note``: where an optimiser's place on it looked suspect, what
+  a check against a peer library on the same net, split and budget found.
 
 The named workloads (:data:`optbench.suite.workloads.WORKLOADS`) are one
 module each in this package. A study's cells have anonymous workloads: the
@@ -80,6 +82,9 @@ class Workload:
     lr_scales: Mapping[str, float] = field(default_factory=dict)
     default_lr_scale: float = 1.0
     budget_note: str = ""
+    #: What a check of the optimisers' places on this workload against a peer
+    #: library found (the report prints it beside the targets).
+    reference_note: str = ""
 
     def __post_init__(self):
         if not isinstance(self.hidden, (tuple, list)) or not all(_is_int(h) and h >= 1 for h in self.hidden):
@@ -176,7 +181,23 @@ class Workload:
         config = {**self.settings(), "hidden": list(self.hidden), "batch_size": self.batch_size, "init": self.init}
         return {"name": self.name, "description": self.description, "config": config, "metric": self.metric,
                 "target": self.target, "target_note": self.target_note, "lr_scales": dict(self.lr_scales),
-                "default_lr_scale": self.default_lr_scale, "budget_note": self.budget_note}
+                "default_lr_scale": self.default_lr_scale, "budget_note": self.budget_note,
+                "reference_note": self.reference_note}
+
+    def at_batch(self, batch_size: int | str) -> "Workload":
+        """This workload at another batch size, the rest unchanged (the same
+        epochs, so the same examples seen): named ``NAME@bSIZE`` (``NAME@full``),
+        its lr grids centred sqrt(batch_size / this batch size) times higher --
+        between the linear and the square-root rules, so bracketing reaches
+        either in a round or two, and favours neither."""
+        n = self.load_data().n_train if "full" in (batch_size, self.batch_size) else None
+        new, old = (n if b == "full" else int(b) for b in (batch_size, self.batch_size))
+        ratio = math.sqrt(new / old)
+        label = "full" if batch_size == "full" else f"b{batch_size}"
+        return replace(self, name=f"{self.name}@{label}", batch_size=batch_size,
+                       description=f"{self.description}; batch {batch_size}",
+                       lr_scales={o: s * ratio for o, s in self.lr_scales.items()},
+                       default_lr_scale=self.default_lr_scale * ratio)
 
     def with_target(self, target: float | None, note: str) -> "Workload":
         """A copy with ``target`` (and how it was set)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from optbench.kernels import get_rule
 from optbench.suite.protocol import scoring
 from optbench.suite.protocol.runner import PROTOCOL_FILE
 from optbench.suite.workloads import TARGET_FACTOR, WORKLOADS
@@ -58,3 +59,25 @@ def test_the_mnist1d_budget_reaches_the_plateau(committed):
     fall = scoring.plateau(df[df["phase"] == "confirm"], rank, ["mnist1d-mlp"])["mnist1d-mlp"][1]
     assert fall <= scoring.PLATEAU_TOLERANCE
     assert record["workloads"]["mnist1d-mlp"]["metric"] == "val_error"
+
+
+def test_the_defaults_ran_untuned_on_the_confirmation_seeds(committed):
+    record, df, _ = committed
+    assert record["defaults"]
+    default, conf = df[df["phase"] == "default"], df[df["phase"] == "confirm"]
+    assert set(default["seed"]) == set(conf["seed"]) == set(record["confirm_seeds"])
+    runs = default.groupby(["workload", "optimizer"]).agg(lrs=("lr", "unique"), cells=("cell", "nunique"))
+    assert len(runs) == len(record["workloads"]) * len(record["optimizers"])
+    for (_, o), r in runs.iterrows():
+        assert list(r["lrs"]) == [get_rule(o).hyper["lr"]] and r["cells"] == len(record["confirm_seeds"])
+
+
+def test_the_report_opens_with_the_score_then_how_far_it_holds():
+    text = (DEFAULT / "report.md").read_text()
+    heads = [line for line in text.splitlines() if line.startswith("## ")]
+    assert heads[:7] == ["## Ranking", "## Performance profile", "## Warnings", "## Tunability",
+                         "## Defaults against tuned", "## Rankings over the run", "## Workloads"]
+    # the Adam finding (issue 24) is the workload's, recorded with the run and printed in its report
+    note = WORKLOADS["mnist1d-mlp"].reference_note
+    record = json.loads((DEFAULT / PROTOCOL_FILE).read_text())
+    assert note and record["workloads"]["mnist1d-mlp"]["reference_note"] == note and note in text

@@ -152,3 +152,49 @@ def test_defaults_run_untuned_on_the_confirmation_seeds_and_the_report_sets_them
 def test_defaults_must_be_a_boolean(tmp_path):
     with pytest.raises(StudyError, match="defaults has the wrong type"):
         load_protocol(str(write(tmp_path, PROTOCOL.replace("bracket_rounds = 2", "defaults = 1"))))
+
+
+def test_batch_sizes_cross_each_workload_and_the_report_fits_best_lr_against_batch(tmp_path):
+    text = PROTOCOL.replace("bracket_rounds = 2", 'bracket_rounds = 1\nbatch_sizes = [32, 128, "full"]')
+    protocol = load_protocol(str(write(tmp_path, text.replace("[lr]\nsgd = [0.001, 0.003]", ""))), backend="numpy")
+    names = [w.name for w in protocol.workloads]
+    assert names == ["tiny-digits@b32", "tiny-digits@b128", "tiny-digits@full"]
+    # each variant's grid is centred sqrt(batch / 128) times the file workload's
+    small, same = (protocol.initial_grid(protocol.workload(n), "adam") for n in names[:2])
+    assert max(small) < max(same)
+    out = tmp_path / "out"
+    run_protocol(protocol, out, quiet=True)
+    record = json.loads((out / PROTOCOL_FILE).read_text())
+    assert record["batch_sizes"] == [32, 128, "full"]
+    assert record["variants"]["tiny-digits@full"] == {"workload": "tiny-digits", "batch_size": "full"}
+    df = load_results(out)
+    sizes = df.groupby("workload")["batch_size"].first().to_dict()
+    assert sizes == {"tiny-digits@b32": "32", "tiny-digits@b128": "128", "tiny-digits@full": "full"}
+    report = write_protocol_report(out).read_text()
+    section = report.split("## Learning rate against batch size")[1].split("\n## ")[0]
+    for o in ("sgd", "adam"):
+        row = next(line for line in section.splitlines() if f"**{o}**" in line)
+        assert row.startswith("| `tiny-digits` |") and " [" in row  # k with its interval
+    assert "best lr at batch 32 / 128 / full" in section
+    assert (out / "figures" / "batch_scaling.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("batch_sizes, message", [
+    ("[0, 32]", "batch_sizes must be distinct positive integers"),
+    ("[32, 32]", "batch_sizes must be distinct"),
+    ('["half"]', "batch_sizes must be"),
+    ("[true]", "batch_sizes must be"),
+    ("[]", "batch_sizes must be"),
+    ("[32, 100000]", "batch"),
+])
+def test_bad_batch_sizes_are_refused_before_anything_trains(tmp_path, batch_sizes, message):
+    text = PROTOCOL.replace("bracket_rounds = 2", f"bracket_rounds = 2\nbatch_sizes = {batch_sizes}")
+    with pytest.raises(StudyError, match=message):
+        load_protocol(str(write(tmp_path, text)))
+
+
+def test_batch_sizes_and_a_fixed_batch_size_are_refused_together(tmp_path):
+    text = PROTOCOL.replace("bracket_rounds = 2", "bracket_rounds = 2\nbatch_sizes = [32, 64]") + \
+        "\n[fixed]\nbatch_size = 16\n"
+    with pytest.raises(StudyError, match="keep one"):
+        load_protocol(str(write(tmp_path, text)))

@@ -40,7 +40,10 @@ Contents:
   :func:`kendall_tau`), :func:`mean_difference`: how far a comparison's
   conclusions hold -- the profile score's interval, the width of the good
   lrs, whether the ranking part-way through the budget is the final one,
-  and what tuning bought over the defaults.
+  and what tuning bought over the defaults;
+- :func:`scaling_exponent` (with :func:`best_log_lr`, :func:`scaling_verdict`):
+  the exponent k of best lr ∝ batch^k, with its interval, and which of the
+  linear and square-root rules it admits.
 """
 
 from .bootstrap import bootstrap_ci, prob_better, prob_run_beats
@@ -48,9 +51,11 @@ from .budget import budget_curve, expected_best_of_k, quantile_best_of_k
 from .profiles import performance_profile, performance_ratios, profile_score, tau_grid
 from .robustness import (good_lr_width, kendall_tau, mean_difference, ranking_agreement, score_interval,
                          scores_from_times, tunability)
+from .scaling import best_log_lr, scaling_exponent
+from .scaling import verdict as scaling_verdict
 from .target import first_reach, reach_summary
 
-__all__ = ["bootstrap_ci", "budget_curve", "expected_best_of_k", "first_reach", "performance_profile",
-           "performance_ratios", "prob_better", "prob_run_beats", "profile_score", "quantile_best_of_k",
-           "reach_summary", "tau_grid", "good_lr_width", "kendall_tau", "mean_difference", "ranking_agreement", "score_interval",
-           "scores_from_times", "tunability"]
+__all__ = ["best_log_lr", "bootstrap_ci", "budget_curve", "expected_best_of_k", "first_reach", "good_lr_width",
+           "kendall_tau", "mean_difference", "performance_profile", "performance_ratios", "prob_better",
+           "prob_run_beats", "profile_score", "quantile_best_of_k", "ranking_agreement", "reach_summary",
+           "scaling_exponent", "scaling_verdict", "score_interval", "scores_from_times", "tau_grid", "tunability"]
