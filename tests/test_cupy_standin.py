@@ -24,7 +24,7 @@ def test_implicit_conversions_to_numpy_raise(standin):
 def test_explicit_transfers_work_and_reads_are_counted_as_syncs(standin):
     cp = standin
     x = cp.asarray(np.arange(4, dtype=np.float32))
-    assert standin.counts() == {"launches": 1, "syncs": 0, "h2d": 1}
+    assert standin.counts() == {"launches": 1, "syncs": 0, "h2d": 1, "allocs": 1, "graph_nodes": 0}
     assert x.get().tolist() == [0, 1, 2, 3] and cp.asnumpy(x).tolist() == [0, 1, 2, 3]
     s = x.sum()  # a reduction stays on the device: a 0-d array, no sync
     assert isinstance(s, cp.ndarray) and s.shape == ()
@@ -46,7 +46,8 @@ def test_every_device_operation_is_one_launch(standin):
     m = e.max(axis=1, keepdims=True)             # reduction
     g = e[cp.arange(2), cp.asarray(np.array([0, 1]))]  # arange, h2d copy, gather
     v = e[1:, :]                                 # a view: no launch
-    assert standin.counts() == {"launches": 7, "syncs": 0, "h2d": 1}
+    # every result but the in-place one and the view is a new buffer
+    assert standin.counts() == {"launches": 7, "syncs": 0, "h2d": 1, "allocs": 6, "graph_nodes": 0}
     assert m.shape == (4, 1) and g.shape == (2,) and v.shape == (3, 2)
 
 
@@ -115,3 +116,75 @@ def test_the_fixture_installs_it_as_cupy(standin):
 
     assert cupy is standin and sys.modules["cupy.cuda"] is standin.cuda
     assert get_backend("cupy").xp is standin and "stand-in" in get_backend("cupy").device
+
+
+def test_a_capture_records_instead_of_running_and_a_launch_replays_on_the_same_buffers(standin):
+    cp = standin
+    a, b = cp.asarray(np.arange(4, dtype=np.float32)), cp.ones(4, dtype=np.float32)
+    out = cp.zeros(4, dtype=np.float32)
+    stream = cp.cuda.Stream(non_blocking=True)
+    standin.reset_counts()
+    stream.begin_capture()
+    assert stream.is_capturing()
+    cp.add(a, b, out=out)
+    out *= 2
+    out[1:2] = a[3:4]
+    graph = stream.end_capture()
+    assert graph.nodes == 3 and standin.counts()["allocs"] == 0
+    assert out.get().tolist() == [0, 0, 0, 0]  # recorded, not run
+    standin.reset_counts()
+    graph.launch()
+    assert out.get().tolist() == [2, 3, 6, 8]
+    a[...] = cp.full(4, 10, dtype=np.float32)  # new contents, the same buffer
+    standin.reset_counts()
+    graph.launch()
+    assert out.get().tolist() == [22, 10, 22, 22]
+    assert standin.counts() == {"launches": 1, "syncs": 1, "h2d": 0, "allocs": 0, "graph_nodes": 3}
+
+
+@pytest.mark.parametrize("what, op", [
+    ("allocation", lambda cp, x, i: x + 1),
+    ("allocation", lambda cp, x, i: cp.zeros(3)),
+    ("gather", lambda cp, x, i: x[i]),
+    ("host read", lambda cp, x, i: float(x[0])),
+    ("host-to-device", lambda cp, x, i: cp.asarray(np.ones(3, np.float32))),
+    ("synchronize", lambda cp, x, i: cp.cuda.Device().synchronize()),
+])
+def test_what_cuda_refuses_inside_a_capture_raises_and_invalidates_it(standin, what, op):
+    cp = standin
+    x, index = cp.ones(4, dtype=np.float32), cp.arange(2)
+    stream = cp.cuda.Stream(non_blocking=True)
+    stream.begin_capture()
+    with pytest.raises(standin.CaptureError, match=what):
+        op(cp, x, index)
+    with pytest.raises(standin.CaptureError, match="invalidated"):
+        stream.end_capture()
+    assert (x + 1).get().tolist() == [2, 2, 2, 2]  # and the stand-in works again after it
+
+
+def test_the_null_stream_cannot_capture(standin):
+    with pytest.raises(standin.CaptureError, match="null stream"):
+        standin.cuda.Stream.null.begin_capture()
+
+
+def test_a_captured_raw_kernel_replays_its_launch_with_the_arguments_taken_by_value(standin):
+    from optbench.kernels import PopulationOptimizer
+
+    cp = standin
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((3, 50)).astype(np.float32)
+    g = cp.asarray(rng.standard_normal((3, 50)).astype(np.float32))
+    eager, graphed = (PopulationOptimizer(cp.asarray(w0), ["adam"] * 3, [{"lr": 1e-2}] * 3) for _ in range(2))
+    for opt in (eager, graphed):
+        opt.step(g)  # builds the kernel
+        opt.begin_epoch(4)
+    stream = cp.cuda.Stream(non_blocking=True)
+    stream.begin_capture()
+    for _ in range(2):
+        graphed.step(g)
+    graph = stream.end_capture()
+    graph.launch()
+    for _ in range(2):
+        eager.step(g)
+    assert graph.nodes == 2
+    assert np.array_equal(graphed.params.get(), eager.params.get())

@@ -17,8 +17,18 @@ than a fake GPU module usually is:
 * it counts. Every device operation (a ufunc, matmul, reduction, copy,
   fill, gather, kernel launch) is a *launch*; every device-to-host read
   (``float()``, ``.get()``, ...) and every synchronize is a *sync*; every
-  host-to-device copy is also an *h2d*. :func:`counts` reads the counters,
-  :func:`reset_counts` zeroes them.
+  host-to-device copy is also an *h2d*; every new device buffer (an
+  operation's result, a creation, an upload) is an *alloc*. :func:`counts`
+  reads the counters, :func:`reset_counts` zeroes them;
+* it captures graphs, strictly. ``Stream.begin_capture()`` (on a stream of
+  one's own: the legacy null stream cannot capture, as in CUDA) makes every
+  later device operation a recorded node instead of work done, and
+  ``end_capture()`` gives a :class:`Graph` whose ``launch()`` replays the
+  nodes in order on the same buffers -- one launch, its ``nodes`` counted
+  in *graph_nodes*. Inside a capture an allocation (an operation without an
+  ``out=``, a gather, a creation), a host read, a host-to-device copy or a
+  synchronize raises, as CUDA's capture rules make them fail; scalars are
+  taken by value, as a captured kernel's arguments are.
 
 Install it with :func:`install` (tests do it through a fixture, or set
 ``OPTBENCH_CUPY_STANDIN=1`` before Python starts: ``tests/conftest.py``;
@@ -50,12 +60,12 @@ ATTRIBUTES = {"MultiProcessorCount": 132, "L2CacheSize": 50 * 1024 * 1024,
 MEMORY = 80 * 2**30
 ALIGN = 256
 
-_COUNTS = {"launches": 0, "syncs": 0, "h2d": 0}
+_COUNTS = {"launches": 0, "syncs": 0, "h2d": 0, "allocs": 0, "graph_nodes": 0}
 _LOCK = threading.Lock()
 
 
 def counts() -> dict:
-    """{launches, syncs, h2d} since the last reset."""
+    """{launches, syncs, h2d, allocs, graph_nodes} since the last reset."""
     return dict(_COUNTS)
 
 
@@ -65,8 +75,45 @@ def reset_counts() -> None:
 
 
 def _count(kind: str, n: int = 1) -> None:
+    if _CAPTURE is not None and kind in ("syncs", "h2d"):
+        _invalidate(f"a {'host read or synchronize' if kind == 'syncs' else 'host-to-device copy'} inside a graph "
+                    "capture (cudaErrorStreamCaptureUnsupported; cupy stand-in)")
     with _LOCK:
         _COUNTS[kind] += n
+
+
+def _no_capture(what: str) -> None:
+    if _CAPTURE is not None:
+        _invalidate(f"{what} inside a graph capture (cudaErrorStreamCaptureUnsupported: make its buffer before "
+                    "the capture and give the operation out=; cupy stand-in)")
+
+
+def _invalidate(message: str):
+    """Refuse an operation inside a capture: the capture is invalid from here
+    on (its end_capture raises too), as CUDA invalidates it."""
+    global _INVALID
+    _INVALID = _INVALID or message
+    raise CaptureError(message)
+
+
+class CaptureError(RuntimeError):
+    """What CUDA's stream capture refuses: an allocation, a host read, an
+    upload or a synchronize while a stream captures."""
+
+
+#: The nodes recorded while a stream captures (None: no capture), and why the
+#: capture was invalidated (None: it was not).
+_CAPTURE: list | None = None
+_INVALID: str | None = None
+
+
+def _launch(fn, *args, **kw):
+    """One device operation: run now, or recorded as a graph node while a stream captures."""
+    _count("launches")
+    if _CAPTURE is not None:
+        _CAPTURE.append((fn, args, kw))
+        return None
+    return fn(*args, **kw)
 
 
 # --------------------------------------------------------------------------- #
@@ -75,7 +122,9 @@ def _count(kind: str, n: int = 1) -> None:
 
 
 def _aligned_empty(shape, dtype) -> _np.ndarray:
-    """A NumPy buffer whose data starts on a 256-byte boundary."""
+    """A NumPy buffer whose data starts on a 256-byte boundary: a device allocation."""
+    _no_capture("an allocation")
+    _count("allocs")
     dtype = _np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, _np.integer)) else tuple(int(s) for s in shape)
     nbytes = int(_np.prod(shape, dtype=_np.int64)) * dtype.itemsize
@@ -85,9 +134,12 @@ def _aligned_empty(shape, dtype) -> _np.ndarray:
 
 
 def _rehome(a: _np.ndarray) -> _np.ndarray:
-    """``a`` in aligned memory of its own (the result of a device operation)."""
+    """``a`` in aligned memory of its own (the result of a device operation:
+    a new buffer, counted as an allocation)."""
     a = _np.asarray(a)
     if a.ctypes.data % ALIGN == 0 and a.flags.c_contiguous and a.base is None:
+        _no_capture("an allocation")
+        _count("allocs")
         return a
     out = _aligned_empty(a.shape, a.dtype)
     out[...] = a
@@ -102,11 +154,10 @@ class _Pointer:
         self.ptr = int(a.ctypes.data)
 
     def copy_from_device_async(self, src: "_Pointer", size: int, stream=None) -> None:
-        _count("launches")
         nbytes = int(size)
         if nbytes > min(self._a.nbytes, src._a.nbytes):
             raise ValueError(f"copy of {nbytes} bytes runs past a buffer")
-        self._a.reshape(-1).view(_np.uint8)[:nbytes] = src._a.reshape(-1).view(_np.uint8)[:nbytes]
+        _launch(_np.copyto, self._a.reshape(-1).view(_np.uint8)[:nbytes], src._a.reshape(-1).view(_np.uint8)[:nbytes])
 
 
 class ndarray:
@@ -203,13 +254,18 @@ class ndarray:
         key = _unwrap(key, what="index")
         basic = _is_basic(key)
         if not basic:
-            _count("launches")  # a gather
+            _no_capture("a gather (x[index array] allocates its result; take(..., out=) does not)")
+            _count("launches")
         out = self._a[key]
-        return _wrap(out if basic else _rehome(out), view=basic)
+        return ndarray(out if basic else _rehome(out))
 
     def __setitem__(self, key, value):
-        _count("launches")
-        self._a[_unwrap(key, what="index")] = _unwrap(value, what="value")
+        _launch(self._a.__setitem__, _unwrap(key, what="index"), _unwrap(value, what="value"))
+
+    def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
+        if not copy and _np.dtype(dtype) == self.dtype:  # as CuPy: the array itself, no operation
+            return self
+        return _wrap_call("astype", self._a.astype, (dtype,), {})
 
     def __setattr__(self, name, value):
         raise AttributeError(f"cannot set {name!r} on a cupy stand-in array")
@@ -254,8 +310,7 @@ def _operator(name):
 
 def _inplace(name):
     def op(self, other):
-        _count("launches")
-        getattr(self._a, name)(_unwrap(other))
+        _launch(getattr(self._a, name), _unwrap(other))
         return self
     op.__name__ = name
     return op
@@ -303,7 +358,13 @@ def _wrap(out, view: bool = False):
 
 
 def _wrap_call(name, fn, args, kw):
-    """Run NumPy's ``fn`` on the device arrays' data, as one device operation."""
+    """Run NumPy's ``fn`` on the device arrays' data, as one device operation
+    (inside a capture: recorded, and only into an ``out=`` buffer)."""
+    if _CAPTURE is not None:
+        if not isinstance(kw.get("out"), ndarray):
+            _no_capture(f"{name} without out= (its result is an allocation)")
+        _launch(fn, *_unwrap(args), **_unwrap(kw))
+        return kw["out"]
     _count("launches")
     out = fn(*_unwrap(args), **_unwrap(kw))
     if out is NotImplemented:
@@ -348,9 +409,9 @@ def asnumpy(a, stream=None, order="C", out=None):
 
 def _creator(fn, launches: int):
     def create(shape, dtype=float, *args, **kw):
+        out = _aligned_empty(shape, dtype)
         if launches:
             _count("launches")
-        out = _aligned_empty(shape, dtype)
         host = fn(out.shape, dtype, *args, **kw)
         out[...] = host
         return ndarray(out)
@@ -366,9 +427,9 @@ ones = _creator(_np.ones, 1)
 
 
 def full(shape, fill_value, dtype=None, order="C"):
-    _count("launches")
     host = _np.full(shape, _unwrap(fill_value), dtype=dtype)
     out = _aligned_empty(host.shape, host.dtype)
+    _count("launches")
     out[...] = host
     return ndarray(out)
 
@@ -387,6 +448,16 @@ def ones_like(a, dtype=None, order="K", subok=None, shape=None):
 
 def full_like(a, fill_value, dtype=None, order="K", subok=None, shape=None):
     return full(a.shape if shape is None else shape, fill_value, a.dtype if dtype is None else dtype)
+
+
+# In-place functions: their first argument is their output.
+def copyto(dst, src, casting="same_kind", where=True):
+    _launch(_np.copyto, _unwrap(dst), _unwrap(src), casting=casting, where=_unwrap(where))
+
+
+def put(a, ind, v, mode="wrap"):
+    # CuPy's default mode wraps; the stand-in raises on an index out of range (stricter).
+    _launch(_np.put, _unwrap(a), _unwrap(ind), _unwrap(v), mode="raise")
 
 
 def get_array_module(*args):
@@ -486,12 +557,58 @@ class Event:
         return True
 
 
+class Graph:
+    """A captured sequence of device operations (``Stream.end_capture()``):
+    ``launch()`` replays them in order, on the buffers they were captured
+    with, as one launch."""
+
+    def __init__(self, nodes: list):
+        self._nodes = nodes
+
+    @property
+    def nodes(self) -> int:
+        """How many operations one launch replays (the stand-in's count; CuPy's Graph has none)."""
+        return len(self._nodes)
+
+    def upload(self, stream=None) -> None:
+        pass
+
+    def launch(self, stream=None) -> None:
+        _no_capture("a graph launch")
+        _count("launches")
+        _count("graph_nodes", len(self._nodes))
+        for fn, args, kw in self._nodes:
+            fn(*args, **kw)
+
+
 class Stream:
     def __init__(self, null=False, non_blocking=False, ptds=False):
-        pass
+        self._null, self._capturing = null, False
 
     def synchronize(self) -> None:
         _count("syncs")
+
+    def begin_capture(self, mode=None) -> None:
+        global _CAPTURE, _INVALID
+        if self._null:
+            raise CaptureError("the legacy null stream cannot capture (cudaErrorStreamCaptureUnsupported): "
+                               "capture on a cupy.cuda.Stream(non_blocking=True)")
+        if _CAPTURE is not None:
+            raise CaptureError("a capture is already under way")
+        _CAPTURE, _INVALID, self._capturing = [], None, True
+
+    def is_capturing(self) -> bool:
+        return self._capturing
+
+    def end_capture(self) -> Graph:
+        global _CAPTURE, _INVALID
+        if not self._capturing:
+            raise CaptureError("end_capture on a stream that is not capturing")
+        nodes, invalid = _CAPTURE, _INVALID
+        _CAPTURE, _INVALID, self._capturing = None, None, False
+        if invalid:
+            raise CaptureError(f"the capture was invalidated: {invalid}")
+        return Graph(nodes)
 
     def __enter__(self):
         return self
@@ -534,6 +651,7 @@ cuda = types.ModuleType("cupy.cuda")
 cuda.Device = Device
 cuda.Event = Event
 cuda.Stream = Stream
+cuda.Graph = Graph
 cuda.get_elapsed_time = get_elapsed_time
 cuda.runtime = _Runtime("cupy.cuda.runtime")
 
@@ -602,8 +720,7 @@ class RawKernel:
                 if isinstance(a, (ndarray, _np.ndarray)):
                     raise TypeError(f"{self._function.kernel}: {pname} must be a scalar")
                 host_args.append(a)
-        _count("launches")
-        self._function(grid, block, host_args)
+        _launch(self._function, grid, block, host_args)
 
 
 class RawModule:

@@ -1,12 +1,14 @@
-"""The launch budget: device launches and host synchronisations per training
-step, counted on the CuPy stand-in (``optbench bench --launches``).
+"""The launch budget: device launches, allocations and host synchronisations
+per training step, counted on the CuPy stand-in (``optbench bench --launches``).
 
 On a GPU a small model's step costs what its launches and host reads cost,
 not what its arithmetic costs: each kernel launch takes a few microseconds of
 CPU time, and each read of a device value back to the host (a
 synchronisation) stalls the host until the device has drained its queue --
 about 10-20 us, after which the device idles while the host queues the next
-work. Neither shows on a CPU, and both can be counted without a GPU: the
+work. An allocation inside a step is what keeps a step from being captured
+as a CUDA graph and replayed (issue 22): CUDA refuses it inside a capture.
+None of these shows on a CPU, and all can be counted without a GPU: the
 CuPy stand-in that ships with the package
 (:mod:`optbench.kernels.testing.cupy_standin`) runs the exact code path on
 NumPy and counts every device operation and every read.
@@ -44,11 +46,12 @@ def count(batch_sizes=BATCH_SIZES, rule: str = "adam", log=print) -> list[dict]:
         for batch in batch_sizes:
             epoch = _epoch(cp, 1, rule, batch)
             rows.append({"batch": batch, "steps": epoch["steps"], "launches_per_step": epoch["launches_per_step"],
+                         "allocs_per_epoch": epoch["allocs_per_epoch"],
                          "syncs_per_epoch": epoch["syncs_per_epoch"], "h2d_per_epoch": epoch["h2d_per_epoch"],
                          "eval_launches": epoch["eval_launches"], "eval_syncs": epoch["eval_syncs"]})
             r = rows[-1]
-            log(f"{batch:>6} {r['steps']:>6} {r['launches_per_step']:>13.1f} {r['syncs_per_epoch']:>12} "
-                f"{r['h2d_per_epoch']:>10} {r['eval_launches']:>12} {r['eval_syncs']:>10}")
+            log(f"{batch:>6} {r['steps']:>6} {r['launches_per_step']:>13.1f} {r['allocs_per_epoch']:>12} "
+                f"{r['syncs_per_epoch']:>12} {r['h2d_per_epoch']:>10} {r['eval_launches']:>12} {r['eval_syncs']:>10}")
         return rows
 
 
@@ -58,10 +61,10 @@ def count_population(P: int, rule: str = "adam", batch: int = 32, log=print) -> 
     copies per epoch. The point: they do not grow with P."""
     with standin() as cp:
         epoch = _epoch(cp, P, rule, batch)
-    row = {"members": P, "batch": batch, **{k: epoch[k] for k in ("steps", "launches_per_step", "syncs_per_epoch",
-                                                                   "h2d_per_epoch")}}
-    log(f"population of {P:>5}: {row['launches_per_step']:.1f} launches/step, {row['syncs_per_epoch']} syncs "
-        f"and {row['h2d_per_epoch']} host-to-device copies per epoch")
+    row = {"members": P, "batch": batch, **{k: epoch[k] for k in ("steps", "launches_per_step", "allocs_per_epoch",
+                                                                   "syncs_per_epoch", "h2d_per_epoch")}}
+    log(f"population of {P:>5}: {row['launches_per_step']:.1f} launches/step, {row['allocs_per_epoch']} "
+        f"allocations per epoch (none inside a step), {row['syncs_per_epoch']} syncs and {row['h2d_per_epoch']} host-to-device copies per epoch")
     return row
 
 
@@ -93,9 +96,10 @@ def _epoch(cp, P: int, rule: str, batch: int) -> dict:
     cp.stack([loss, acc]).get()  # the training loop's one read per evaluated split
     evaluation = cp.counts()
     return {"steps": len(bounds), "launches_per_step": training["launches"] / len(bounds),
+            "allocs_per_epoch": training["allocs"],
             "syncs_per_epoch": training["syncs"], "h2d_per_epoch": training["h2d"],
             "eval_launches": evaluation["launches"], "eval_syncs": evaluation["syncs"]}
 
 
-HEADER = (f"{'batch':>6} {'steps':>6} {'launches/step':>13} {'syncs/epoch':>12} {'h2d/epoch':>10} "
+HEADER = (f"{'batch':>6} {'steps':>6} {'launches/step':>13} {'allocs/epoch':>12} {'syncs/epoch':>12} {'h2d/epoch':>10} "
           f"{'eval launches':>12} {'eval syncs':>10}")

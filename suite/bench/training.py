@@ -42,12 +42,12 @@ def _our_training_step(backend, ds, hidden, batch: int):
     model = MLP([ds.n_features, *hidden, ds.n_outputs], "relu", "cross_entropy", xp=xp)
     model.set_layers(init_layers("he", model.sizes, np.random.default_rng(1)))
     opt = PopulationOptimizer(model.params, ["adam"], [{}], backend=backend.name, layout=model.layout)
-    account, rows = StepAccount(xp, 1), xp.zeros((1, 1), dtype=np.int64)
+    account, base = StepAccount(xp, 1), xp.zeros((1, 1), dtype=np.int64)  # row 0's first object
     batches = cycle([xp.asarray(i[None]) for i in _batch_indices(ds.n_train, batch, 16)])
     count = iter(range(1 << 62))
 
     def step():
-        training_step(model, opt, account, X, y, rows, next(batches), next(count))
+        training_step(model, opt, account, X, y, base, next(batches), next(count))
 
     n_params = sum(math.prod(s.shape) for s in model.layout)
     return step, n_params

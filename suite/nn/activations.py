@@ -141,6 +141,52 @@ def sum_to_shape(g, shape):
     return g.reshape(shape)
 
 
+# --- into buffers made once: a training step that allocates nothing ------- #
+# Each writes the same numbers as the functions above (the same operations in
+# the same order, so bit for bit) into ``out``, given ``tmp``, a float buffer
+# of z's shape, and ``mask``, a bool one. A step that allocates nothing can be
+# captured as a CUDA graph (CUDA refuses an allocation inside a capture), and
+# on the CPU it spares the allocator. PReLU has none: its alpha gradient is a
+# reduction of its own, so a PReLU network's step allocates as before.
+
+
+def relu_into(xp, z, out, tmp, mask):
+    xp.maximum(z, 0, out=out)
+
+
+def relu_backward_into(xp, grad_a, z, a, out, tmp, mask):
+    xp.greater(z, 0, out=tmp)  # [z > 0] as 1.0 / 0.0, as relu_derivative's astype gives it
+    xp.multiply(grad_a, tmp, out=out)
+
+
+def tanh_into(xp, z, out, tmp, mask):
+    xp.tanh(z, out=out)
+
+
+def tanh_backward_into(xp, grad_a, z, a, out, tmp, mask):
+    xp.multiply(a, a, out=tmp)
+    xp.subtract(1, tmp, out=tmp)
+    xp.multiply(grad_a, tmp, out=out)
+
+
+def sigmoid_into(xp, z, out, tmp, mask):
+    """Both of sigmoid's branches, then the one z's sign picks."""
+    xp.abs(z, out=tmp)
+    xp.negative(tmp, out=tmp)
+    xp.exp(tmp, out=tmp)          # e = e^-|z|
+    xp.add(1, tmp, out=out)       # 1 + e
+    xp.divide(tmp, out, out=tmp)  # e / (1 + e): z < 0
+    xp.divide(1, out, out=out)    # 1 / (1 + e): z >= 0
+    xp.less(z, 0, out=mask)
+    xp.copyto(out, tmp, where=mask)
+
+
+def sigmoid_backward_into(xp, grad_a, z, a, out, tmp, mask):
+    xp.subtract(1, a, out=tmp)
+    xp.multiply(a, tmp, out=tmp)
+    xp.multiply(grad_a, tmp, out=out)
+
+
 # --- the table ------------------------------------------------------------- #
 
 
@@ -153,6 +199,8 @@ class Activation:
     _forward: Callable
     _derivative: Callable
     has_alpha: bool = False
+    #: (forward_into, backward_into): the same into buffers made once; None for PReLU.
+    into: tuple | None = None
 
     def forward(self, z, alpha=None, xp=None):
         """a = sigma(z). ``alpha`` is used by prelu only (default 0.25)."""
@@ -184,9 +232,9 @@ class Activation:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
-    "tanh": Activation("tanh", tanh, tanh_derivative),
-    "relu": Activation("relu", relu, relu_derivative),
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative, into=(sigmoid_into, sigmoid_backward_into)),
+    "tanh": Activation("tanh", tanh, tanh_derivative, into=(tanh_into, tanh_backward_into)),
+    "relu": Activation("relu", relu, relu_derivative, into=(relu_into, relu_backward_into)),
     "prelu": Activation("prelu", prelu, prelu_derivative, has_alpha=True),
 }
 

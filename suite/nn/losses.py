@@ -53,6 +53,50 @@ def cross_entropy(xp, z, y, grad: bool = True):
     return loss, dz
 
 
+def squared_into(xp, z, y, work) -> None:
+    """:func:`squared` into ``work``'s buffers (``loss`` (P,), ``dz``, ``tmp``
+    like z; ``onehot`` (1, 1, k) ints 0..k-1 for labels): the same operations
+    in the same order, so the same bits, and nothing allocated."""
+    n = z.shape[-2]
+    if y.ndim == 2 and y.dtype.kind in "iu":
+        xp.equal(y[..., None], work.classes, out=work.tmp)
+        xp.subtract(z, work.tmp, out=work.dz)
+    else:
+        xp.subtract(z, y.reshape(z.shape), out=work.dz)
+    xp.multiply(work.dz, work.dz, out=work.tmp)
+    work.tmp.reshape(z.shape[0], -1).sum(axis=1, out=work.loss)
+    xp.multiply(work.loss, 0.5, out=work.loss)
+    xp.divide(work.loss, n, out=work.loss)
+    xp.divide(work.dz, n, out=work.dz)
+
+
+def cross_entropy_into(xp, z, y, work) -> None:
+    """:func:`cross_entropy` into ``work``'s buffers (``loss`` (P,), ``dz`` and
+    ``tmp`` like z, ``top`` and ``s`` (P, B, 1), ``picked`` and ``lse`` (P, B),
+    ``at`` (P B,) ints, ``row_at`` (P B,) the row starts 0, k, 2k, ...): the
+    same operations in the same order, so the same bits. The label's entry
+    of each row is read and written through flat positions (take, put), which
+    allocate nothing, where fancy indexing makes its result."""
+    P, n, k = z.shape
+    shifted, e = work.tmp, work.dz
+    z.max(axis=-1, keepdims=True, out=work.top)
+    xp.subtract(z, work.top, out=shifted)
+    xp.exp(shifted, out=e)
+    e.sum(axis=-1, keepdims=True, out=work.s)
+    xp.add(work.row_at, y.reshape(-1), out=work.at)  # each object's label, as a flat position
+    fast = {"mode": "clip"} if xp.__name__ == "numpy" else {}  # positions in range: NumPy need not buffer
+    xp.take(shifted.reshape(-1), work.at, out=work.picked.reshape(-1), **fast)
+    xp.log(work.s[..., 0], out=work.lse)
+    xp.subtract(work.lse, work.picked, out=work.lse)
+    work.lse.sum(axis=-1, out=work.loss)
+    xp.divide(work.loss, n, out=work.loss)
+    xp.divide(e, work.s, out=work.dz)  # e is dz's buffer: softmax in place
+    xp.take(work.dz.reshape(-1), work.at, out=work.picked.reshape(-1), **fast)
+    xp.subtract(work.picked, 1, out=work.picked)
+    xp.put(work.dz.reshape(-1), work.at, work.picked.reshape(-1))
+    xp.divide(work.dz, n, out=work.dz)
+
+
 _ROWS: dict = {}
 
 
@@ -70,11 +114,13 @@ class Loss:
     value_and_grad: Callable
     #: The task the loss is for: cross-entropy needs integer class labels.
     needs_labels: bool
+    #: value_and_grad into buffers made once (``(xp, z, y, work)``).
+    into: Callable | None = None
 
 
 LOSSES = {
-    "squared": Loss("squared", squared, needs_labels=False),
-    "cross_entropy": Loss("cross_entropy", cross_entropy, needs_labels=True),
+    "squared": Loss("squared", squared, needs_labels=False, into=squared_into),
+    "cross_entropy": Loss("cross_entropy", cross_entropy, needs_labels=True, into=cross_entropy_into),
 }
 
 

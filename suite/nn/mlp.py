@@ -43,6 +43,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -232,6 +233,7 @@ class MLP:
         if self.activation.has_alpha:
             for l in range(1, self.n_layers):
                 self._p[f"alpha{l}"][...] = PRELU_DEFAULT_ALPHA
+        self._works: dict = {}  # batch size -> the training step's buffers (step_loss_and_grad)
 
     def _views(self, data) -> dict:
         """Per tensor, the (P, *shape) view into the (P, n) buffer."""
@@ -350,6 +352,102 @@ class MLP:
         loss, grad_z = self.loss.value_and_grad(self.xp, z, y)
         self.backward(cache, grad_z)
         return loss
+
+    # --- the training step, into buffers made once ----------------------------
+    def step_loss_and_grad(self, X, y, base, idx):
+        """A training step's loss and gradients, its batch gathered on the
+        device: member m's objects ``idx[m]`` (P, B) of its data row, at flat
+        positions ``base[m] + idx[m]`` into X (S, N, d) and y (S, N[, k]),
+        ``base`` (P, 1) = each member's data row times N. Returns the (P,)
+        losses, gradients in ``grads``.
+
+        Every intermediate -- the gathered batch, each layer's outputs, the
+        loss's and the backward pass's -- lives in buffers made on the first
+        step at this batch size and reused by every later one, and the numbers
+        are those of :meth:`loss_and_grad` bit for bit (the same operations in
+        the same order). So a step allocates nothing: on a GPU it can be
+        captured as a CUDA graph, on the CPU it spares the allocator. A PReLU
+        network (no such activation path) takes :meth:`loss_and_grad`."""
+        xp = self.xp
+        if self.activation.into is None:
+            return self.loss_and_grad(X[base // X.shape[1], idx], y[base // X.shape[1], idx])
+        work = self._step_work(idx.shape[1], X, y)
+        xp.add(base, idx, out=work.index)
+        S, N = X.shape[:2]
+        # NumPy buffers a take into out= unless told the positions are in range (they are)
+        fast = {"mode": "clip"} if xp is np else {}
+        xp.take(X.reshape(S * N, -1), work.index, axis=0, out=work.x, **fast)
+        xp.take(y.reshape(S * N, *y.shape[2:]), work.index, axis=0, out=work.y, **fast)
+        forward, backward = self.activation.into
+        a, offsets = work.x, []
+        for l in range(1, self.n_layers + 1):  # forward
+            z = work.z[l - 1]
+            bmm(xp, a, self._W[l - 1], out=z)
+            z += self._b[l - 1]
+            if l == self.n_layers:
+                break
+            forward(xp, z, work.a[l - 1], work.grad_a[l - 1], work.mask[l - 1])
+            a, offset = self._dropout_into(work.a[l - 1], l, work.drop[l - 1])
+            offsets.append(offset)
+            work.inputs[l] = a
+        self.loss.into(xp, z, work.y, work.loss)
+        delta = work.loss.dz
+        for l in range(self.n_layers, 0, -1):  # backward
+            a_prev = work.inputs[l - 1]
+            if self.P == 1:  # the gradient's view is contiguous: the product goes straight there
+                bmm(xp, a_prev.transpose(0, 2, 1), delta, out=self._gW[l - 1])
+            else:  # a strided out would leave BLAS (see backward): a contiguous product, then one copy
+                bmm(xp, a_prev.transpose(0, 2, 1), delta, out=work.gW[l - 1])
+                self._gW[l - 1][...] = work.gW[l - 1]
+            delta.sum(axis=1, out=self._gb[l - 1])
+            if l == 1:
+                break
+            grad_a = work.grad_a[l - 2]
+            bmm(xp, delta, self._WT[l - 1], out=grad_a)
+            if offsets[l - 2] is not None:
+                dropout_kernels.dropout_backward_population(grad_a, grad_a, self.dropout[l - 2], self.keys,
+                                                            offsets[l - 2], self.dropout_mode)
+            # z's buffer is free once forward is done: the derivative's scratch
+            backward(xp, grad_a, work.z[l - 2], work.a[l - 2], grad_a, work.z[l - 2], work.mask[l - 2])
+            delta = grad_a
+        return work.loss.loss
+
+    def _dropout_into(self, act, l, out):
+        """Inverted (or classic) dropout of layer l's activations into ``out``:
+        (what the next layer sees, the draw's offset or None)."""
+        p = self.dropout[l - 1]
+        if p == 0:
+            return act, None
+        offset = self.dropout_offset
+        dropout_kernels.dropout_forward_population(act, out, p, self.keys, offset, self.dropout_mode)
+        self.dropout_offset = dropout_kernels.advance(offset, act[0].size)
+        return out, offset
+
+    def _step_work(self, B: int, X, y) -> SimpleNamespace:
+        """The buffers of a training step at batch size B (made once per B)."""
+        key = (B, y.dtype.str, y.shape[2:])
+        work = self._works.get(key)
+        if work is not None:
+            return work
+        xp, P, dt = self.xp, self.P, self.params.dtype
+        hidden, k = self.sizes[1:-1], self.sizes[-1]
+        labels = y.ndim == 2 and y.dtype.kind in "iu"
+        layer = lambda h, dtype=dt: xp.empty((P, B, h), dtype=dtype)
+        work = SimpleNamespace(
+            index=xp.empty((P, B), dtype=np.int64), x=layer(self.sizes[0], X.dtype),
+            y=xp.empty((P, B, *y.shape[2:]), dtype=y.dtype if labels else dt),
+            z=[layer(h) for h in self.sizes[1:]], a=[layer(h) for h in hidden],
+            grad_a=[layer(h) for h in hidden], mask=[layer(h, bool) for h in hidden],
+            drop=[layer(h) if p > 0 else None for h, p in zip(hidden, self.dropout)],
+            gW=[xp.empty((P, m, h), dtype=dt) for m, h in zip(self.sizes[:-1], self.sizes[1:])] if P > 1 else None,
+            loss=SimpleNamespace(loss=xp.empty(P, dtype=dt), dz=layer(k), tmp=layer(k), top=layer(1),
+                                 s=layer(1), picked=xp.empty((P, B), dtype=dt), lse=xp.empty((P, B), dtype=dt),
+                                 at=xp.empty(P * B, dtype=np.int64),
+                                 row_at=xp.arange(0, P * B * k, k, dtype=np.int64),
+                                 classes=xp.arange(k, dtype=np.int64)))
+        work.inputs = [work.x] + [None] * len(hidden)
+        self._works[key] = work
+        return work
 
     def evaluate(self, X, y, rows=None, batch: int | None = None):
         """Per member (loss, accuracy) at inference: device arrays (P,) of

@@ -349,10 +349,11 @@ def train_epoch(model: MLP, opt: PopulationOptimizer, X, y, rows, orders, bounds
     xp, P, L = model.xp, model.P, model.n_layers
     account = StepAccount(xp, P, active=active)
     layer_sums = xp.zeros((P, L), dtype=np.float32) if layer_norms else None
-    member_rows = rows[:, None]
+    base = rows[:, None] * X.shape[1]  # each member's first object in the flat (S N) data
+    gsq = xp.empty((P, 1, 1), dtype=np.float32)
     opt.begin_epoch(len(bounds))
     for k, (lo, hi) in enumerate(bounds):
-        training_step(model, opt, account, X, y, member_rows, orders[:, lo:hi], k, layer_sums)
+        training_step(model, opt, account, X, y, base, orders[:, lo:hi], k, layer_sums, gsq)
         if xp is np and not account.active.any():  # every member stopped: nothing left to train
             break
     parts = [account.norm_sum.astype(np.float64), account.bad_step.astype(np.float64)]
@@ -364,16 +365,20 @@ def train_epoch(model: MLP, opt: PopulationOptimizer, X, y, rows, orders, bounds
     return host[:P], host[P:2 * P].astype(int), sums
 
 
-def training_step(model: MLP, opt: PopulationOptimizer, account: StepAccount, X, y, member_rows, idx, k: int,
-                  layer_sums=None) -> None:
-    """Step ``k`` of an epoch for every member: its batch (rows ``idx`` (P, B)
-    of its data row), the batched loss and gradients, the step account (and
-    with ``layer_sums``, (P, L), the per-layer gradient norms), one update
-    launch per rule."""
+def training_step(model: MLP, opt: PopulationOptimizer, account: StepAccount, X, y, base, idx, k: int,
+                  layer_sums=None, gsq=None) -> None:
+    """Step ``k`` of an epoch for every member: its batch (objects ``idx``
+    (P, B) of its data row, whose first object is at flat position ``base``
+    (P, 1) of the (S N) data), the batched loss and gradients, the step
+    account (and with ``layer_sums``, (P, L), the per-layer gradient norms),
+    one update launch per rule. ``gsq``: a (P, 1, 1) float32 buffer for the
+    squared gradient norms (None: a new one). Without layer_sums it
+    allocates nothing once its batch size has been seen
+    (:meth:`MLP.step_loss_and_grad`)."""
     xp, P = model.xp, model.P
-    loss = model.loss_and_grad(X[member_rows, idx], y[member_rows, idx])
+    loss = model.step_loss_and_grad(X, y, base, idx)
     g = model.grads
-    account.step(k, loss, _row_dots(xp, g))
+    account.step(k, loss, _row_dots(xp, g, gsq))
     if layer_sums is not None:
         norms = xp.stack([xp.linalg.norm(model.grad_tensor(f"W{l}").reshape(P, -1), axis=1)
                           for l in range(1, model.n_layers + 1)], axis=1)
@@ -381,16 +386,19 @@ def training_step(model: MLP, opt: PopulationOptimizer, account: StepAccount, X,
     opt.step(g, active=account.active)
 
 
-def _row_dots(xp, g):
+def _row_dots(xp, g, out=None):
     """Each member's g . g, without a (P, n) temporary, summed the same way
-    whatever P is (einsum's loop sums a row differently for different P).
-    NumPy: vecdot, one BLAS dot per row (0.42 ms at P = 108 against 1.5 ms
-    for (g * g).sum(axis=1), measured on the 2-core Xeon). CuPy: one batched
-    (1 x n) @ (n x 1) product per member, the same cuBLAS call as the
-    model's products, in one launch."""
+    whatever P is (einsum's loop sums a row differently for different P),
+    into ``out`` (P, 1, 1) where given. NumPy: vecdot, one BLAS dot per row
+    (0.42 ms at P = 108 against 1.5 ms for (g * g).sum(axis=1), measured on
+    the 2-core Xeon). CuPy: one batched (1 x n) @ (n x 1) product per
+    member, the same cuBLAS call as the model's products, in one launch."""
+    P = g.shape[0]
     if xp is np:
-        return np.linalg.vecdot(g, g)
-    return xp.matmul(g[:, None, :], g[:, :, None]).reshape(g.shape[0])
+        return np.vecdot(g, g) if out is None else np.vecdot(g, g, out=out.reshape(P))
+    if out is None:
+        return xp.matmul(g[:, None, :], g[:, :, None]).reshape(P)
+    return xp.matmul(g[:, None, :], g[:, :, None], out=out).reshape(P)
 
 
 def _finite_acc(record: dict) -> dict:

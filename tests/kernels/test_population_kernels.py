@@ -208,10 +208,10 @@ def test_one_launch_per_rule_and_no_transfer_in_a_prepared_step(standin, members
     for flags in (None, active):
         standin.reset_counts()
         pop.step(g, active=flags)
-        assert standin.counts() == {"launches": 3, "syncs": 0, "h2d": 0}
+        assert standin.counts() == {"launches": 3, "syncs": 0, "h2d": 0, "allocs": 0, "graph_nodes": 0}
     standin.reset_counts()
     pop.step(g)  # past the prepared table
-    assert standin.counts() == {"launches": 3 + 1, "syncs": 0, "h2d": 1}
+    assert standin.counts() == {"launches": 3 + 1, "syncs": 0, "h2d": 1, "allocs": 1, "graph_nodes": 0}
 
 
 def test_more_members_than_grid_rows_is_still_one_launch(standin, monkeypatch):

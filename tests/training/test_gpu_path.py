@@ -144,3 +144,14 @@ def test_a_checkpoint_made_on_cupy_loads_on_numpy(cp, tmp_path):
     on_gpu = run(RunConfig.of(**SMALL, backend="cupy", checkpoint=str(path)))
     again = run(RunConfig.of(**{**SMALL, "epochs": 1}, backend="numpy", init="checkpoint", init_from=str(path)))
     assert again[0]["train_loss"] == pytest.approx(on_gpu[-1]["train_loss"], rel=1e-5)
+
+
+def test_an_epoch_allocates_the_same_whatever_its_number_of_steps():
+    """Issue 22: every allocation of an epoch is made once per epoch (its
+    step account, its scalar table); a step makes none after the first at
+    its batch size, so 94 steps allocate what 1 step does."""
+    from optbench.suite.bench.launches import count
+
+    many, one = count((32, 3000), log=lambda *_: None)
+    assert many["steps"] == 94 and one["steps"] == 1
+    assert many["allocs_per_epoch"] == one["allocs_per_epoch"] <= 10
