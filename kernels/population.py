@@ -294,6 +294,7 @@ class PopulationOptimizer:
         self._always = self.xp.ones(members, dtype=np.int32)  # the active flags when none are given
         self.t = 0
         self._first, self._steps = 1, 0  # steps first .. first + steps - 1 have tables
+        self._made = None  # (first, steps, host tables): the last steps' tables, made once
 
     def _kernel_rule(self, rule: Rule) -> Rule:
         """The rule a group's kernel runs: with the decay and pruning masks applied."""
@@ -351,18 +352,36 @@ class PopulationOptimizer:
                 return group
         raise IndexError(f"member {m} out of range: the population has {self.params.shape[0]} members")
 
-    def begin_epoch(self, n_steps: int) -> None:
+    def begin_epoch(self, n_steps: int, table=None) -> None:
         """Compute the scalar tables of the next ``n_steps`` steps (t + 1 ..
-        t + n_steps) for every group, and upload them in one copy on a GPU."""
+        t + n_steps) for every group, and upload them in one copy on a GPU --
+        or use ``table``, the device copy of :meth:`epoch_table` that the
+        caller uploaded together with its own data (one copy for both)."""
         if n_steps < 1:
             raise ValueError(f"begin_epoch needs at least one step, got {n_steps}")
-        self._prepare(self.t + 1, int(n_steps))
+        self._prepare(self.t + 1, int(n_steps), table)
 
-    def _prepare(self, first: int, steps: int) -> None:
-        host = [g.table_for(first, steps) for g in self.groups]
-        flat = np.concatenate([h.reshape(-1) for h in host])
-        if self.arrays == "cupy":
-            flat = self.xp.asarray(flat)  # the one host-to-device copy
+    def epoch_table(self, n_steps: int) -> np.ndarray:
+        """The scalar tables of the next ``n_steps`` steps, flat on the host
+        (float32): what :meth:`begin_epoch` uploads."""
+        return np.concatenate([h.reshape(-1) for h in self._host_tables(self.t + 1, int(n_steps))])
+
+    def _host_tables(self, first: int, steps: int) -> list:
+        if self._made is None or self._made[:2] != (first, steps):
+            self._made = (first, steps, [g.table_for(first, steps) for g in self.groups])
+        return self._made[2]
+
+    def _prepare(self, first: int, steps: int, table=None) -> None:
+        host = self._host_tables(first, steps)
+        if table is not None:
+            if table.shape != (sum(h.size for h in host),):
+                raise ValueError(f"the uploaded scalar table has shape {table.shape}; these steps' tables "
+                                 f"hold {sum(h.size for h in host)} values")
+            flat = table
+        else:
+            flat = np.concatenate([h.reshape(-1) for h in host])
+            if self.arrays == "cupy":
+                flat = self.xp.asarray(flat)  # the one host-to-device copy
         offset = 0
         for group, h in zip(self.groups, host):
             group.table = flat[offset : offset + h.size].reshape(h.shape)
@@ -372,6 +391,23 @@ class PopulationOptimizer:
                                                              group.schedules, dtype=np.float64))
         self._first, self._steps = first, steps
 
+    def advance(self, steps: int) -> None:
+        """Count ``steps`` updates that ran without :meth:`step` being called:
+        a replayed CUDA graph of steps captured from :meth:`step` (the
+        scalar tables of :meth:`begin_epoch` are where they read theirs)."""
+        if not self._first <= self.t + steps < self._first + self._steps:
+            raise ValueError(f"steps {self.t + 1} .. {self.t + steps} have no prepared scalars "
+                             f"(prepared: {self._first} .. {self._first + self._steps - 1})")
+        self.t += steps
+
+    @property
+    def why_not_capturable(self) -> str | None:
+        """Why a step of this population cannot be captured as a CUDA graph,
+        or None: a rule whose update runs in stages takes its scalars from a
+        second, per-epoch table and reduces into temporaries."""
+        staged = [g.rule.name for g in self.groups if g.staged]
+        return f"rule {staged[0]!r} updates in stages" if staged else None
+
     def set_hypers(self, m: int, hyper: Mapping[str, float]) -> None:
         """Give member ``m`` new hyper-parameters (resolved and checked by
         its rule) from the next step on."""
@@ -380,7 +416,7 @@ class PopulationOptimizer:
         group = self.group_of(m)
         group.hypers = self.hypers[group.lo:group.hi]
         group._offset = None
-        self._steps = 0  # the prepared tables are stale
+        self._steps, self._made = 0, None  # the prepared tables are stale
 
     def step(self, grads, active=None) -> None:
         """One update of every active member: w, state := rule(w, g, state),

@@ -55,6 +55,13 @@ class StepAccount:
         self.norm_sum = xp.zeros(self.P, dtype=np.float32)
         self.bad_step = xp.full(self.P, -1, dtype=np.int32)
 
+    def reset(self) -> None:
+        """A new epoch's account, in the same buffers (a captured step reads
+        and writes them there): no norms summed, no bad step; the active
+        flags are kept."""
+        self.norm_sum.fill(0)
+        self.bad_step.fill(-1)
+
     def step(self, k: int, loss, gsq) -> None:
         """Account step ``k`` given each run's loss and squared gradient norm
         g . g (0-d or (P,)). The root is taken here, in float32 (correctly

@@ -26,7 +26,7 @@ def main() -> None:
     from optbench.kernels.backend import get_backend
     from optbench.suite.data import datasets
     from optbench.suite.nn.mlp import MLP, one_blas_thread
-    from optbench.suite.training.loop import _row_dots, training_step
+    from optbench.suite.training.epoch import _row_dots, training_step
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", default="numba", choices=("numba", "numpy"))

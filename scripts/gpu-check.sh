@@ -57,6 +57,10 @@ step population   timeout 150 python -m optbench.suite.cli bench --backend cupy 
 # written its log, and a rerun resumes its cells.
 if python -c "import mnist1d" 2>/dev/null || ls "${OPTBENCH_CACHE:-$HOME/.cache/optbench}"/mnist1d-*.npz >/dev/null 2>&1; then
   step grid       timeout 150 python -m optbench.suite.cli run optimisers-grid --backend cupy --out "$out/optimisers-grid" --no-report
+  # The same study with every step launched from Python (issue 22): the grid's wall time with and
+  # without CUDA graphs is the two steps' times in the summary.
+  step grid-launched timeout 100 python -m optbench.suite.cli run optimisers-grid --backend cupy --no-graph \
+                  --out "$out/optimisers-grid-launched" --no-report
   if python -c "import sklearn" 2>/dev/null; then
     step protocol timeout 200 python -m optbench.suite.cli run default --backend cupy --out "$out/default"
   fi

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
-
-import os
 
 from optbench.kernels import BackendUnavailable, get_backend
 from optbench.kernels.backend import BACKENDS
@@ -118,6 +117,10 @@ def cmd_run(args) -> int:
     from optbench.suite.studies.spec import expand
 
     backend = get_backend(args.backend)  # 'auto' is resolved and recorded as what runs
+    if args.no_graph:  # in the environment, so local Dask workers inherit it
+        from optbench.suite.training.epoch import NO_GRAPH
+
+        os.environ[NO_GRAPH] = "1"
     if args.study == "lecture":  # every lecture study plus the custom experiments
         from optbench.suite.lecture.running import run_lecture
 
@@ -315,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "shape and the memory budget allows)")
     p.add_argument("--no-population", action="store_true",
                    help="train cell by cell instead of in populations")
+    p.add_argument("--no-graph", action="store_true",
+                   help="on a GPU, launch every training step from Python instead of replaying each epoch as "
+                        "one CUDA graph (the records are the same)")
     p.add_argument("--no-report", action="store_true", help="don't write the report afterwards")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _rules_arg(p)

@@ -190,6 +190,19 @@ class ndarray:
             return out
         return _np.array(self._a, copy=True)
 
+    def fill(self, value) -> None:
+        _launch(self._a.fill, _unwrap(value))
+
+    def set(self, arr, stream=None) -> None:
+        """A host-to-device copy into this buffer (same shape and dtype)."""
+        if isinstance(arr, ndarray) or not isinstance(arr, _np.ndarray):
+            raise TypeError(f"set takes a host numpy.ndarray, got {type(arr).__name__}")
+        if arr.shape != self.shape or arr.dtype != self.dtype:
+            raise ValueError(f"set: shape {arr.shape} {arr.dtype} into {self.shape} {self.dtype}")
+        _count("h2d")
+        _count("launches")
+        self._a[...] = arr
+
     def item(self):
         _count("syncs")
         return self._a.item()

@@ -1,5 +1,6 @@
 """The launch budget: device launches, allocations and host synchronisations
-per training step, counted on the CuPy stand-in (``optbench bench --launches``).
+per training step and epoch, launched and replayed as a CUDA graph, counted
+on the CuPy stand-in (``optbench bench --launches``).
 
 On a GPU a small model's step costs what its launches and host reads cost,
 not what its arithmetic costs: each kernel launch takes a few microseconds of
@@ -29,7 +30,7 @@ from optbench.kernels.testing.cupy_standin import installed as standin
 
 from ..data.batches import epoch_order
 from ..nn.mlp import MLP
-from ..training.loop import batch_bounds, train_epoch
+from ..training.epoch import CapturedEpochs, batch_bounds, train_epoch
 
 #: mnist1d's training split: 3000 objects, 40 inputs, 10 classes.
 SHAPE = (3000, 40, 10)
@@ -46,11 +47,14 @@ def count(batch_sizes=BATCH_SIZES, rule: str = "adam", log=print) -> list[dict]:
         for batch in batch_sizes:
             epoch = _epoch(cp, 1, rule, batch)
             rows.append({"batch": batch, "steps": epoch["steps"], "launches_per_step": epoch["launches_per_step"],
+                         "launches_per_epoch": epoch["launches_per_epoch"],
+                         "graph_launches_per_epoch": epoch["graph_launches_per_epoch"],
                          "allocs_per_epoch": epoch["allocs_per_epoch"],
                          "syncs_per_epoch": epoch["syncs_per_epoch"], "h2d_per_epoch": epoch["h2d_per_epoch"],
                          "eval_launches": epoch["eval_launches"], "eval_syncs": epoch["eval_syncs"]})
             r = rows[-1]
-            log(f"{batch:>6} {r['steps']:>6} {r['launches_per_step']:>13.1f} {r['allocs_per_epoch']:>12} "
+            log(f"{batch:>6} {r['steps']:>6} {r['launches_per_step']:>13.1f} {r['launches_per_epoch']:>14} "
+                f"{r['graph_launches_per_epoch']:>12} {r['allocs_per_epoch']:>12} "
                 f"{r['syncs_per_epoch']:>12} {r['h2d_per_epoch']:>10} {r['eval_launches']:>12} {r['eval_syncs']:>10}")
         return rows
 
@@ -61,30 +65,39 @@ def count_population(P: int, rule: str = "adam", batch: int = 32, log=print) -> 
     copies per epoch. The point: they do not grow with P."""
     with standin() as cp:
         epoch = _epoch(cp, P, rule, batch)
-    row = {"members": P, "batch": batch, **{k: epoch[k] for k in ("steps", "launches_per_step", "allocs_per_epoch",
+    row = {"members": P, "batch": batch, **{k: epoch[k] for k in ("steps", "launches_per_step", "launches_per_epoch",
+                                                                   "graph_launches_per_epoch", "allocs_per_epoch",
                                                                    "syncs_per_epoch", "h2d_per_epoch")}}
-    log(f"population of {P:>5}: {row['launches_per_step']:.1f} launches/step, {row['allocs_per_epoch']} "
-        f"allocations per epoch (none inside a step), {row['syncs_per_epoch']} syncs and {row['h2d_per_epoch']} host-to-device copies per epoch")
+    log(f"population of {P:>5}: {row['launches_per_step']:.1f} launches/step ({row['launches_per_epoch']} an "
+        f"epoch; {row['graph_launches_per_epoch']} replayed as a CUDA graph), {row['allocs_per_epoch']} "
+        f"allocations per epoch, {row['syncs_per_epoch']} syncs and {row['h2d_per_epoch']} host-to-device copies per epoch")
     return row
 
 
-def _epoch(cp, P: int, rule: str, batch: int) -> dict:
-    """Counts of one epoch of ``train_epoch`` and one evaluation, for P members."""
+def _epoch(cp, P: int, rule: str, batch: int, shape=SHAPE, hidden=HIDDEN, activation: str = "relu",
+           loss: str = "cross_entropy") -> dict:
+    """Counts of one epoch of ``train_epoch``, one replayed as a CUDA graph,
+    and one evaluation, for P members of the MLP ``hidden`` on data of
+    ``shape`` (objects, inputs, classes or outputs)."""
     get_backend("cupy")
-    n, d, k = SHAPE
+    n, d, k = shape
     rng = np.random.default_rng(0)
     X = cp.asarray(rng.standard_normal((1, n, d)).astype(np.float32))
-    y = cp.asarray(rng.integers(0, k, (1, n)))
+    y = cp.asarray(rng.integers(0, k, (1, n)) if loss == "cross_entropy"
+                   else rng.standard_normal((1, n, k)).astype(np.float32))
     rows = cp.zeros(P, dtype=np.int64)
-    model = MLP([d, *HIDDEN, k], "relu", "cross_entropy", xp=cp, members=P)
+    model = MLP([d, *hidden, k], activation, loss, xp=cp, members=P)
     model.params[...] = cp.asarray(rng.standard_normal(model.params.shape).astype(np.float32) * 0.05)
     opt = PopulationOptimizer(model.params, [rule] * P, [{"lr": 1e-3 * (m + 1)} for m in range(P)],
                               backend="cupy", layout=model.layout)
     bounds = batch_bounds(n, batch)
     active = cp.ones(P, dtype=np.int32)
 
+    def host_orders(epoch):
+        return np.stack([epoch_order(n, epoch, m) for m in range(P)])
+
     def orders(epoch):
-        return cp.asarray(np.stack([epoch_order(n, epoch, m) for m in range(P)]))
+        return cp.asarray(host_orders(epoch))
 
     train_epoch(model, opt, X, y, rows, orders(0), bounds, active)  # builds every kernel first
     order = orders(1)
@@ -93,13 +106,23 @@ def _epoch(cp, P: int, rule: str, batch: int) -> dict:
     training = cp.counts()
     cp.reset_counts()
     loss, acc = model.evaluate(X, y, rows)
-    cp.stack([loss, acc]).get()  # the training loop's one read per evaluated split
+    cp.stack([loss, acc if acc is not None else cp.full(P, np.nan)]).get()  # the loop's one read per split
     evaluation = cp.counts()
+    # The same epochs captured once as a CUDA graph and replayed (what training does on a GPU)
+    captured = CapturedEpochs(model, opt, X, y, rows, bounds, active)
+    for epoch in (2, 3):  # launched, then captured
+        captured.run(host_orders(epoch))
+    order = host_orders(4)
+    cp.reset_counts()
+    captured.run(order)
+    graphed = cp.counts()
     return {"steps": len(bounds), "launches_per_step": training["launches"] / len(bounds),
+            "launches_per_epoch": training["launches"], "graph_launches_per_epoch": graphed["launches"],
+            "graph_nodes": graphed["graph_nodes"],
             "allocs_per_epoch": training["allocs"],
             "syncs_per_epoch": training["syncs"], "h2d_per_epoch": training["h2d"],
             "eval_launches": evaluation["launches"], "eval_syncs": evaluation["syncs"]}
 
 
-HEADER = (f"{'batch':>6} {'steps':>6} {'launches/step':>13} {'allocs/epoch':>12} {'syncs/epoch':>12} {'h2d/epoch':>10} "
+HEADER = (f"{'batch':>6} {'steps':>6} {'launches/step':>13} {'launches/epoch':>14} {'graphed':>12} {'allocs/epoch':>12} {'syncs/epoch':>12} {'h2d/epoch':>10} "
           f"{'eval launches':>12} {'eval syncs':>10}")

@@ -24,7 +24,7 @@ from optbench.kernels import FlatBuffer, PopulationOptimizer
 
 from ..nn.inits import init_layers
 from ..nn.mlp import MLP, one_blas_thread
-from ..training.loop import train_epoch
+from ..training.epoch import train_epoch
 from .timing import Case, Env, WallTimer, take_samples
 
 SIZES = [40, 128, 128, 10]

@@ -17,7 +17,7 @@ from optbench.kernels.steps import StepAccount
 
 from ..nn.inits import init_layers
 from ..nn.mlp import MLP, one_blas_thread
-from ..training.loop import training_step
+from ..training.epoch import training_step
 from .cases import set_torch_ratios, table_row
 from .timing import Case, Env, WallTimer, take_samples
 

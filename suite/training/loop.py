@@ -30,7 +30,9 @@ once; each step's losses and gradient norms go to a device-side account
 (:class:`optbench.kernels.steps.StepAccount`) whose flags make a member's
 later optimiser launches no-ops once a step of it is not finite, and the
 account is read once at the end. (On the CPU, where a read is free, the
-epoch also ends early once every member has stopped.)
+epoch also ends early once every member has stopped.) On a GPU each epoch
+from the third on is one CUDA graph launch, captured from the second
+(:mod:`.epoch`), with the same records.
 
 Records (one dict per member and evaluation point, epoch 0 being the
 initial weights): backend and device (what ran), dtype, lr_used (the
@@ -68,7 +70,6 @@ from types import SimpleNamespace
 import numpy as np
 
 from optbench.kernels import FlatBuffer, PopulationOptimizer, get_backend
-from optbench.kernels.steps import StepAccount
 
 from ..data import batches as batch_order
 from ..nn.activations import PRELU_DEFAULT_ALPHA
@@ -76,6 +77,7 @@ from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.inits import init_layers
 from ..nn.mlp import MLP, one_blas_thread
 from .config import RunConfig, check, decay_mask_for, run_schedule
+from .epoch import CapturedEpochs, batch_bounds, say_once, train_epoch, why_not_captured
 
 TIMING_COLUMNS = ("wall_time", "examples_per_sec")
 #: What members of one population share (the run fields; the workload is shared whole).
@@ -98,12 +100,6 @@ def member_bytes(config: RunConfig, n_params: int, n_features: int, n_outputs: i
     """Device memory one member needs, roughly: parameters, gradients and up
     to three optimiser states, and its activations."""
     return 4 * 5 * n_params + activation_bytes(config, n_features, n_outputs, n_train)
-
-
-def batch_bounds(n: int, batch: int) -> list[tuple[int, int]]:
-    """Each step's [lo, hi) into an epoch's order of ``n`` objects: batches
-    of ``batch``, the last one short."""
-    return [(lo, min(lo + batch, n)) for lo in range(0, n, batch)]
 
 
 def run(config: RunConfig, progress=None) -> list[dict]:
@@ -249,14 +245,22 @@ class _Population:
         wall = 0.0
         bounds = batch_bounds(self.n_train, self.batch)
         X, y = self.splits["train"]
+        why = why_not_captured(self.model, self.opt, first.layer_norms)
+        if why is None:  # a GPU: the epoch as one CUDA graph
+            captured = CapturedEpochs(self.model, self.opt, X, y, self.rows, bounds, active)
+        else:
+            say_once(why)
         for epoch in range(1, self.workload.epochs + 1):
             orders = np.stack([batch_order.epoch_order(self.n_train, epoch - 1, s, first.order,
                                                        self.data[s].y_train) for s in self.seed_of_row])
             self.backend.synchronize()
             with self.backend.timer() as t:
-                norm_sum, bad_step, layer_sums = train_epoch(
-                    self.model, self.opt, X, y, self.rows, xp.asarray(orders[self.rows_host]), bounds, active,
-                    first.layer_norms)  # one upload
+                if why is None:
+                    norm_sum, bad_step, layer_sums = captured.run(orders[self.rows_host])
+                else:
+                    norm_sum, bad_step, layer_sums = train_epoch(
+                        self.model, self.opt, X, y, self.rows, xp.asarray(orders[self.rows_host]), bounds, active,
+                        first.layer_norms)  # one upload
                 self.backend.synchronize()
             wall += t.seconds / P
             evals = self._evaluate()
@@ -331,74 +335,6 @@ class _Population:
         for m, c in enumerate(self.configs):
             if c.checkpoint:
                 save_checkpoint(self.model.member(m), c.checkpoint, c.as_dict(), optimizer=self.opt.member(m))
-
-
-def train_epoch(model: MLP, opt: PopulationOptimizer, X, y, rows, orders, bounds, active, layer_norms: bool = False):
-    """One epoch of every member whose ``active`` flag is set, nothing read
-    back until its end: per step, each member's batch (its own order, its own
-    data row), the batched loss and gradients, the device-side step account,
-    one update launch per rule. X (S, N, d), y (S, N): the data rows; rows
-    (P,) device ints: each member's; orders (P, N) device ints: each member's
-    order this epoch; bounds: the steps' [lo, hi) into the orders
-    (:func:`batch_bounds`). The single run and Optimal Brain Damage's
-    retraining both train with this.
-
-    Returns host arrays: norm_sum (P,), bad_step (P,) (-1: finite
-    throughout) and, with ``layer_norms``, the (P, L) sums of ||dQ/dW_l||.
-    """
-    xp, P, L = model.xp, model.P, model.n_layers
-    account = StepAccount(xp, P, active=active)
-    layer_sums = xp.zeros((P, L), dtype=np.float32) if layer_norms else None
-    base = rows[:, None] * X.shape[1]  # each member's first object in the flat (S N) data
-    gsq = xp.empty((P, 1, 1), dtype=np.float32)
-    opt.begin_epoch(len(bounds))
-    for k, (lo, hi) in enumerate(bounds):
-        training_step(model, opt, account, X, y, base, orders[:, lo:hi], k, layer_sums, gsq)
-        if xp is np and not account.active.any():  # every member stopped: nothing left to train
-            break
-    parts = [account.norm_sum.astype(np.float64), account.bad_step.astype(np.float64)]
-    if layer_norms:
-        parts.append(layer_sums.T.astype(np.float64))
-    host = xp.concatenate([p.reshape(-1) for p in parts])  # one read
-    host = host.get() if xp is not np else host
-    sums = host[2 * P:].reshape(-1, P).T if layer_norms else None
-    return host[:P], host[P:2 * P].astype(int), sums
-
-
-def training_step(model: MLP, opt: PopulationOptimizer, account: StepAccount, X, y, base, idx, k: int,
-                  layer_sums=None, gsq=None) -> None:
-    """Step ``k`` of an epoch for every member: its batch (objects ``idx``
-    (P, B) of its data row, whose first object is at flat position ``base``
-    (P, 1) of the (S N) data), the batched loss and gradients, the step
-    account (and with ``layer_sums``, (P, L), the per-layer gradient norms),
-    one update launch per rule. ``gsq``: a (P, 1, 1) float32 buffer for the
-    squared gradient norms (None: a new one). Without layer_sums it
-    allocates nothing once its batch size has been seen
-    (:meth:`MLP.step_loss_and_grad`)."""
-    xp, P = model.xp, model.P
-    loss = model.step_loss_and_grad(X, y, base, idx)
-    g = model.grads
-    account.step(k, loss, _row_dots(xp, g, gsq))
-    if layer_sums is not None:
-        norms = xp.stack([xp.linalg.norm(model.grad_tensor(f"W{l}").reshape(P, -1), axis=1)
-                          for l in range(1, model.n_layers + 1)], axis=1)
-        layer_sums += norms * account.active[:, None]
-    opt.step(g, active=account.active)
-
-
-def _row_dots(xp, g, out=None):
-    """Each member's g . g, without a (P, n) temporary, summed the same way
-    whatever P is (einsum's loop sums a row differently for different P),
-    into ``out`` (P, 1, 1) where given. NumPy: vecdot, one BLAS dot per row
-    (0.42 ms at P = 108 against 1.5 ms for (g * g).sum(axis=1), measured on
-    the 2-core Xeon). CuPy: one batched (1 x n) @ (n x 1) product per
-    member, the same cuBLAS call as the model's products, in one launch."""
-    P = g.shape[0]
-    if xp is np:
-        return np.vecdot(g, g) if out is None else np.vecdot(g, g, out=out.reshape(P))
-    if out is None:
-        return xp.matmul(g[:, None, :], g[:, :, None]).reshape(P)
-    return xp.matmul(g[:, None, :], g[:, :, None], out=out).reshape(P)
 
 
 def _finite_acc(record: dict) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from optbench.kernels import PopulationOptimizer
 from optbench.kernels.steps import StepAccount
 from optbench.suite.nn.mlp import MLP
-from optbench.suite.training.loop import training_step
+from optbench.suite.training.epoch import training_step
 
 S, N, D = 2, 50, 7
 

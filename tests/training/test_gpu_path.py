@@ -155,3 +155,59 @@ def test_an_epoch_allocates_the_same_whatever_its_number_of_steps():
     many, one = count((32, 3000), log=lambda *_: None)
     assert many["steps"] == 94 and one["steps"] == 1
     assert many["allocs_per_epoch"] == one["allocs_per_epoch"] <= 10
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("change", [{}, {"optimizer": "nesterov", "lr": 0.05, "wd": 0.01, "activation": "tanh"},
+                                    {"optimizer": "sgd", "lr": 5.0, "epochs": 5},
+                                    {"activation": "sigmoid", "batch_size": "full", "loss": "squared"}])
+def test_epochs_replayed_as_a_cuda_graph_give_the_launched_epochs_records_exactly(cp, change, monkeypatch):
+    """Issue 22: from the second epoch on a population's epoch is one graph
+    launch; the records are those of launching every step, bit for bit --
+    a run that diverges in its third epoch included: the device's flags stop
+    it inside the replayed graph."""
+    config = RunConfig.of(**{**SMALL, **change}, backend="cupy")
+    graphed = pd.DataFrame(_records(config))
+    monkeypatch.setenv("OPTBENCH_NO_GRAPH", "1")
+    launched = pd.DataFrame(_records(config))
+    assert graphed.equals(launched)
+    if change.get("lr") == 5.0:
+        assert graphed["diverged"].iloc[-1] and len(graphed) == 4  # stopped in epoch 3, a replay
+    else:
+        assert len(graphed) == config.workload.epochs + 1
+
+
+def test_a_replayed_epoch_is_one_graph_launch_plus_its_upload_and_its_read(standin):
+    from optbench.kernels import PopulationOptimizer
+    from optbench.suite.nn.mlp import MLP
+    from optbench.suite.training.epoch import CapturedEpochs, batch_bounds
+
+    cp, rng = standin, np.random.default_rng(0)
+    P, n = 4, 300
+    X, y = cp.asarray(rng.standard_normal((1, n, 10)).astype(np.float32)), cp.asarray(rng.integers(0, 3, (1, n)))
+    model = MLP([10, 16, 3], "relu", "cross_entropy", xp=cp, members=P)
+    model.params[...] = cp.asarray(rng.standard_normal(model.params.shape).astype(np.float32) * 0.1)
+    opt = PopulationOptimizer(model.params, ["adam"] * P, [{}] * P, layout=model.layout)
+    epochs = CapturedEpochs(model, opt, X, y, cp.zeros(P, dtype=np.int64), batch_bounds(n, 32), cp.ones(P, np.int32))
+    orders = lambda e: np.stack([np.random.default_rng([e, m]).permutation(n) for m in range(P)])
+    epochs.run(orders(0))  # launched: buffers made, kernels built
+    epochs.run(orders(1))  # captured, then launched
+    standin.reset_counts()
+    epochs.run(orders(2))
+    counts = standin.counts()
+    assert counts["graph_nodes"] == epochs.graph.nodes > 10 * 30  # ten steps of tens of operations each
+    # the graph and the epoch's one upload (order and scalar table), then its one read; nothing allocated
+    assert counts["launches"] == 1 + 1 and counts["h2d"] == 1 and counts["syncs"] == 1 and counts["allocs"] == 0
+
+
+def test_a_population_that_cannot_be_captured_is_launched_and_says_why_once(standin, capsys, monkeypatch):
+    from optbench.suite.training import epoch
+
+    monkeypatch.setattr(epoch, "_SAID", set())
+    for _ in range(2):
+        run(RunConfig.of(**{**SMALL, "epochs": 2, "dropout": 0.2}, backend="cupy"))
+    said = capsys.readouterr().err
+    assert said.count("optbench: training without CUDA graphs: dropout") == 1
+    monkeypatch.setenv(epoch.NO_GRAPH, "1")
+    run(RunConfig.of(**{**SMALL, "epochs": 2}, backend="cupy"))
+    assert "without CUDA graphs: --no-graph" in capsys.readouterr().err

@@ -63,7 +63,7 @@ from optbench.kernels import FlatBuffer, Optimizer
 from optbench.kernels.backend import array_module
 
 from ...nn.mlp import MLP, Network
-from ...training.loop import batch_bounds, train_epoch
+from ...training.epoch import batch_bounds, train_epoch
 from ...data.batches import epoch_order
 
 CRITERIA = ("obd", "magnitude", "random")
