@@ -4,7 +4,7 @@ compiles them (the nvcc tests build each for sm_80 and sm_90)."""
 
 from __future__ import annotations
 
-from .. import dropout, steps
+from .. import dropout, precision, steps
 from ..codegen.cuda_kernel import cuda_source
 from ..rules import RULES
 from ..stages import element_programs
@@ -22,4 +22,5 @@ def cuda_sources() -> dict[str, str]:
                 sources[f"rule_{variant}" + (f"_pass{p}" if len(programs) > 1 else "")] = cuda_source(program)
     sources["dropout"] = dropout.cuda_source()
     sources["steps"] = steps.cuda_source()
+    sources["precision"] = precision.cuda_source()
     return sources

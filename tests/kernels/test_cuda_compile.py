@@ -44,9 +44,9 @@ def test_source_compiles_with_nvcc(name, tmp_path, ptxas_dir):
     print(report)
 
 
-@pytest.mark.parametrize("name", ["dropout.cu"])
+@pytest.mark.parametrize("name", ["dropout.cu", "precision.cu"])
 def test_shipped_cuda_file_compiles_as_a_file(name, tmp_path):
-    """The hand-written sources are real CUDA files: nvcc builds dropout.cu
+    """The hand-written sources are real CUDA files: nvcc builds dropout.cu (and precision.cu)
     from the package folder with its #include resolved by the include path,
     as an editor or a build would (not only the expanded string CuPy gets)."""
     if NVCC is None:

@@ -1,0 +1,100 @@
+"""bfloat16 rounding (kernels/precision.py, kernels/cuda/bf16.cuh; issue 23,
+first part): round to nearest even is the nearest bf16, stochastic rounding
+is unbiased where round to nearest keeps its error, and NumPy, Numba and the
+CUDA source give the same bits."""
+
+import numpy as np
+import pytest
+
+from optbench.kernels import precision
+from optbench.kernels.precision import bf16_rne, bf16_sr_keyed, bf16_to_f32, sr_bits
+
+
+def samples(n=20000, seed=0) -> np.ndarray:
+    """float32 values over every binade, subnormals, ties, the largest
+    finite values, zeros, infinities and NaNs."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * 2.0 ** rng.integers(-140, 127, n)).astype(np.float32)
+    ties = (rng.integers(0, 1 << 16, 200).astype(np.uint32) << np.uint32(16)) | np.uint32(0x8000)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 3.4028235e38, -3.4028235e38, 1e-45,
+                        1.17549435e-38, 1.0, -1.0], dtype=np.float32)
+    return np.concatenate([x, ties.view(np.float32), (ties | np.uint32(0x10000)).view(np.float32), special])
+
+
+def nearest(x: np.ndarray) -> np.ndarray:
+    """The nearest bf16 by float64 distance, ties to the even one: computed
+    from the two candidates, not by the bit trick under test."""
+    u = x.view(np.uint32)
+    lo = u & np.uint32(0xFFFF0000)                     # toward zero
+    hi = lo + np.uint32(0x10000)                       # away from zero (inf's bits past the largest)
+    vlo = lo.view(np.float32).astype(np.float64)
+    exponent = np.maximum((u >> np.uint32(23)) & np.uint32(0xFF), 1).astype(np.float64)
+    vhi = vlo + np.sign(x) * 2.0 ** (exponent - 127 - 7)  # the next bf16 as a number: 2^128 past the largest
+    xd = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        dlo, dhi = np.abs(xd - vlo), np.abs(xd - vhi)
+    tie = dlo == dhi
+    pick_hi = (dhi < dlo) | (tie & (((lo >> np.uint32(16)) & np.uint32(1)) == 1))
+    return np.where(pick_hi, hi >> np.uint32(16), lo >> np.uint32(16)).astype(np.uint16)
+
+
+def test_round_to_nearest_even_is_the_nearest_bf16():
+    x = samples()
+    got = bf16_rne(x)
+    finite = np.isfinite(x)
+    assert np.array_equal(got[finite], nearest(x[finite]))
+    ok = ~np.isnan(x)
+    assert np.array_equal(bf16_rne(bf16_to_f32(got[ok])), got[ok])  # a bf16 decodes exactly and rounds to itself
+    assert np.isnan(bf16_to_f32(got[np.isnan(x)])).all() and (got[np.isnan(x)] & 0x0040).all()
+    assert bf16_to_f32(bf16_rne(np.float32([3.4028235e38])))[0] == np.inf  # past the largest bf16
+
+
+def test_round_to_nearest_matches_torch_bfloat16():
+    torch = pytest.importorskip("torch")
+    x = samples(seed=1)
+    ok = ~np.isnan(x)
+    theirs = torch.from_numpy(x[ok]).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    assert np.array_equal(bf16_rne(x[ok]), theirs)
+
+
+def test_stochastic_rounding_is_unbiased_where_rounding_to_nearest_keeps_its_error():
+    ulp = 2.0 ** -7  # a bf16's last bit at 1.0
+    x = np.float32(1.0 + 0.3 * ulp)
+    draws = np.array([bf16_to_f32(bf16_sr_keyed(np.float32([x]), seed=7, step=t, buffer=0))[0]
+                      for t in range(4000)], dtype=np.float64)
+    draws = np.concatenate([draws, bf16_to_f32(bf16_sr_keyed(np.full(16000, x), seed=7, step=0, buffer=1))])
+    assert set(np.unique(draws)) == {1.0, 1.0 + ulp}  # only the two neighbours
+    sd = ulp * np.sqrt(0.3 * 0.7) / np.sqrt(draws.size)
+    assert abs(draws.mean() - float(x)) < 4 * sd
+    nearest_error = float(bf16_to_f32(bf16_rne(np.float32([x])))[0]) - float(x)
+    assert -nearest_error == float(x) - 1.0 and abs(nearest_error) > 50 * sd  # down to 1.0, every time
+
+
+def test_the_bits_depend_on_seed_step_buffer_and_element_alone():
+    whole = sr_bits(1000, seed=2**40 + 5, step=9, buffer=3)
+    parts = np.concatenate([sr_bits(333, seed=2**40 + 5, step=9, buffer=3, offset=o) for o in (0, 333, 666)]
+                           + [sr_bits(1, seed=2**40 + 5, step=9, buffer=3, offset=999)])
+    assert np.array_equal(whole, parts) and whole.max() < 1 << 16
+    for change in ({"seed": 5}, {"step": 10}, {"buffer": 4}):
+        other = sr_bits(1000, **{"seed": 2**40 + 5, "step": 9, "buffer": 3, **change})
+        assert (other != whole).mean() > 0.99
+    assert abs(whole.mean() / (1 << 16) - 0.5) < 0.05
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_numpy_numba_and_the_cuda_source_round_alike_bit_for_bit(standin, mode):
+    cp = standin
+    x = samples(n=1500, seed=2)
+    seed, step, buffer, offset = 2**33 + 17, 41, 2, 5
+    want = bf16_rne(x) if mode == 0 else bf16_sr_keyed(x, seed, step, buffer, offset)
+    kernel = cp.RawModule(code=precision.cuda_source()).get_function("optbench_round_bf16")
+    out = cp.zeros(x.size, dtype=np.uint32)
+    kernel((8,), (64,), (cp.asarray(x), out, np.int64(x.size), np.int32(mode), np.uint64(seed), np.uint32(step),
+                         np.uint32(buffer), np.int64(offset)))
+    assert np.array_equal(out.get().astype(np.uint16), want)
+    numba = precision.numba_functions()
+    if numba is None:
+        pytest.skip("Numba is not installed")
+    got = np.empty(x.size, dtype=np.uint16)
+    numba["round_array"](x, got, mode, seed, step, buffer, offset)
+    assert np.array_equal(got, want)
