@@ -28,10 +28,24 @@ Philox4x32-10 (:mod:`.philox`) of counter (element / 4 as two words, step,
 split; ``buffer`` tells a rule's state buffers apart, so two buffers at the
 same element draw different bits.
 
+**8-bit block-wise state** (:func:`quantize_blockwise`,
+:func:`dequantize_blockwise`), the scheme of Dettmers et al. (ICLR 2022,
+"8-bit optimizers via block-wise quantization"): a buffer is cut into blocks
+of 2048 elements; each block keeps its absolute maximum in float32, and each
+element the index (uint8) of the entry of a 256-entry code book nearest to
+element / absmax. The code book is the paper's *dynamic* map
+(:func:`dynamic_map`): a sign, then a run of zeros whose length sets a
+power of ten, then linear fraction bits -- so it covers seven decades
+(1e-6 .. 1) with relative spacing that stays fine at every magnitude, what
+Adam's moments need (its second moment spans many decades within a tensor).
+The signed map is for moments that change sign (Adam's m), the unsigned one
+(twice the resolution, no sign) for those that cannot (v). A block's
+largest element is stored exactly when it is positive (code 1.0); a
+negative one to within 0.7% (the signed map has no -1).
+
 What is still to come (issue 23): a state precision per run that the code
 generators insert around a rule's state loads and stores, ``validate
---state``, ``bench --state``, 8-bit block-wise state and the paired accuracy
-study.
+--state``, ``bench --state`` and the paired accuracy study.
 """
 
 from __future__ import annotations
@@ -165,3 +179,56 @@ def numba_functions():
             out[i] = np.uint16(h)
 
     return {"sr_bits": sr_bits_one, "rne": rne, "sr": sr, "round_array": round_array}
+
+
+#: Elements per block of 8-bit state (the paper's and bitsandbytes' block size).
+BLOCK = 2048
+
+
+def dynamic_map(signed: bool = True) -> np.ndarray:
+    """The 256 values of the dynamic 8-bit code (float32, ascending): for
+    each decade e = 0 .. 6, 2^e (signed) or 2^(e+1) (unsigned) values
+    10^(e-6) x the midpoints of an even split of [0.1, 1] into that many
+    parts (with their negatives when signed), then 0 and 1; the unused
+    entries of the unsigned map are 0."""
+    values = [0.0, 1.0]
+    for e in range(7):
+        parts = 2 ** e if signed else 2 ** (e + 1)
+        edges = np.linspace(0.1, 1.0, parts + 1)
+        mids = (edges[:-1] + edges[1:]) / 2 * 10.0 ** (e - 6)
+        values += list(mids) + (list(-mids) if signed else [])
+    values += [0.0] * (256 - len(values))
+    return np.sort(np.asarray(values, dtype=np.float64)).astype(np.float32)
+
+
+def quantize_blockwise(x, signed: bool = True, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """(codes uint8 of x's size, absmax float32 per block) of float32 ``x``:
+    each element's nearest code of :func:`dynamic_map` to x / its block's
+    absmax (ties to the lower code; a block of zeros has absmax 0 and codes
+    of 0). A NaN or an infinity is refused: an optimiser state holding one
+    has already diverged."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    if not np.isfinite(x).all():
+        raise ValueError("quantize_blockwise: the state holds a NaN or an infinity")
+    if not signed and (x < 0).any():
+        raise ValueError("quantize_blockwise: the unsigned map holds no negative value")
+    code = dynamic_map(signed)
+    blocks = -(-x.size // block)
+    padded = np.zeros(blocks * block, dtype=np.float32)
+    padded[:x.size] = x
+    padded = padded.reshape(blocks, block)
+    absmax = np.abs(padded).max(axis=1)
+    scale = np.where(absmax > 0, absmax, np.float32(1))
+    normed = padded / scale[:, None]
+    hi = np.clip(np.searchsorted(code, normed), 1, 255)  # code[hi - 1] < normed <= code[hi]
+    lo = hi - 1
+    nearer_hi = (code[hi] - normed) < (normed - code[lo])
+    codes = np.where(nearer_hi, hi, lo).astype(np.uint8)
+    return codes.reshape(-1)[:x.size], absmax.astype(np.float32)
+
+
+def dequantize_blockwise(codes, absmax, signed: bool = True, block: int = BLOCK) -> np.ndarray:
+    """float32 values of :func:`quantize_blockwise`'s codes: code x absmax."""
+    codes = np.asarray(codes, dtype=np.uint8).reshape(-1)
+    scale = np.repeat(np.asarray(absmax, dtype=np.float32), block)[:codes.size]
+    return dynamic_map(signed)[codes] * scale

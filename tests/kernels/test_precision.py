@@ -1,13 +1,15 @@
-"""bfloat16 rounding (kernels/precision.py, kernels/cuda/bf16.cuh; issue 23,
-first part): round to nearest even is the nearest bf16, stochastic rounding
-is unbiased where round to nearest keeps its error, and NumPy, Numba and the
-CUDA source give the same bits."""
+"""Low-precision state's rounding (kernels/precision.py, kernels/cuda/bf16.cuh;
+issue 23, first part): round to nearest even is the nearest bf16, stochastic
+rounding is unbiased where round to nearest keeps its error, NumPy, Numba and
+the CUDA source give the same bits; 8-bit block-wise quantisation picks each
+element's nearest code of the dynamic map under its block's absmax."""
 
 import numpy as np
 import pytest
 
 from optbench.kernels import precision
-from optbench.kernels.precision import bf16_rne, bf16_sr_keyed, bf16_to_f32, sr_bits
+from optbench.kernels.precision import (BLOCK, bf16_rne, bf16_sr_keyed, bf16_to_f32, dequantize_blockwise,
+                                        dynamic_map, quantize_blockwise, sr_bits)
 
 
 def samples(n=20000, seed=0) -> np.ndarray:
@@ -98,3 +100,52 @@ def test_numpy_numba_and_the_cuda_source_round_alike_bit_for_bit(standin, mode):
     got = np.empty(x.size, dtype=np.uint16)
     numba["round_array"](x, got, mode, seed, step, buffer, offset)
     assert np.array_equal(got, want)
+
+
+# --- 8-bit block-wise state ---------------------------------------------------
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_the_dynamic_map_is_256_distinct_values_over_seven_decades(signed):
+    code = dynamic_map(signed)
+    assert code.dtype == np.float32 and len(np.unique(code)) == 256 and (np.diff(code) > 0).all()
+    assert code[-1] == 1.0 and 0.0 in code and code[code > 0].min() < 1e-6
+    if signed:
+        assert np.array_equal(code[code < 0], -code[code > 0][:-1][::-1])  # symmetric but for 1.0
+    else:
+        assert (code >= 0).all()
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_each_element_gets_its_nearest_code_and_its_block_its_absmax(signed):
+    rng = np.random.default_rng(4)
+    n = 3 * BLOCK + 100
+    x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-6, 0, n)).astype(np.float32)
+    x = x if signed else np.abs(x)
+    codes, absmax = quantize_blockwise(x, signed)
+    assert codes.dtype == np.uint8 and codes.shape == (n,) and absmax.shape == (4,)
+    blocks = np.pad(x, (0, 4 * BLOCK - n)).reshape(4, BLOCK)
+    assert np.array_equal(absmax, np.abs(blocks).max(axis=1))
+    code = dynamic_map(signed).astype(np.float64)
+    normed = x.astype(np.float64) / np.repeat(absmax, BLOCK)[:n]
+    err = np.abs(normed - code[codes])
+    for step in (-1, 1):  # no neighbouring code is nearer
+        other = np.clip(codes.astype(int) + step, 0, 255)
+        assert (err <= np.abs(normed - code[other]) + 1e-7).all()
+    back = dequantize_blockwise(codes, absmax, signed)
+    top = np.abs(normed) >= 0.1  # the top decade: 64 (signed) or 128 (unsigned) steps over [0.1, 1]
+    rel = np.abs(back[top] - x[top]) / np.abs(x[top])
+    assert rel.max() <= (0.071 if signed else 0.036)
+
+
+def test_blocks_are_quantised_independently_and_bad_state_is_refused():
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal(BLOCK).astype(np.float32), 1e-4 * rng.standard_normal(BLOCK).astype(np.float32)
+    whole = quantize_blockwise(np.concatenate([a, b]))
+    assert np.array_equal(whole[0], np.concatenate([quantize_blockwise(a)[0], quantize_blockwise(b)[0]]))
+    zeros = quantize_blockwise(np.zeros(10, np.float32))
+    assert np.array_equal(dequantize_blockwise(*zeros), np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match="NaN or an infinity"):
+        quantize_blockwise(np.array([1.0, np.nan], np.float32))
+    with pytest.raises(ValueError, match="no negative"):
+        quantize_blockwise(np.array([1.0, -1.0], np.float32), signed=False)
