@@ -16,8 +16,8 @@ epochs, and both are uploaded into the same buffers every epoch.
 launch, with the same numbers as launched steps. Where a step cannot be
 captured -- PReLU (its alpha gradient allocates), dropout (its draws' offsets
 advance on the host), per-layer gradient norms, a rule that updates in
-stages, ``--no-graph`` -- the epochs are launched, and the reason is said
-once per process.
+stages, ``--no-graph``, a capture the device refuses -- the epochs are
+launched, and the reason is said once per process.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class CapturedEpochs:
         self.gsq = xp.empty((P, 1, 1), dtype=np.float32)
         self.result = xp.empty(2 * P, dtype=np.float64)  # norm_sum, then bad_step: what the host reads
         self.upload = None  # the order and the scalar table, one device buffer (made with the first epoch)
-        self.graph, self.stream, self.epochs = None, None, 0
+        self.graph, self.epochs, self.failed = None, 0, None
 
     def run(self, orders: np.ndarray):
         """One epoch with the members' ``orders`` (P, N) host ints: what
@@ -166,24 +166,42 @@ class CapturedEpochs:
         self._upload(np.ascontiguousarray(orders, dtype=np.int64), self.opt.epoch_table(n))
         self.opt.begin_epoch(n, table=self.table)
         if self.graph is not None:
-            self.graph.launch(stream=self.stream)
+            self.graph.launch()  # on the current stream, after the upload and before the read
             self.opt.advance(n)
-        elif self.epochs == 0:
+        elif self.epochs == 0 or self.failed:
             self._epoch()
         else:
-            stream = self.xp.cuda.Stream(non_blocking=True)
+            self.graph = self._capture()
+            if self.graph is None:
+                self._epoch()
+            else:
+                self.graph.launch()
+        self.epochs += 1
+        host = self.result.get()  # the one read
+        P = self.model.P
+        return host[:P], host[P:].astype(int), None
+
+    def _capture(self):
+        """This epoch's steps captured as a graph (nothing runs yet), or None
+        where the device refused the capture: then nothing of it happened on
+        the device, the optimiser's step count is put back, training goes on
+        launching its epochs, and says why once. (A capture must be on a
+        stream of its own; the graph is launched on the current one, which
+        orders it after the upload and before the read.)"""
+        t = self.opt.t
+        stream = self.xp.cuda.Stream(non_blocking=True)
+        try:
             with stream:
                 stream.begin_capture()
                 try:
                     self._epoch()
                 finally:
                     graph = stream.end_capture()
-                graph.launch(stream=stream)
-            self.graph, self.stream = graph, stream
-        self.epochs += 1
-        host = self.result.get()  # the one read
-        P = self.model.P
-        return host[:P], host[P:].astype(int), None
+            return graph
+        except Exception as exc:  # CUDA's refusal comes as CuPy's runtime error
+            self.opt.t, self.failed = t, f"the device refused the capture ({type(exc).__name__}: {exc})"
+            say_once(self.failed)
+            return None
 
     def _upload(self, orders: np.ndarray, table: np.ndarray) -> None:
         """Both into one host buffer and up in one copy; ``self.orders`` and

@@ -211,3 +211,26 @@ def test_a_population_that_cannot_be_captured_is_launched_and_says_why_once(stan
     monkeypatch.setenv(epoch.NO_GRAPH, "1")
     run(RunConfig.of(**{**SMALL, "epochs": 2}, backend="cupy"))
     assert "without CUDA graphs: --no-graph" in capsys.readouterr().err
+
+
+def test_a_capture_the_device_refuses_falls_back_to_launched_epochs(standin, capsys, monkeypatch):
+    """A step that cannot be captured (here: one that allocates) leaves no
+    trace on the device or in the optimiser's step count; the epochs are
+    launched instead, with the same records, and training says why once."""
+    from optbench.suite.training import epoch
+
+    config = RunConfig.of(**{**SMALL, "epochs": 4}, backend="cupy")
+    monkeypatch.setenv(epoch.NO_GRAPH, "1")
+    launched = pd.DataFrame(_records(config))
+    monkeypatch.delenv(epoch.NO_GRAPH)
+    monkeypatch.setattr(epoch, "_SAID", set())
+    step = epoch.training_step
+
+    def allocating_step(model, *args):
+        model.xp.zeros(1)  # an allocation: refused inside a capture
+        step(model, *args)
+
+    monkeypatch.setattr(epoch, "training_step", allocating_step)
+    fell_back = pd.DataFrame(_records(config))
+    assert fell_back.equals(launched)
+    assert capsys.readouterr().err.count("the device refused the capture (CaptureError") == 1
