@@ -111,7 +111,7 @@ class Optimizer(Member):
     """
 
     def __init__(self, rule: str | Rule, params, mask=None, backend=None, schedule=None, decay_mask=None,
-                 layout=None, **hyper: float):
+                 layout=None, state_precision: str = "fp32", seed: int = 0, **hyper: float):
         rule = rule if isinstance(rule, Rule) else get_rule(rule)
         data = params.data if isinstance(params, FlatBuffer) else params
         if layout is None and isinstance(params, FlatBuffer):
@@ -123,7 +123,8 @@ class Optimizer(Member):
             check_buffer("decay_mask", decay_mask, data.shape[0], arrays)
             decay_mask = decay_mask.reshape(1, -1)
         population = PopulationOptimizer(data.reshape(1, -1), [rule], [hyper], backend=backend,
-                                         schedules=[as_schedule(schedule)], decay_masks=decay_mask, layout=layout)
+                                         schedules=[as_schedule(schedule)], decay_masks=decay_mask, layout=layout,
+                                         state_precision=state_precision, seeds=[seed])
         self._bind(population, 0)
         self.params = data
         #: "numpy" or "cupy": the kind of array every buffer must be.

@@ -60,6 +60,7 @@ import numpy as np
 from .backend import array_kind, array_module
 from .codegen.expr import evaluate
 from .launch import aligned_zeros, check_flag, check_rows, kernel_backend, kernel_for
+from .precision import STATE_PRECISIONS, round_state, seed_keys
 from .rule import Rule, RuleError, RunInfo, parse_expression
 from .rules import get_rule
 from .schedules import Schedule, as_schedule, check_bound, scheduled
@@ -241,7 +242,7 @@ class PopulationOptimizer:
     # own: a member that decays everything has a row of ones, so the members
     # of a rule stay one group, one launch.
     def __init__(self, params, rules: Sequence, hypers: Sequence, backend=None, masks=None, schedules=None,
-                 decay_masks=None, layout=None):
+                 decay_masks=None, layout=None, state_precision: str = "fp32", seeds=None):
         check_rows("w", params)
         self.params = params
         self.layout = layout
@@ -286,6 +287,16 @@ class PopulationOptimizer:
                                  "for a schedule to scale")
         #: Each member's learning-rate schedule (None: constant).
         self.schedules: tuple[Schedule | None, ...] = tuple(resolved_schedules)
+        if state_precision not in STATE_PRECISIONS:
+            raise ValueError(f"unknown state precision {state_precision!r}; allowed: {', '.join(STATE_PRECISIONS)}")
+        #: How every member's state is stored (:mod:`.precision`): after each step
+        #: it is rounded in place to what that precision holds.
+        self.state_precision = state_precision
+        seeds = range(members) if seeds is None else list(seeds)
+        if len(seeds) != members:
+            raise ValueError(f"params has {members} members (rows) but {len(seeds)} seeds were given")
+        keys = seed_keys(seeds)  # each member's stochastic-rounding key
+        self._keys = keys if self.arrays == "numpy" else self.xp.asarray(keys)
         self.masks = None
         self.groups: tuple[RuleGroup, ...] = tuple(
             self._group(rule, lo, hi) for rule, lo, hi in _contiguous_runs(self.rules))
@@ -311,6 +322,8 @@ class PopulationOptimizer:
         for s, start in rule.init.items():  # a state that does not start at zero
             state[s][...] = rows if start == "w" else np.float32(start)
         group = RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, None, self.schedules[lo:hi])
+        group.keys = self._keys[lo:hi]
+        self._round_state(group, 0)
         group.params = rows
         group.kernel = self._kernel(group)
         return group
@@ -406,7 +419,11 @@ class PopulationOptimizer:
         or None: a rule whose update runs in stages takes its scalars from a
         second, per-epoch table and reduces into temporaries."""
         staged = [g.rule.name for g in self.groups if g.staged]
-        return f"rule {staged[0]!r} updates in stages" if staged else None
+        if staged:
+            return f"rule {staged[0]!r} updates in stages"
+        if self.state_precision == "bf16-sr":
+            return "stochastic rounding of the state takes each step's number from the host"
+        return None
 
     def set_hypers(self, m: int, hyper: Mapping[str, float]) -> None:
         """Give member ``m`` new hyper-parameters (resolved and checked by
@@ -447,6 +464,15 @@ class PopulationOptimizer:
                 group.kernel.step(buffers, group.table[i], group.table64[i], active[rows])
             else:
                 group.kernel.population(buffers, group.table[i], active[rows])
+            self._round_state(group, self.t)
+
+    def _round_state(self, group: RuleGroup, step: int) -> None:
+        """A low-precision state's rounding after ``step``: each state buffer
+        of the group in place (a member whose state did not change keeps it:
+        a bf16 value rounds to itself either way)."""
+        if self.state_precision != "fp32":
+            for j, name in enumerate(group.rule.state):
+                round_state(group.state[name], self.state_precision, group.keys, step, j, self.backend)
 
     def weights(self):
         """The (P, n) weights to evaluate: the parameters themselves, or, when

@@ -1,4 +1,5 @@
-"""Low-precision optimiser state, first part (issue 23): bfloat16 rounding.
+"""Low-precision optimiser state (issue 23): bfloat16 rounding, 8-bit
+block-wise quantisation, and a state precision per run.
 
 A bfloat16 is the top 16 bits of a float32 (sign, the same 8-bit exponent, 7
 bits of mantissa), so it is stored here as those bits in a uint16 and needs
@@ -43,9 +44,15 @@ The signed map is for moments that change sign (Adam's m), the unsigned one
 largest element is stored exactly when it is positive (code 1.0); a
 negative one to within 0.7% (the signed map has no -1).
 
-What is still to come (issue 23): a state precision per run that the code
-generators insert around a rule's state loads and stores, ``validate
---state``, ``bench --state`` and the paired accuracy study.
+**A state precision per run** (:data:`STATE_PRECISIONS`; ``state`` in a
+study): after every step the optimiser rounds each state buffer in place
+(:func:`round_state`), member m's stochastic bits under its own seed, at the
+step's number, per buffer and element -- so a member's state holds exactly
+the values a bf16 state would hold, whatever the rule (built-in, plug-in,
+staged), with no change to its text, and the same bits on every backend.
+The state is still kept in float32 words: the numbers are bf16's, the
+bytes are not yet (a fused load and store in the generated kernels is what
+would halve them; ``bench --state`` with it).
 """
 
 from __future__ import annotations
@@ -53,10 +60,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import philox
+from .codegen.cuda_kernel import grid
 from .sources import cuda_file
 
 #: The tag in the counter's last word: stochastic-rounding bits never meet dropout's.
 SR_TAG = 0x5352 << 16
+#: How a run stores its optimiser state: float32; bfloat16 rounded to nearest
+#: even; bfloat16 rounded stochastically.
+STATE_PRECISIONS = ("fp32", "bf16", "bf16-sr")
 
 
 def cuda_source() -> str:
@@ -232,3 +243,89 @@ def dequantize_blockwise(codes, absmax, signed: bool = True, block: int = BLOCK)
     codes = np.asarray(codes, dtype=np.uint8).reshape(-1)
     scale = np.repeat(np.asarray(absmax, dtype=np.float32), block)[:codes.size]
     return dynamic_map(signed)[codes] * scale
+
+
+# --- a state precision per run ------------------------------------------------
+
+
+def seed_keys(seeds) -> np.ndarray:
+    """Each member's seed as the (low, high) uint32 words of its Philox key, (P, 2)."""
+    seeds = [int(s) for s in seeds]
+    return np.array([[s & 0xFFFFFFFF, (s >> 32) & 0xFFFFFFFF] for s in seeds], dtype=np.uint32).reshape(-1, 2)
+
+
+def round_state(x, precision: str, keys, step: int, buffer: int, backend: str = "numpy") -> None:
+    """Round the (P, n) float32 state ``x`` in place to what ``precision``
+    stores: nothing for fp32; bf16 to nearest even; bf16-sr stochastically,
+    member m's bits from its key ``keys[m]`` ((P, 2) uint32, on x's device),
+    at ``step``, ``buffer`` (the state buffer's index in the rule) and each
+    element's index in its row. NumPy, Numba and CUDA give the same bits."""
+    if precision == "fp32":
+        return
+    if precision not in STATE_PRECISIONS:
+        raise ValueError(f"unknown state precision {precision!r}; allowed: {', '.join(STATE_PRECISIONS)}")
+    mode = 0 if precision == "bf16" else 1
+    if backend == "cupy":
+        _round_state_cuda(x, keys, mode, step, buffer)
+        return
+    if backend == "numba" and (fns := _numba()) is not None:
+        fns["round_state"](x, keys, mode, step, buffer)
+        return
+    for m in range(x.shape[0]):
+        row = x[m]
+        if mode == 0:
+            h = bf16_rne(row)
+        else:
+            seed = int(keys[m, 0]) | (int(keys[m, 1]) << 32)
+            h = bf16_sr(row, sr_bits(row.size, seed, step, buffer))
+        row[...] = bf16_to_f32(h)
+
+
+_NUMBA = []
+
+
+def _numba():
+    if not _NUMBA:
+        fns = numba_functions()
+        if fns is not None:
+            import numba
+
+            rne, sr, bits = fns["rne"], fns["sr"], fns["sr_bits"]
+
+            @numba.njit(cache=False)
+            def round_state_(x, keys, mode, step, buffer):
+                for m in range(x.shape[0]):
+                    seed = np.uint64(keys[m, 0]) | (np.uint64(keys[m, 1]) << np.uint64(32))
+                    row = x[m]
+                    u = row.view(np.uint32)
+                    for k in range(row.size):
+                        v = np.uint64(u[k])
+                        if mode == 0:
+                            h = rne(v)
+                        else:
+                            h = sr(v, bits(seed, np.uint64(step), np.uint64(buffer), np.uint64(k)))
+                        u[k] = np.uint32(h << np.uint64(16))
+
+            fns["round_state"] = round_state_
+        _NUMBA.append(fns)
+    return _NUMBA[0]
+
+
+_CUDA = {}
+
+
+def _round_state_cuda(x, keys, mode: int, step: int, buffer: int) -> None:
+    import cupy as cp
+
+    if "fn" not in _CUDA:
+        _CUDA["fn"] = cp.RawModule(code=cuda_source()).get_function("optbench_round_state_bf16")
+        _CUDA["sm"] = cp.cuda.Device().attributes["MultiProcessorCount"]
+    members, n = x.shape
+    if members == 0 or n == 0:
+        return
+    if x.strides[1] != 4:
+        raise ValueError(f"round_state: the state's rows need unit element stride, got strides {x.strides}")
+    threads = 256
+    _CUDA["fn"](grid(members, n, threads, _CUDA["sm"]), (threads,),
+                (x, keys, np.int64(members), np.int64(n), np.int64(x.strides[0] // 4), np.int32(mode),
+                 np.uint32(step & 0xFFFFFFFF), np.uint32(buffer)))

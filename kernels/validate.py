@@ -27,6 +27,14 @@ moves nearly every element, far beyond that allowance.
 
 Each check's random data is seeded by the rule's name, the size and the L2
 form, so a check sees the same numbers whatever other rules are registered.
+
+With a low-precision state (``validate --state bf16`` or ``bf16-sr``,
+:mod:`.precision`) the reference rounds its state the same way after every
+step -- float64 to float32 to bfloat16, to nearest or with the same Philox
+bits -- so the two stay together; an element whose float32 and float64
+values fall on either side of a bfloat16 rounding boundary takes the
+neighbouring bfloat16, so a state buffer is held to :data:`STATE_TOLERANCE`
+(two bfloat16 steps) and the weights to the usual tolerance.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import numpy as np
 
 from . import dropout, reference
 from .backend import Backend
+from .precision import STATE_PRECISIONS, bf16_rne, bf16_to_f32, round_state, seed_keys
 from .flat import FlatLayout
 from .optimizer import Optimizer
 from .rules import BUILTIN, PLAIN, RULES
@@ -59,6 +68,15 @@ L2_FORMS = {"coupled": {"l2": 0.05}, "decoupled": {"wd": 0.05}}
 #: A discontinuous rule may flip one element in this many per buffer.
 FLIP_EVERY = 100_000
 _DISCONTINUOUS = re.compile(r"\b(sign|where|min|max)\s*\(")
+#: A bfloat16 state buffer's tolerance (relative, as every error here): two
+#: bfloat16 steps (2^-8 each), for an element that rounded the other way...
+STATE_TOLERANCE = 2.0 ** -7
+#: ... which at most one element in this many per buffer and step may do, and
+#: at least 4 (measured: at most 1.1e-4 of them for every built-in rule at
+#: 2^18 elements; a wrong rounding moves about half of them, or all).
+STATE_FLIP_EVERY = 1000
+#: The seed of a check's stochastic rounding.
+STATE_SEED = 12345
 
 
 #: What a rule is checked against (:func:`reference_for`).
@@ -194,31 +212,86 @@ def _worst(errs: np.ndarray, tolerance: float, allowed: int) -> tuple[float, int
 
 
 def check_rule(name: str, l2_form: str, size: int, backend: Backend,
-               steps: int = STEPS, seed: int = 0, hyper: dict | None = None) -> Check:
+               steps: int = STEPS, seed: int = 0, hyper: dict | None = None, state: str = "fp32") -> Check:
     """Run ``steps`` steps of rule ``name`` and compare with its reference
-    (:func:`reference_for`)."""
+    (:func:`reference_for`); ``state``: the state precision both keep."""
+    if state not in STATE_PRECISIONS:
+        raise ValueError(f"unknown state precision {state!r}; allowed: {', '.join(STATE_PRECISIONS)}")
     rule = RULES[name]
     kind, ref_step = reference_for(name)
     rng = np.random.default_rng([seed, size, zlib.crc32(name.encode()), list(L2_FORMS).index(l2_form)])
     w0 = rng.standard_normal(size).astype(np.float32)
     params = backend.asarray(w0.copy())  # numpy would alias w0
     layout = validation_layout(size)
-    opt = Optimizer(rule, params, backend=backend.name, layout=layout, **{**L2_FORMS[l2_form], **(hyper or {})})
+    opt = Optimizer(rule, params, backend=backend.name, layout=layout, state_precision=state, seed=STATE_SEED,
+                    **{**L2_FORMS[l2_form], **(hyper or {})})
     views = views_of(layout, size, rule.matrices, np)
     ref_w = w0.astype(np.float64)
-    ref_state = rule.start_state(ref_w)
+    ref_state = _rounded(rule, rule.start_state(ref_w), state, 0)
+    allowed = size // FLIP_EVERY if discontinuous(name) else 0
+    if state != "fp32":
+        return _check_per_step(name, l2_form, size, backend, steps, rng, opt, views, ref_step, ref_state, state,
+                               allowed, kind)
     for t in range(1, steps + 1):
         g = rng.standard_normal(size).astype(np.float32)
         opt.step(backend.asarray(g))
         ref_w, ref_state = ref_step(ref_w, g.astype(np.float64), ref_state, opt.hyper, t, views)
     backend.synchronize()
     tolerance = tolerance_per_step(rule) * steps
-    allowed = size // FLIP_EVERY if discontinuous(name) else 0
     err, flips = 0.0, 0
     for got, want in ((opt.params, ref_w), *((opt.state[s], ref_state[s]) for s in rule.state)):
         worst, beyond = _worst(rel_errs(backend.to_numpy(got), want), tolerance, allowed)
         err, flips = max(err, worst), max(flips, beyond)
     return Check(name, l2_form, size, steps, err, tolerance, backend.name, kind, flips)
+
+
+def _check_per_step(name, l2_form, size, backend, steps, rng, opt, views, ref_step, ref_state, state, allowed,
+                    kind) -> Check:
+    """A low-precision state, step by step: each step the reference starts
+    from the kernel's weights and state (its carried values its own), takes
+    the step in float64 and rounds its state as the kernel does; the weights
+    are held to one step's tolerance, each state buffer to STATE_TOLERANCE
+    (an element whose float32 and float64 values straddle a bfloat16
+    rounding boundary lands one bfloat16 step away, and step by step that
+    stays one step: compounding it over the steps would measure the
+    precision's effect on training, which is the accuracy study's question,
+    not the kernel's correctness)."""
+    rule = RULES[name]
+    tolerance = tolerance_per_step(rule)
+    err, flips = 0.0, 0
+    for t in range(1, steps + 1):
+        w = backend.to_numpy(opt.params).astype(np.float64)
+        start = {**ref_state, **{s: backend.to_numpy(opt.state[s]).astype(np.float64) for s in rule.state}}
+        g = rng.standard_normal(w.size).astype(np.float32)
+        opt.step(backend.asarray(g))
+        ref_w, ref_state = ref_step(w, g.astype(np.float64), start, opt.hyper, t, views)
+        ref_state = _rounded(rule, ref_state, state, t)
+        backend.synchronize()
+        worst, beyond = _worst(rel_errs(backend.to_numpy(opt.params), ref_w), tolerance, allowed)
+        err, flips = max(err, worst), max(flips, beyond)
+        for s in rule.state:
+            got = backend.to_numpy(opt.state[s])
+            if not np.array_equal(bf16_to_f32(bf16_rne(got)), got):
+                err = max(err, 1.0)  # a value no bfloat16 state can hold: the state was not rounded
+            off = int(np.count_nonzero(got != ref_state[s]))
+            if off > max(4, size // STATE_FLIP_EVERY):
+                err = max(err, 1.0)  # rounded another way (or with other bits) than the reference
+            err = max(err, _worst(rel_errs(got, ref_state[s]) * (tolerance / STATE_TOLERANCE), tolerance, 0)[0])
+            flips = max(flips, off)
+    return Check(name, l2_form, size, steps, err, tolerance, backend.name, kind, flips)
+
+
+def _rounded(rule, state: dict, precision: str, step: int) -> dict:
+    """The reference's element state as a ``precision`` state holds it after
+    ``step``: float64 to float32 (to nearest) to bfloat16, the kernel's bits."""
+    if precision == "fp32":
+        return state
+    out = dict(state)
+    for j, name in enumerate(rule.state):
+        x = np.asarray(state[name], dtype=np.float32).reshape(1, -1).copy()
+        round_state(x, precision, seed_keys([STATE_SEED]), step, j)
+        out[name] = x.reshape(np.shape(state[name])).astype(np.float64)
+    return out
 
 
 DROPOUT_P = (0.1, 0.5)
@@ -255,13 +328,13 @@ def check_dropout(mode: str, p: float, size: int, backend: Backend, calls: int =
     return Check(f"dropout-{mode}", f"p={p}", size, calls, err, 2 * ULP32, backend.name)
 
 
-def validate(backend: Backend, sizes=SIZES, steps: int = STEPS, rules=None):
-    """Yield one :class:`Check` per rule x L2 form x size, then per dropout
-    mode x p x size."""
+def validate(backend: Backend, sizes=SIZES, steps: int = STEPS, rules=None, state: str = "fp32"):
+    """Yield one :class:`Check` per rule x L2 form x size (each rule's state
+    kept at ``state``), then per dropout mode x p x size."""
     for name in rules or RULES:
         for form in l2_forms(RULES[name]):
             for size in sizes:
-                yield check_rule(name, form, size, backend, steps)
+                yield check_rule(name, form, size, backend, steps, state=state)
     if rules is None:
         for mode in DROPOUT_MODES:
             for p in DROPOUT_P:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from optbench.kernels import BackendUnavailable, get_backend
 from optbench.kernels.backend import BACKENDS
+from optbench.kernels.precision import STATE_PRECISIONS
 
 #: Errors that mean the input was wrong (exit 2): bad values and files
 #: (ValueError: StudyError, ResultsError, RuleError, ConfigError ...), paths
@@ -81,12 +82,16 @@ def cmd_rules(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from optbench.kernels.validate import REFERENCES, SIZES, STEPS, reference_for, validate
+    from optbench.kernels.validate import (REFERENCES, SIZES, STATE_FLIP_EVERY, STATE_TOLERANCE, STEPS,
+                                           reference_for, validate)
 
     backend = get_backend(args.backend)
     only = _checked(args.only)
     print(f"optbench validate: backend {backend.name} on {backend.device}; "
-          f"{STEPS} steps per check, sizes {', '.join(map(str, SIZES))}")
+          f"{STEPS} steps per check, sizes {', '.join(map(str, SIZES))}"
+          + (f"; state kept in {args.state}, checked step by step (state within "
+             f"{STATE_TOLERANCE:.1e}, rounded as the reference rounds it but for at most one element in "
+             f"{STATE_FLIP_EVERY})" if args.state != "fp32" else ""))
     from optbench.kernels import RULES
 
     for name in only or RULES:
@@ -100,7 +105,7 @@ def cmd_validate(args) -> int:
     print(header)
     print("-" * len(header))
     failed = 0
-    for c in validate(backend, steps=STEPS, rules=only):
+    for c in validate(backend, steps=STEPS, rules=only, state=args.state):
         failed += not c.ok
         verdict = "FAIL" if not c.ok else f"ok ({c.flips} rounding flip{'s' * (c.flips > 1)})" if c.flips else "ok"
         print(f"{c.rule:<17} {c.l2_form:<10} {c.size:>8} {c.steps:>5} {c.max_rel_err:>12.2e} "
@@ -293,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_arg(p)
     _rules_arg(p)
     _only_arg(p, "the check (dropout is then left out)")
+    p.add_argument("--state", default="fp32", choices=STATE_PRECISIONS,
+                   help="keep every rule's state at this precision, the reference's rounded alike "
+                        "(default fp32; bf16: to nearest; bf16-sr: stochastic rounding)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("rules", parents=[common], help="every update rule (built-in and plug-in) with its "

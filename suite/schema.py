@@ -64,6 +64,8 @@ FIELDS: tuple[Field, ...] = (
           doc="the lr schedule, e.g. {kind = \"cosine\"} (None: constant)"),
     Field("decay", "optimizer", "string", "all", keyed_when_default=False,
           doc="where l2 and wd apply: \"all\", or \"weights\" (not biases and PReLU alphas)"),
+    Field("state", "run", "string", "fp32", keyed_when_default=False,
+          doc="how the optimiser's state is stored: fp32, bf16 (to nearest) or bf16-sr (stochastic rounding)"),
     Field("dropout", "run", "string", 0.0, doc="p per hidden layer (one value, or one per layer)"),
     Field("dropout_mode", "run", "string", "inverted", doc="inverted or classic"),
     Field("standardize", "workload", "bool", True, doc="z-score the inputs with the training split's statistics"),

@@ -19,3 +19,24 @@ extern "C" __global__ void optbench_round_bf16(
         out[i] = (unsigned int)h;
     }
 }
+
+// A (members, n) float32 state, rows ld elements apart, rounded in place to
+// the nearest bf16 (mode 0) or stochastically (mode 1, member m's bits under
+// key (keys[2m], keys[2m + 1]) at element k of its row): after a step, a
+// state stored in bfloat16 holds exactly these values (decoding is exact).
+extern "C" __global__ void optbench_round_state_bf16(
+    float* __restrict__ x, const unsigned int* __restrict__ keys, const long long members,
+    const long long n, const long long ld, const int mode, const unsigned int step, const unsigned int buffer)
+{
+    for (long long m = blockIdx.y; m < members; m += gridDim.y) {
+        const unsigned long long seed = ((unsigned long long)keys[2 * m + 1] << 32) | keys[2 * m];
+        float* row = x + m * ld;
+        for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+             k += (long long)gridDim.x * blockDim.x) {
+            const unsigned short h = mode == 0
+                ? optbench_bf16_rne(row[k])
+                : optbench_bf16_sr(row[k], optbench_sr_bits(seed, step, buffer, (unsigned long long)k));
+            row[k] = optbench_bf16_to_f32(h);
+        }
+    }
+}

@@ -114,6 +114,8 @@ def write_protocol_report(out: Path) -> Path:
         lines += _tunability_section(scoring.tunability_table(tuned, optimizers, workloads), optimizers, workloads)
     if record.get("defaults"):
         lines += _defaults_section(scoring.defaults_against_tuned(df, optimizers, workloads), workloads)
+    if record.get("states"):
+        lines += _states_section(*scoring.state_changes(df, optimizers, workloads), workloads)
     lines += _over_run_section(scoring.rankings_over_run(df, optimizers, workloads))
     if record.get("variants"):
         scaling = scoring.batch_scaling(tuned, record["variants"], optimizers, record["edges"])
@@ -165,7 +167,7 @@ def _summary(record, df, meta, out) -> list[str]:
 
 
 #: How the report names each phase of a protocol's cells.
-PHASES = {"tune": "tuning", "confirm": "confirmation", "default": "default-lr"}
+PHASES = {"tune": "tuning", "confirm": "confirmation", "default": "default-lr", "precision": "state-precision"}
 
 
 def _devices(df, meta) -> str:
@@ -247,6 +249,36 @@ def _defaults_section(table, workloads) -> list[str]:
             cells.append(f"{fmt(r['default'], 3)} -> {fmt(r['tuned'], 3)}; {_ci(r['gain'], r['lo'], r['hi'])}{same}")
         rows.append([f"**{o}** (lr {g['default_lr'].iloc[0]:g})", *cells])
     return lines + [md_table(["optimiser (default lr)", *workloads], rows), ""]
+
+
+def _states_section(table, orders, workloads) -> list[str]:
+    lines = ["## State precision", "",
+             "What keeping each optimiser's state in bfloat16 costs (issue 23; kernels/precision.py): the chosen "
+             "settings again on the confirmation seeds with the state rounded after every step -- to nearest "
+             "(bf16) or stochastically (bf16-sr) -- paired with the float32 confirmation seed by seed. Cell: "
+             "the mean change in the final metric (low precision - float32; positive: worse) with its 95% "
+             "interval over the seeds.", ""]
+    if table.empty:
+        return lines + ["No runs at another state precision yet.", ""]
+    for state, g in table.groupby("state", sort=True):
+        rows = []
+        for o, r in g.groupby("optimizer", sort=False):
+            cells = []
+            for w in workloads:
+                x = r[r["workload"] == w]
+                cells.append("-" if x.empty else _ci(*x[["change", "lo", "hi"]].iloc[0]))
+            rows.append([f"**{o}**", *cells])
+        lines += [f"**{state}**", "", md_table(["optimiser", *workloads], rows), ""]
+        o = orders[orders["state"] == state]
+        if len(o):
+            same = [r["workload"] for _, r in o.iterrows() if r["fp32_top"] == r["low_top"]]
+            lines += ["Ranking: " + "; ".join(
+                f"`{r['workload']}` tau {fmt(r['tau'], 2)}" + ("" if r["fp32_top"] == r["low_top"] else
+                                                            f" (top three {' > '.join(r['fp32_top'])} -> "
+                                                            f"{' > '.join(r['low_top'])})")
+                for _, r in o.iterrows()) + (f". The top three are unchanged on {len(same)} of {len(o)} workloads."
+                                             if len(o) else ""), ""]
+    return lines
 
 
 def _over_run_section(table) -> list[str]:

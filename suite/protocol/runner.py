@@ -16,6 +16,9 @@
 4. **Defaults** (``defaults = true``): each optimiser at its rule's default
    lr, untuned, on the confirmation seeds (``phase = "default"``), so the
    report can say what tuning bought.
+5. **State precisions** (``states = [...]``): the chosen settings again on
+   the confirmation seeds with the optimiser's state at each precision
+   (``phase = "precision"``), paired with the float32 confirmation by seed.
 
 Every decision is a function of the folder's complete cells of this
 protocol (a cell's key holds its phase, so another version's cells are never
@@ -186,6 +189,13 @@ def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -
     if defaults:
         say(f"optbench run: each optimiser at its default lr on the confirmation seeds: {len(defaults)} cells")
         ran += _run(protocol, defaults, out, "defaults", quiet=quiet, **run_kw)
+    # What a low-precision state costs: the chosen settings again, on the same seeds, per precision.
+    precision = [protocol.cell(protocol.workload(w), o, {**chosen[(w, o)], "state": p}, s, "precision")
+                 for p in protocol.states for (w, o) in grids for s in protocol.confirm_seeds]
+    if precision:
+        say(f"optbench run: the confirmation again with the state in {', '.join(protocol.states)}: "
+            f"{len(precision)} cells")
+        ran += _run(protocol, precision, out, "state precisions", quiet=quiet, **run_kw)
     record = {
         "name": protocol.name, "description": protocol.description,
         "workloads": {w.name: _described(w, protocol.fixed) for w in protocol.workloads},
@@ -207,7 +217,9 @@ def run_protocol(protocol: Protocol, out: Path, quiet: bool = False, **run_kw) -
         # Each workload variant's file workload and batch size (batch_sizes = [...]).
         "batch_sizes": list(protocol.batch_sizes),
         "variants": {v: {"workload": w, "batch_size": b} for v, (w, b) in protocol.variants.items()},
-        "cells": sorted({c.key for c in tune_cells} | {c.key for c in confirm} | {c.key for c in defaults}),
+        "states": list(protocol.states),
+        "cells": sorted({c.key for c in tune_cells} | {c.key for c in confirm} | {c.key for c in defaults}
+                        | {c.key for c in precision}),
     }
     atomic_write_text(out / PROTOCOL_FILE, json.dumps(record, indent=1) + "\n")
     return ProtocolSummary(out, len(record["cells"]), ran, rounds, edges)

@@ -376,3 +376,43 @@ def batch_scaling(tuned: pd.DataFrame, variants: dict, optimizers, edges=()) -> 
                          "on_edge": on_edge})
     return pd.DataFrame(rows, columns=["workload", "optimizer", "batch", "best_lr", "k", "lo", "hi", "residual",
                                        "rule", "seeds", "on_edge"])
+
+
+def state_changes(df: pd.DataFrame, optimizers, workloads) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What a low-precision state changes (``phase = "precision"``), paired
+    with the float32 confirmation by seed: per state x workload x optimiser,
+    the mean over seeds of (final metric at that state - at float32) with a
+    bootstrap interval over the seeds (positive: worse); and per state x
+    workload, Kendall's tau between the optimisers' order by mean metric at
+    float32 and at that state, with the top three of each."""
+    low, fp32 = last_scores(phase(df, "precision")), confirmed(df)
+    rows, orders = [], []
+    for state in sorted(low["state"].dropna().unique()) if len(low) else []:
+        at = low[low["state"] == state]
+        for w in workloads:
+            means = {}
+            for o in optimizers:
+                a = at[(at["workload"] == w) & (at["optimizer"] == o)].set_index("seed")["final_score"]
+                b = fp32[(fp32["workload"] == w) & (fp32["optimizer"] == o)].set_index("seed")["final_score"]
+                seeds = sorted(set(a.index) & set(b.index))
+                if not seeds:
+                    continue
+                x, y = a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float)
+                with np.errstate(invalid="ignore"):
+                    diff = x - y
+                if np.isnan(diff).any():  # diverged in both: no change to give
+                    change, lo, hi = np.nan, np.nan, np.nan
+                else:
+                    change, lo, hi = stats.bootstrap_ci(diff, n_boot=N_BOOT, level=LEVEL)
+                means[o] = (x.mean(), y.mean())
+                rows.append({"state": state, "workload": w, "optimizer": o, "fp32": y.mean(), "low": x.mean(),
+                             "change": change, "lo": lo, "hi": hi, "seeds": len(seeds)})
+            if len(means) >= 2:
+                names = list(means)
+                lowm, fp = [means[o][0] for o in names], [means[o][1] for o in names]
+                order = lambda v: [names[i] for i in np.argsort(v, kind="stable")][:3]
+                orders.append({"state": state, "workload": w, "tau": stats.kendall_tau(fp, lowm),
+                               "fp32_top": order(fp), "low_top": order(lowm)})
+    return (pd.DataFrame(rows, columns=["state", "workload", "optimizer", "fp32", "low", "change", "lo", "hi",
+                                        "seeds"]),
+            pd.DataFrame(orders, columns=["state", "workload", "tau", "fp32_top", "low_top"]))

@@ -20,6 +20,9 @@ A study file with a ``[protocol]`` table is a protocol (read and checked by
     batch_sizes = [16, 64, 256, "full"]              # optional: each workload at each batch size, as
                                                      # its own workload NAME@b16 ... NAME@full (the
                                                      # report fits best lr ~ batch^k)
+    states = ["bf16", "bf16-sr"]                     # optional: the confirmation seeds again with each
+                                                     # optimiser's state at these precisions (the report
+                                                     # gives the paired change against float32)
 
     [lr]                                             # optional: a starting grid per optimiser
     sgd = [0.01, 0.03, 0.1, 0.3, 1.0]
@@ -53,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from optbench.kernels import RuleError, get_rule
+from optbench.kernels.precision import STATE_PRECISIONS
 
 from ..studies.loader import StudyError, StudyFile, parse, read
 from ..studies.spec import Cell, Study, check_cells, check_count, check_study, make_cell
@@ -69,7 +73,7 @@ from . import search, tuning
 LIMITS = {"decades": (2, 12), "per_decade": (1, 5), "bracket_rounds": (0, 50), "trials": (2, 10_000)}
 KEYS = {"workloads": list, "optimizers": list, "tuning_seeds": list, "confirm_seeds": list,
         "decades": (int, float), "per_decade": int, "bracket_rounds": int, "search": str, "trials": int,
-        "defaults": bool, "batch_sizes": list}
+        "defaults": bool, "batch_sizes": list, "states": list}
 SEARCHES = ("grid", "random")
 
 
@@ -101,6 +105,9 @@ class Protocol:
     batch_sizes: tuple = ()
     #: variant name -> (the file's workload, batch size), for the report's fit.
     variants: dict = field(default_factory=dict)
+    #: State precisions besides float32 at which the chosen settings are
+    #: confirmed again, on the same seeds (phase "precision").
+    states: tuple = ()
 
     def workload(self, name: str) -> Workload:
         return next(w for w in self.workloads if w.name == name)
@@ -214,9 +221,18 @@ def expand(doc: StudyFile) -> Protocol:
         if "batch_size" in doc.fixed:
             raise StudyError(f"{path}: [fixed] batch_size and [protocol] batch_sizes both set the batch size; "
                              "keep one")
+    states = tuple(spec.get("states", ()))
+    if "states" in spec:
+        others = [p for p in STATE_PRECISIONS if p != "fp32"]
+        if not states or not all(isinstance(p, str) and p in others for p in states) or \
+                len(set(states)) != len(states):
+            raise StudyError(f"{path}: [protocol] states must be distinct precisions of {', '.join(others)} "
+                             f"(float32 is the confirmation itself), got {spec['states']!r}")
+        if "state" in doc.fixed:
+            raise StudyError(f"{path}: [fixed] state and [protocol] states both set the state precision; keep one")
     points = max([len(v) for v in doc.lr.values()] + [round(decades * per_decade) + 1]) if how == "grid" else k
     check_count(doc, len(spec["workloads"]) * max(1, len(batch_sizes)) * len(spec["optimizers"]) * points *
-                (len(spec["tuning_seeds"]) + len(spec["confirm_seeds"])),
+                (len(spec["tuning_seeds"]) + len(spec["confirm_seeds"]) * (1 + len(states))),
                 "workloads x optimizers x " + ("lr grid points" if how == "grid" else "trials") + " x seeds")
     backend = doc.fixed.get("backend", "numpy")
     fixed = {k: v for k, v in doc.fixed.items() if k != "backend"}
@@ -229,7 +245,7 @@ def expand(doc: StudyFile) -> Protocol:
     protocol = Protocol(doc.name, doc.description, path, workloads,
                         tuple(spec["optimizers"]), seeds["tuning_seeds"], seeds["confirm_seeds"], float(decades),
                         per_decade, rounds, dict(doc.lr), fixed, doc.text, backend, doc, doc.rule_files, how, k,
-                        dict(space), spec.get("defaults", False), batch_sizes, variants)
+                        dict(space), spec.get("defaults", False), batch_sizes, variants, states)
     if fixed.get("checkpoint") is not None:  # as a study: no two runs may write one checkpoint file
         first = {(w.name, o): protocol.initial_grid(w, o) if how == "grid" else [t["lr"] for t in protocol.trial_settings(w, o)]
                  for w in protocol.workloads for o in protocol.optimizers}

@@ -97,7 +97,7 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
 #: Config columns that make a run a variant of its optimiser, and the value a
 #: cell without the column has (its file predates the setting, or the setting
 #: was left at its default, which is not stored).
-VARIANTS = {"schedule": "constant", "decay": "all"}
+VARIANTS = {"schedule": "constant", "decay": "all", "state": "fp32"}
 
 
 def _variant_values(df: pd.DataFrame, column: str) -> pd.Series:

@@ -102,6 +102,10 @@ SCHEMA = pa.schema([(name, _TYPES[kind]) for name, kind in COLUMNS.items()])
 #: "0.5-0.2"); read back as numbers where every value in the table is one.
 MIXED = ("batch_size", "dropout")
 ROWS_KEY, SHA_KEY = b"optbench.rows", b"optbench.sha256"
+#: Columns added after the Parquet cell files (format 3), each a field left
+#: out of the cell key at its default: a file written before one lacks it and
+#: is read with the column null (not recorded: the field's default).
+LATE = ("state",)
 
 
 class ResultsError(ValueError):
@@ -196,15 +200,20 @@ def read_cell(path: Path) -> tuple[pa.Table | None, str]:
         return None, "no row count and checksum in its metadata (not written by optbench)"
     if int(meta[ROWS_KEY]) != table.num_rows:
         return None, f"{table.num_rows} rows where its metadata says {int(meta[ROWS_KEY])} (cut short or edited)"
-    if table.column_names != SCHEMA.names:
+    late = [name for name in SCHEMA.names if name not in table.column_names]
+    own = pa.schema([f for f in SCHEMA if f.name in table.column_names])
+    if table.column_names != own.names or not set(late) <= set(LATE):
         return None, "its columns are not the results schema's (edited, or another program's file)"
     try:
-        table = table.replace_schema_metadata(None).cast(SCHEMA)
+        table = table.replace_schema_metadata(None).cast(own)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None, "its column types are not the results schema's (edited, or another program's file)"
     if checksum(path.name[: -len(SUFFIX)], table) != meta[SHA_KEY].decode():
         return None, ("its checksum does not match its rows and its name (edited, or copied over another "
                       "cell's name)")
+    for name in late:  # written before the column existed: not recorded, so the field's default
+        field = SCHEMA.field(name)
+        table = table.add_column(SCHEMA.get_field_index(name), field, pa.nulls(table.num_rows, field.type))
     return table, ""
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from optbench.kernels.backend import BACKENDS
 from optbench.kernels.dropout import MODES as DROPOUT_MODES
+from optbench.kernels.precision import STATE_PRECISIONS
 from optbench.kernels.rule import RuleError
 from optbench.kernels.schedules import Schedule, ScheduleError
 from optbench.kernels.transforms import decay_mask
@@ -62,6 +63,7 @@ class RunConfig:
     seed: int = 0
     dropout: float | tuple = 0.0     # p per hidden layer (one value for all)
     dropout_mode: str = "inverted"
+    state: str = "fp32"              # how the optimiser's state is stored (optbench.kernels.precision)
     order: str = "shuffle"
     tol: float = 0.0
     patience: int = 0
@@ -166,6 +168,7 @@ def _validate(c: RunConfig) -> None:
         raise _fail("optimizer", "an OptimizerSpec (RunConfig.of takes a rule's name)", c.optimizer)
     _one_of("init", c.init, (*INITS, "checkpoint"))
     _one_of("dropout_mode", c.dropout_mode, DROPOUT_MODES)
+    _one_of("state", c.state, STATE_PRECISIONS)
     _one_of("order", c.order, ORDERS)
     _one_of("backend", c.backend, BACKENDS)
     if not (c.batch_size == "full" or (_is_int(c.batch_size) and c.batch_size >= 1)):

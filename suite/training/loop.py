@@ -17,7 +17,7 @@ runs ("members") at once:
    and stops; nothing raises.
 
 Members share what gives the arrays one shape and the loop one schedule
-(:data:`SHARED`: the workload, batch size, dropout, batch order, backend and
+(:data:`SHARED`: the workload, batch size, dropout, state precision, batch order, backend and
 stopping rule) and may differ in everything else: optimiser and
 hyper-parameters, learning-rate schedule, where decay applies,
 initialisation and seed (a member's seed sets its init, its split, its batch
@@ -81,7 +81,7 @@ from .epoch import CapturedEpochs, batch_bounds, say_once, train_epoch, why_not_
 
 TIMING_COLUMNS = ("wall_time", "examples_per_sec")
 #: What members of one population share (the run fields; the workload is shared whole).
-SHARED = ("batch_size", "dropout", "dropout_mode", "order", "backend", "tol", "patience", "layer_norms")
+SHARED = ("batch_size", "dropout", "dropout_mode", "state", "order", "backend", "tol", "patience", "layer_norms")
 
 
 def population_key(config: RunConfig) -> tuple:
@@ -166,7 +166,8 @@ class _Population:
         self.opt = PopulationOptimizer(self.model.params, [c.optimizer.name for c in self.configs],
                                        [c.optimizer.hyper for c in self.configs], backend=self.backend.name,
                                        schedules=[run_schedule(c, self.batch, self.n_train) for c in self.configs],
-                                       decay_masks=self._decay_masks(), layout=self.model.layout)
+                                       decay_masks=self._decay_masks(), layout=self.model.layout,
+                                       state_precision=first.state, seeds=[c.seed for c in self.configs])
 
     def _decay_masks(self):
         """(P, n) decay masks when a member decays only its weights (members

@@ -5,7 +5,7 @@ other rules are registered."""
 import numpy as np
 import pytest
 
-from optbench.kernels import validate
+from optbench.kernels import RULES, validate
 from optbench.kernels.backend import get_backend
 from optbench.kernels.validate import FLIP_EVERY, TOLERANCE_PER_STEP, check_rule, discontinuous
 
@@ -63,3 +63,28 @@ def test_the_data_does_not_depend_on_the_other_rules(monkeypatch):
     after = check_rule("lion", "coupled", 4099, get_backend("numpy"))
     assert after.max_rel_err == before.max_rel_err
     assert 0 < before.max_rel_err <= TOLERANCE_PER_STEP * before.steps
+
+
+# --- a low-precision state (issue 23) -------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+@pytest.mark.parametrize("state", ["bf16", "bf16-sr"])
+def test_every_rule_passes_with_its_state_in_bfloat16(name, state):
+    backend = get_backend("numpy")
+    for form in validate.l2_forms(RULES[name]):
+        check = check_rule(name, form, 4099, backend, state=state)
+        assert check.ok and check.flips <= 4099 // validate.STATE_FLIP_EVERY + 4, check
+
+
+@pytest.mark.parametrize("kernel, reference", [("bf16", "bf16-sr"), ("fp32", "bf16"), ("bf16-sr", "bf16")])
+def test_a_state_rounded_otherwise_than_the_reference_fails(monkeypatch, kernel, reference):
+    """Not rounded at all, or to nearest where the reference rounds
+    stochastically (and back): far more than the allowed elements differ."""
+    class Rounding(validate.Optimizer):
+        def __init__(self, *args, state_precision="fp32", **kw):
+            super().__init__(*args, state_precision=kernel, **kw)
+
+    monkeypatch.setattr(validate, "Optimizer", Rounding)
+    check = check_rule("adam", "coupled", 4099, get_backend("numpy"), state=reference)
+    assert not check.ok and check.flips > 100

@@ -198,3 +198,30 @@ def test_batch_sizes_and_a_fixed_batch_size_are_refused_together(tmp_path):
         "\n[fixed]\nbatch_size = 16\n"
     with pytest.raises(StudyError, match="keep one"):
         load_protocol(str(write(tmp_path, text)))
+
+
+def test_states_confirm_again_at_each_precision_and_the_report_pairs_them_with_float32(tmp_path):
+    text = PROTOCOL.replace("bracket_rounds = 2", 'bracket_rounds = 1\nstates = ["bf16", "bf16-sr"]')
+    protocol = load_protocol(str(write(tmp_path, text)), backend="numpy")
+    out = tmp_path / "out"
+    run_protocol(protocol, out, quiet=True)
+    record = json.loads((out / PROTOCOL_FILE).read_text())
+    assert record["states"] == ["bf16", "bf16-sr"]
+    df = load_results(out)
+    low, conf = df[df["phase"] == "precision"], df[df["phase"] == "confirm"]
+    assert set(low["state"]) == {"bf16", "bf16-sr"} and set(low["seed"]) == set(conf["seed"]) == {5, 6, 7}
+    assert set(low["cell"]) <= set(record["cells"])
+    for (o, state), g in low.groupby(["optimizer", "state"]):  # at the chosen lr, every confirmation seed
+        assert set(g["lr"]) == set(conf[conf["optimizer"] == o]["lr"]) and g["seed"].nunique() == 3
+    report = write_protocol_report(out).read_text()
+    section = report.split("## State precision")[1].split("\n## ")[0]
+    assert "**bf16**" in section and "**bf16-sr**" in section and "Ranking: `tiny-digits` tau" in section
+    assert "6 confirmation runs" in report  # the ranking is float32's alone
+
+
+@pytest.mark.parametrize("states, message", [('["fp32"]', "states must be"), ('["bf16", "bf16"]', "distinct"),
+                                             ('["fp16"]', "states must be")])
+def test_bad_states_are_refused(tmp_path, states, message):
+    text = PROTOCOL.replace("bracket_rounds = 2", f"bracket_rounds = 2\nstates = {states}")
+    with pytest.raises(StudyError, match=message):
+        load_protocol(str(write(tmp_path, text)))

@@ -277,3 +277,24 @@ def test_every_run_of_an_optimiser_diverged_one_seed(tmp_path):
     assert re.search(r"\| momentum \| [^|]+ \| 0/1 reached \| – \| – \|", text)
     assert "no band" in text  # one seed
     assert _figures(path)
+
+
+def test_a_cell_written_before_a_late_column_reads_with_it_null_and_any_other_gap_is_damage(tmp_path):
+    """The committed default run's cells predate the ``state`` column (issue
+    23): they read whole, with state null (not recorded: fp32); a file that
+    lacks any other column of the schema is damaged."""
+    import pyarrow.parquet as pq
+
+    from optbench.suite.studies.store import LATE, SCHEMA, read_cell
+
+    ROOT = Path(__file__).resolve().parents[2]
+    old = sorted((ROOT / "results" / "default" / "cells").glob("*.parquet"))[0]
+    assert "state" in LATE and "state" not in pq.read_schema(old).names
+    table, why = read_cell(old)
+    assert why == "" and table.schema.names == SCHEMA.names and table.column("state").null_count == table.num_rows
+    file = pq.ParquetFile(old)
+    cut = file.read().drop_columns(["lr"])
+    victim = tmp_path / old.name
+    pq.write_table(cut.replace_schema_metadata(file.metadata.metadata), victim)
+    table, why = read_cell(victim)
+    assert table is None and "columns are not the results schema's" in why

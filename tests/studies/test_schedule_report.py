@@ -98,3 +98,34 @@ def test_a_study_that_sets_a_schedule_says_which(tmp_path):
     text = report.write_report(out).read_text()
     assert "| adam, exponential(gamma=0.9), decay=weights |" in text
     assert "learning-rate schedule" in text and "decay=weights: L2 and weight decay on the weight matrices" in text
+
+
+STATE_STUDY = """
+[study]
+name = "state"
+[fixed]
+dataset = "digits"
+hidden = [8]
+epochs = 3
+batch_size = 128
+optimizer = "adam"
+lr = 0.01
+[grid]
+state = ["fp32", "bf16", "bf16-sr"]
+seed = [0, 1]
+"""
+
+
+def test_a_study_that_varies_the_state_precision_trains_one_population_each_and_names_it(tmp_path):
+    """Issue 23: ``state`` is a study axis; the same seeds train at each
+    precision (one population each), and the report names the variant."""
+    (tmp_path / "state.toml").write_text(STATE_STUDY)
+    out = tmp_path / "results"
+    run_study(load_study(str(tmp_path / "state.toml")), out, "numpy", quiet=True)
+    rows = store.load_results(out)
+    last = rows.sort_values("epoch").groupby("cell").tail(1)
+    assert sorted(last["state"]) == ["bf16", "bf16", "bf16-sr", "bf16-sr", "fp32", "fp32"]
+    loss = last.set_index(["state", "seed"])["val_loss"]
+    assert loss[("bf16", 0)] != loss[("fp32", 0)] and loss[("bf16", 0)] == pytest.approx(loss[("fp32", 0)], rel=0.05)
+    text = (out / report.REPORT).read_text() if (out / report.REPORT).exists() else report.write_report(out).read_text()
+    assert "adam, state=bf16-sr" in text and "adam, state=fp32" in text
