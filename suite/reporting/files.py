@@ -84,7 +84,9 @@ def writable_folder(out, need: int, what: str = "results folder") -> str | None:
         return f"{what} {out} is a file, not a folder"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / ".optbench-write-test", "").unlink()
+        # A probe of this process's own: two runs starting on one folder at
+        # once must not remove each other's (one run failed so: "No such file").
+        atomic_write_text(out / f".optbench-write-test.{os.getpid()}", "").unlink(missing_ok=True)
     except OSError as exc:
         return f"cannot write to {what} {out}: {exc.strerror or exc}"
     free = shutil.disk_usage(out).free
