@@ -57,6 +57,8 @@ would halve them; ``bench --state`` with it).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from . import philox
@@ -132,11 +134,13 @@ def bf16_sr_keyed(x, seed: int, step: int, buffer: int, offset: int = 0) -> np.n
     return bf16_sr(x.reshape(-1), sr_bits(x.size, seed, step, buffer, offset)).reshape(x.shape)
 
 
+@lru_cache(maxsize=None)
 def numba_functions():
     """Numba's twins of :func:`sr_bits` (one element) and the two roundings
-    (one float32), compiled for use inside a generated kernel; None where
-    Numba is missing. Scalar integer arithmetic on uint64 words, the same
-    steps as ``bf16.cuh``."""
+    (one float32), and the loops of an array (``round_array``) and of a
+    (P, n) state in place (``round_state``), compiled once; None where Numba
+    is missing. Scalar integer arithmetic on uint64 words, the same steps as
+    ``bf16.cuh``."""
     try:
         import numba
     except ImportError:
@@ -178,18 +182,28 @@ def numba_functions():
             return v >> s16
         return ((v + (r16 & low16)) & mask) >> s16
 
+    @numba.njit(cache=False, inline="always")
+    def round_one(v, mode, seed, step, buffer, element):
+        """float32 bits v -> bf16 bits: to nearest (mode 0) or stochastically."""
+        if mode == 0:
+            return rne(v)
+        return sr(v, sr_bits_one(np.uint64(seed), np.uint64(step), np.uint64(buffer), element))
+
     @numba.njit(cache=False)
     def round_array(x, out, mode, seed, step, buffer, offset):
         bits = x.view(np.uint32)
         for i in range(bits.size):
-            v = np.uint64(bits[i])
-            if mode == 0:
-                h = rne(v)
-            else:
-                h = sr(v, sr_bits_one(np.uint64(seed), np.uint64(step), np.uint64(buffer), np.uint64(offset) + np.uint64(i)))
-            out[i] = np.uint16(h)
+            out[i] = np.uint16(round_one(np.uint64(bits[i]), mode, seed, step, buffer, np.uint64(offset + i)))
 
-    return {"sr_bits": sr_bits_one, "rne": rne, "sr": sr, "round_array": round_array}
+    @numba.njit(cache=False)
+    def round_state(x, keys, mode, step, buffer):
+        for m in range(x.shape[0]):
+            seed = np.uint64(keys[m, 0]) | (np.uint64(keys[m, 1]) << s32)
+            bits = x[m].view(np.uint32)
+            for k in range(bits.size):
+                bits[k] = np.uint32(round_one(np.uint64(bits[k]), mode, seed, step, buffer, np.uint64(k)) << s16)
+
+    return {"sr_bits": sr_bits_one, "rne": rne, "sr": sr, "round_array": round_array, "round_state": round_state}
 
 
 #: Elements per block of 8-bit state (the paper's and bitsandbytes' block size).
@@ -268,7 +282,7 @@ def round_state(x, precision: str, keys, step: int, buffer: int, backend: str = 
     if backend == "cupy":
         _round_state_cuda(x, keys, mode, step, buffer)
         return
-    if backend == "numba" and (fns := _numba()) is not None:
+    if backend == "numba" and (fns := numba_functions()) is not None:
         fns["round_state"](x, keys, mode, step, buffer)
         return
     for m in range(x.shape[0]):
@@ -281,51 +295,22 @@ def round_state(x, precision: str, keys, step: int, buffer: int, backend: str = 
         row[...] = bf16_to_f32(h)
 
 
-_NUMBA = []
+@lru_cache(maxsize=None)
+def _cupy_function():
+    import cupy as cp
 
-
-def _numba():
-    if not _NUMBA:
-        fns = numba_functions()
-        if fns is not None:
-            import numba
-
-            rne, sr, bits = fns["rne"], fns["sr"], fns["sr_bits"]
-
-            @numba.njit(cache=False)
-            def round_state_(x, keys, mode, step, buffer):
-                for m in range(x.shape[0]):
-                    seed = np.uint64(keys[m, 0]) | (np.uint64(keys[m, 1]) << np.uint64(32))
-                    row = x[m]
-                    u = row.view(np.uint32)
-                    for k in range(row.size):
-                        v = np.uint64(u[k])
-                        if mode == 0:
-                            h = rne(v)
-                        else:
-                            h = sr(v, bits(seed, np.uint64(step), np.uint64(buffer), np.uint64(k)))
-                        u[k] = np.uint32(h << np.uint64(16))
-
-            fns["round_state"] = round_state_
-        _NUMBA.append(fns)
-    return _NUMBA[0]
-
-
-_CUDA = {}
+    return (cp.RawModule(code=cuda_source()).get_function("optbench_round_state_bf16"),
+            cp.cuda.Device().attributes["MultiProcessorCount"])
 
 
 def _round_state_cuda(x, keys, mode: int, step: int, buffer: int) -> None:
-    import cupy as cp
-
-    if "fn" not in _CUDA:
-        _CUDA["fn"] = cp.RawModule(code=cuda_source()).get_function("optbench_round_state_bf16")
-        _CUDA["sm"] = cp.cuda.Device().attributes["MultiProcessorCount"]
     members, n = x.shape
     if members == 0 or n == 0:
         return
     if x.strides[1] != 4:
         raise ValueError(f"round_state: the state's rows need unit element stride, got strides {x.strides}")
+    fn, sm_count = _cupy_function()
     threads = 256
-    _CUDA["fn"](grid(members, n, threads, _CUDA["sm"]), (threads,),
-                (x, keys, np.int64(members), np.int64(n), np.int64(x.strides[0] // 4), np.int32(mode),
-                 np.uint32(step & 0xFFFFFFFF), np.uint32(buffer)))
+    fn(grid(members, n, threads, sm_count), (threads,),
+       (x, keys, np.int64(members), np.int64(n), np.int64(x.strides[0] // 4), np.int32(mode),
+        np.uint32(step & 0xFFFFFFFF), np.uint32(buffer)))

@@ -1,9 +1,25 @@
-"""Comparing training records in tests (tests/ is on sys.path: ``from records import ...``)."""
+"""Comparing training records in tests, and reading a committed protocol
+run's (tests/ is on sys.path: ``from records import ...``)."""
+
+import json
 
 import numpy as np
 import pytest
 
+from optbench.suite.protocol import scoring
+from optbench.suite.protocol.runner import PROTOCOL_FILE
+from optbench.suite.studies import scoring as study_scoring
+from optbench.suite.studies import store
 from optbench.suite.training.loop import without_timing
+
+
+def committed_protocol(out):
+    """(protocol.json, the rows of the protocol's own cells with each
+    workload's ``score``) of a protocol's results folder, as its report reads them."""
+    record = json.loads((out / PROTOCOL_FILE).read_text())
+    df = study_scoring.tidy(store.load_results(out))
+    return record, scoring.scored(df[df["cell"].isin(record["cells"])],
+                                  {w: d["metric"] for w, d in record["workloads"].items()})
 
 
 def assert_records_close(a, b, rtol=1e-4):

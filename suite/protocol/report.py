@@ -276,8 +276,7 @@ def _states_section(table, orders, workloads) -> list[str]:
                 f"`{r['workload']}` tau {fmt(r['tau'], 2)}" + ("" if r["fp32_top"] == r["low_top"] else
                                                             f" (top three {' > '.join(r['fp32_top'])} -> "
                                                             f"{' > '.join(r['low_top'])})")
-                for _, r in o.iterrows()) + (f". The top three are unchanged on {len(same)} of {len(o)} workloads."
-                                             if len(o) else ""), ""]
+                for _, r in o.iterrows()) + f". The top three are unchanged on {len(same)} of {len(o)} workloads.", ""]
     return lines
 
 

@@ -255,6 +255,12 @@ def score_table(df: pd.DataFrame, targets: dict, optimizers, workloads, tau_max:
     return stats.score_interval(runs, scored_workloads, list(optimizers), tau_max, n_boot=N_BOOT, level=LEVEL)
 
 
+def _lr_by_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """Tuning runs' final metrics as an (lr, seed) table, ascending lrs,
+    keeping only the lrs every seed ran."""
+    return runs.pivot_table(index="lr", columns="seed", values="final_score", aggfunc="first").dropna()
+
+
 def tunability_table(tuned: pd.DataFrame, optimizers, workloads) -> pd.DataFrame:
     """Per workload x optimiser of a grid search: the width in decades of
     the consecutive grid lrs whose mean tuning metric is within GOOD_LR of
@@ -266,7 +272,7 @@ def tunability_table(tuned: pd.DataFrame, optimizers, workloads) -> pd.DataFrame
             runs = tuned[(tuned["workload"] == w) & (tuned["optimizer"] == o)]
             if runs.empty:
                 continue
-            grid = runs.pivot_table(index="lr", columns="seed", values="final_score", aggfunc="first").dropna()
+            grid = _lr_by_seed(runs)
             if len(grid) < 2:
                 continue
             width, lo, hi = stats.tunability(grid.index.to_numpy(float), grid.to_numpy(float), GOOD_LR,
@@ -355,7 +361,7 @@ def batch_scaling(tuned: pd.DataFrame, variants: dict, optimizers, edges=()) -> 
             grids, sizes, on_edge = [], [], []
             for v in names:
                 runs = tuned[(tuned["workload"] == v) & (tuned["optimizer"] == o)]
-                grid = runs.pivot_table(index="lr", columns="seed", values="final_score", aggfunc="first").dropna()
+                grid = _lr_by_seed(runs)
                 if len(grid) < 2:
                     break
                 b = variants[v]["batch_size"]

@@ -71,7 +71,7 @@ def train_epoch(model: MLP, opt: PopulationOptimizer, X, y, rows, orders, bounds
 
 def epoch_result(account: StepAccount, layer_sums=None):
     """An epoch's account as host arrays, in one read: norm_sum (P,),
-    bad_step (P,) and, with ``layer_sums``, their (P, L) transpose-summed rows."""
+    bad_step (P,) and, with ``layer_sums``, the (P, L) per-layer sums."""
     xp, P = account.xp, account.P
     parts = [account.norm_sum.astype(np.float64), account.bad_step.astype(np.float64)]
     if layer_sums is not None:

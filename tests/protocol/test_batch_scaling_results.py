@@ -3,18 +3,15 @@ its report claims: each workload crossed with batch sizes 16 to 1024, every
 chosen lr bracketed, and a fit with an interval per optimiser and workload
 that the report prints as the stored runs give it."""
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 
 from optbench.suite.protocol import scoring
-from optbench.suite.protocol.runner import PROTOCOL_FILE
 from optbench.suite.protocol.stats import scaling_verdict
 from optbench.suite.reporting.markdown import fmt
-from optbench.suite.studies import scoring as study_scoring
-from optbench.suite.studies import store
+from records import committed_protocol  # noqa: E402 (tests/ is on sys.path)
 
 RUN = Path(__file__).resolve().parents[2] / "results" / "batch-scaling"
 SIZES = [16, 32, 64, 128, 256, 512, 1024]
@@ -22,9 +19,7 @@ SIZES = [16, 32, 64, 128, 256, 512, 1024]
 
 @pytest.fixture(scope="module")
 def committed():
-    record = json.loads((RUN / PROTOCOL_FILE).read_text())
-    df = study_scoring.tidy(store.load_results(RUN))
-    df = scoring.scored(df[df["cell"].isin(record["cells"])], {w: d["metric"] for w, d in record["workloads"].items()})
+    record, df = committed_protocol(RUN)
     table = scoring.batch_scaling(scoring.tuned(df), record["variants"], record["optimizers"], record["edges"])
     return record, df, table
 

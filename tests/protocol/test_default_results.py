@@ -12,19 +12,14 @@ from optbench.kernels import get_rule
 from optbench.suite.protocol import scoring
 from optbench.suite.protocol.runner import PROTOCOL_FILE
 from optbench.suite.workloads import TARGET_FACTOR, WORKLOADS
-from optbench.suite.studies import scoring as study_scoring
-from optbench.suite.studies import store
+from records import committed_protocol  # noqa: E402 (tests/ is on sys.path)
 
 DEFAULT = Path(__file__).resolve().parents[2] / "results" / "default"
 
 
 @pytest.fixture(scope="module")
 def committed():
-    record = json.loads((DEFAULT / PROTOCOL_FILE).read_text())
-    df = study_scoring.tidy(store.load_results(DEFAULT))
-    df = df[df["cell"].isin(record["cells"])]
-    metrics = {w: d["metric"] for w, d in record["workloads"].items()}
-    df = scoring.scored(df, metrics)
+    record, df = committed_protocol(DEFAULT)
     rank = scoring.ranking(scoring.confirmed(df), record["optimizers"], list(record["workloads"]))
     return record, df, rank
 

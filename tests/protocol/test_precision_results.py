@@ -3,25 +3,20 @@ what its report and the README claim: every optimiser confirmed again at
 bf16 and bf16-sr on the float32 confirmation's seeds and lrs, and Adam's
 quadratic loss worse to nearest but not stochastically."""
 
-import json
 from pathlib import Path
 
 import pytest
 
 from optbench.suite.protocol import scoring
-from optbench.suite.protocol.runner import PROTOCOL_FILE
 from optbench.suite.reporting.markdown import fmt
-from optbench.suite.studies import scoring as study_scoring
-from optbench.suite.studies import store
+from records import committed_protocol  # noqa: E402 (tests/ is on sys.path)
 
 RUN = Path(__file__).resolve().parents[2] / "results" / "precision"
 
 
 @pytest.fixture(scope="module")
 def committed():
-    record = json.loads((RUN / PROTOCOL_FILE).read_text())
-    df = study_scoring.tidy(store.load_results(RUN))
-    df = scoring.scored(df[df["cell"].isin(record["cells"])], {w: d["metric"] for w, d in record["workloads"].items()})
+    record, df = committed_protocol(RUN)
     return record, df, *scoring.state_changes(df, record["optimizers"], list(record["workloads"]))
 
 
