@@ -29,13 +29,14 @@ ARRAY_KERNELS = {"numpy": ("numpy", "numba"), "cupy": ("cupy",)}
 CPU_ALIGN_BYTES = 64
 
 
-def kernel_for(rule: Rule, backend: str):
-    """The cached kernel of ``rule`` for backend "numpy", "numba" or "cupy"."""
+def kernel_for(rule: Rule, backend: str, precision: str = "fp32"):
+    """The cached kernel of ``rule`` for backend "numpy", "numba" or "cupy",
+    with its state stored at ``precision`` (:mod:`.precision`)."""
     if backend not in _KERNEL_CLASSES:
         raise ValueError(f"no kernels for backend {backend!r}; allowed: {', '.join(_KERNEL_CLASSES)}")
-    key = (rule, backend)  # rules hash by identity; transforms are cached objects
+    key = (rule, backend, precision)  # rules hash by identity; transforms are cached objects
     if key not in _KERNELS:
-        _KERNELS[key] = _KERNEL_CLASSES[backend](rule)
+        _KERNELS[key] = _KERNEL_CLASSES[backend](rule, precision=precision)
     return _KERNELS[key]
 
 

@@ -207,11 +207,15 @@ class Optimizer(Member):
         if missing:
             raise ValueError(f"optimiser state lacks buffer(s) {sorted(missing)} of rule {self.rule.name!r}")
         xp = array_module(self.params)
+        group = self.population.groups[0]
         for k, buf in self.state.items():
             value = sd["state"][k]
             if tuple(value.shape) != buf.shape:
                 raise ValueError(f"optimiser state {k!r} has shape {tuple(value.shape)}, the parameters {buf.shape}")
-            buf[...] = xp.asarray(value, dtype=buf.dtype)
+            if k in group.stored:  # an element state: float32, or stored in bf16
+                group.set_state(k, xp.asarray(value, dtype=np.float32))
+            else:
+                buf[...] = xp.asarray(value, dtype=buf.dtype)
         self.population.set_hypers(0, sd.get("hyper", self.hyper))
         self.hyper = dict(self.population.hypers[0])
         self.population.t = int(sd["t"])

@@ -60,7 +60,7 @@ import numpy as np
 from .backend import array_kind, array_module
 from .codegen.expr import evaluate
 from .launch import aligned_zeros, check_flag, check_rows, kernel_backend, kernel_for
-from .precision import STATE_PRECISIONS, round_state, seed_keys
+from .precision import PACKED, STATE_PRECISIONS, decode_state, encode_state, round_state, seed_keys
 from .rule import Rule, RuleError, RunInfo, parse_expression
 from .rules import get_rule
 from .schedules import Schedule, as_schedule, check_bound, scheduled
@@ -99,20 +99,33 @@ def scalar_table(rule: Rule, hypers: Sequence[Mapping[str, float]], first: int, 
     return out
 
 
+def state_bytes_per_param(rule: Rule, precision: str) -> int:
+    """Bytes a step of ``rule`` moves per parameter with its element state
+    kept at ``precision``: ``rule.bytes_per_param``, less 2 for each read and
+    each write of a state buffer kept in 16 bits (Adam: 28 -> 20); a rule
+    that updates in stages keeps float32 words (no change)."""
+    if precision not in PACKED or not plan_of(rule).simple:
+        return rule.bytes_per_param
+    return rule.bytes_per_param - 2 * sum(1 + (s in rule.written) for s in rule.state)
+
+
 class RuleGroup:
     """The members of one rule: rows [lo, hi) of the population.
 
     hypers: each member's resolved hyper-parameters; schedules: each member's
-    learning-rate schedule (None: constant); state: each state buffer of the
-    rule, (hi - lo, n), zero at the start; table: the prepared steps'
+    learning-rate schedule (None: constant); stored: each state buffer of
+    the rule as the kernel keeps it, (hi - lo, n), float32 or, where
+    ``packed``, bf16 bits (uint16); state: its float32 values (the stored
+    arrays themselves, or decoded copies); table: the prepared steps'
     scalars, (steps, hi - lo, k) on the device.
     """
 
-    def __init__(self, rule: Rule, lo: int, hi: int, hypers, state: dict, kernel, schedules):
+    def __init__(self, rule: Rule, lo: int, hi: int, hypers, stored: dict, kernel, schedules, packed: bool = False):
         self.rule, self.lo, self.hi = rule, lo, hi
         self.hypers = tuple(hypers)
         self.schedules = tuple(schedules)
-        self.state = state
+        self.stored = stored
+        self.packed = packed
         #: The compiled update: a generated kernel, or for a staged rule its :class:`StagedStep`.
         self.kernel = kernel
         self.table = None
@@ -122,6 +135,26 @@ class RuleGroup:
     @property
     def staged(self) -> bool:
         return isinstance(self.kernel, StagedStep)
+
+    @property
+    def state(self) -> dict:
+        """Each state buffer's float32 values, (hi - lo, n): the arrays the
+        kernel updates, or for a bf16 state decoded copies (exact)."""
+        if not self.packed:
+            return self.stored
+        return {k: decode_state(v) for k, v in self.stored.items()}
+
+    def set_state(self, name: str, values) -> None:
+        """Set state buffer ``name`` to ``values`` (float32, broadcast to
+        (hi - lo, n)); a bf16 state stores them rounded to nearest (values
+        that a bf16 state held round to themselves)."""
+        buf = self.stored[name]
+        if not self.packed:
+            buf[...] = values
+            return
+        full = buf.astype(np.float32)  # a float32 array of the right shape and device
+        full[...] = values
+        buf[...] = encode_state(full, "bf16", self.keys, 0, 0, "numpy" if isinstance(full, np.ndarray) else "cupy")
 
     @property
     def rows(self) -> slice:
@@ -161,11 +194,21 @@ class Member:
         self.population, self.index = population, m
         self.rule = group.rule
         self.params = population.params[m]
-        self.state = {k: v[m - group.lo] for k, v in group.state.items()}
-        if isinstance(group.kernel, StagedStep):  # carried values, row and column state: float64 rows
-            self.state.update({k: v[m - group.lo] for k, v in group.kernel.kinds_state().items()})
         #: The member's hyper-parameters (a copy; an Optimizer's may be changed by hand between steps).
         self.hyper = dict(population.hypers[m])
+
+    @property
+    def state(self) -> dict:
+        """The member's state buffers (its rows): views into the population's
+        float32 buffers, or for a bf16 state decoded copies (set a bf16 state
+        with ``load_state_dict``); a staged rule's carried values and
+        row/column state as float64 rows."""
+        group = self.population.group_of(self.index)
+        row = self.index - group.lo
+        state = {k: v[row] for k, v in group.state.items()}
+        if isinstance(group.kernel, StagedStep):
+            state.update({k: v[row] for k, v in group.kernel.kinds_state().items()})
+        return state
 
     @property
     def schedule(self) -> Schedule | None:
@@ -321,9 +364,17 @@ class PopulationOptimizer:
         rows = self.params[lo:hi]
         for s, start in rule.init.items():  # a state that does not start at zero
             state[s][...] = rows if start == "w" else np.float32(start)
-        group = RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, None, self.schedules[lo:hi])
+        # A rule updated in one pass keeps a bf16 state in its 16 bits; one
+        # that updates in stages reads its state between stages, so keeps it
+        # in float32 words, rounded after each step.
+        packed = self.state_precision in PACKED and plan_of(rule).simple
+        group = RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, None, self.schedules[lo:hi], packed)
         group.keys = self._keys[lo:hi]
-        self._round_state(group, 0)
+        if packed:
+            group.stored = {s: encode_state(v, self.state_precision, group.keys, 0, j, self.backend)
+                            for j, (s, v) in enumerate(state.items())}
+        else:
+            self._round_state(group, 0)
         group.params = rows
         group.kernel = self._kernel(group)
         return group
@@ -335,7 +386,7 @@ class PopulationOptimizer:
         rule = self._kernel_rule(group.rule)
         plan = plan_of(rule)
         if plan.simple:
-            return kernel_for(rule, self.backend)
+            return kernel_for(rule, self.backend, self.state_precision if group.packed else "fp32")
         views = views_of(self.layout, self.params.shape[1], rule.matrices, self.xp)
         staged = StagedStep(plan, views, group.hypers, self.backend, self.xp)
         if isinstance(old, StagedStep):  # the same arrays, which members' state views point into
@@ -353,8 +404,8 @@ class PopulationOptimizer:
         for group in self.groups:
             group.kernel = self._kernel(group, group.kernel)
             if masks is not None:
-                for s in group.state.values():
-                    s *= masks[group.rows]
+                for name, s in group.state.items():
+                    group.set_state(name, s * masks[group.rows])
         if masks is not None:
             self.params *= masks
 
@@ -455,22 +506,27 @@ class PopulationOptimizer:
         i = self.t - self._first
         for group in self.groups:
             rows = group.rows
-            buffers = {"w": self.params[rows], "g": grads[rows], **group.state}
+            buffers = {"w": self.params[rows], "g": grads[rows], **group.stored}
             if self.masks is not None:
                 buffers["mask"] = self.masks[rows]
             if self.decay_masks is not None:
                 buffers["decay_mask"] = self.decay_masks[rows]
             if group.staged:
                 group.kernel.step(buffers, group.table[i], group.table64[i], active[rows])
+            elif group.packed:  # the kernel rounds the state as it stores it
+                group.kernel.population(buffers, group.table[i], active[rows], group.keys, self.t)
             else:
                 group.kernel.population(buffers, group.table[i], active[rows])
             self._round_state(group, self.t)
 
     def _round_state(self, group: RuleGroup, step: int) -> None:
-        """A low-precision state's rounding after ``step``: each state buffer
-        of the group in place (a member whose state did not change keeps it:
-        a bf16 value rounds to itself either way)."""
-        if self.state_precision != "fp32":
+        """A low-precision state's rounding after ``step`` where the kernel
+        keeps it in float32 words: each state buffer of the group in place.
+        A member skipped by its active flag keeps a bf16 state (a bf16 value
+        rounds to itself); its 8-bit blocks may move by a code where the
+        block's largest value is negative (the signed map has no -1), which
+        a member frozen for good does not notice."""
+        if self.state_precision != "fp32" and not group.packed:
             for j, name in enumerate(group.rule.state):
                 round_state(group.state[name], self.state_precision, group.keys, step, j, self.backend)
 

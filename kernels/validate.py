@@ -35,6 +35,13 @@ bits -- so the two stay together; an element whose float32 and float64
 values fall on either side of a bfloat16 rounding boundary takes the
 neighbouring bfloat16, so a state buffer is held to :data:`STATE_TOLERANCE`
 (two bfloat16 steps) and the weights to the usual tolerance.
+
+``validate --state int8`` holds the state to the reference's float32 state
+quantised by the NumPy quantiser (:func:`~optbench.kernels.precision.int8_roundtrip`):
+within the usual tolerance of the block's absolute maximum, but for an
+element whose float32 and float64 values fall on either side of a boundary
+between two codes, which lands one code away (at most
+:data:`INT8_CODE_STEP` of the block's maximum).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import numpy as np
 
 from . import dropout, reference
 from .backend import Backend
-from .precision import STATE_PRECISIONS, bf16_rne, bf16_to_f32, round_state, seed_keys
+from .precision import BLOCK, STATE_PRECISIONS, bf16_rne, bf16_to_f32, round_state, seed_keys
 from .flat import FlatLayout
 from .optimizer import Optimizer
 from .rules import BUILTIN, PLAIN, RULES
@@ -77,6 +84,11 @@ STATE_TOLERANCE = 2.0 ** -7
 STATE_FLIP_EVERY = 1000
 #: The seed of a check's stochastic rounding.
 STATE_SEED = 12345
+#: The widest gap between two neighbouring codes of the 8-bit maps, as a
+#: fraction of a block's absolute maximum (the signed map's top decade: 0.9 /
+#: 64 = 0.014): an 8-bit element that took a neighbouring code is at most
+#: this far from the reference's.
+INT8_CODE_STEP = 1 / 64
 
 
 #: What a rule is checked against (:func:`reference_for`).
@@ -271,6 +283,10 @@ def _check_per_step(name, l2_form, size, backend, steps, rng, opt, views, ref_st
         err, flips = max(err, worst), max(flips, beyond)
         for s in rule.state:
             got = backend.to_numpy(opt.state[s])
+            if state == "int8":
+                err, off = _int8_errors(got, ref_state[s], tolerance, max(4, size // STATE_FLIP_EVERY), err)
+                flips = max(flips, off)
+                continue
             if not np.array_equal(bf16_to_f32(bf16_rne(got)), got):
                 err = max(err, 1.0)  # a value no bfloat16 state can hold: the state was not rounded
             off = int(np.count_nonzero(got != ref_state[s]))
@@ -281,9 +297,29 @@ def _check_per_step(name, l2_form, size, backend, steps, rng, opt, views, ref_st
     return Check(name, l2_form, size, steps, err, tolerance, backend.name, kind, flips)
 
 
+def _int8_errors(got, want, tolerance: float, allowed: int, err: float) -> tuple[float, int]:
+    """(err updated, elements beyond ``tolerance``) of an 8-bit state against
+    the reference's: errors relative to each block's absolute maximum; more
+    than ``allowed`` elements beyond the tolerance, or one beyond
+    :data:`INT8_CODE_STEP`, is an error of 1 (quantised otherwise)."""
+    want = np.asarray(want, dtype=np.float64).reshape(-1)
+    got = np.asarray(got, dtype=np.float64).reshape(-1)
+    if want.size == 0:
+        return err, 0
+    blocks = np.abs(np.pad(want, (0, -want.size % BLOCK))).reshape(-1, BLOCK).max(axis=1)
+    scale = np.repeat(np.where(blocks > 0, blocks, 1.0), BLOCK)[: want.size]
+    e = np.abs(got - want) / scale
+    e = np.where(np.isnan(got) & np.isnan(want), 0.0, np.nan_to_num(e, nan=np.inf))
+    off = int(np.count_nonzero(e > tolerance))
+    if off > allowed or e.max() > INT8_CODE_STEP:
+        err = max(err, 1.0)
+    return max(err, float(e[e <= tolerance].max(initial=0.0))), off
+
+
 def _rounded(rule, state: dict, precision: str, step: int) -> dict:
     """The reference's element state as a ``precision`` state holds it after
-    ``step``: float64 to float32 (to nearest) to bfloat16, the kernel's bits."""
+    ``step``: float64 to float32 (to nearest), then bfloat16 (the kernel's
+    bits) or 8-bit codes."""
     if precision == "fp32":
         return state
     out = dict(state)

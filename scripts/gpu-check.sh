@@ -46,6 +46,14 @@ step validate     python -m optbench.suite.cli validate --backend cupy
 step bench        timeout 200 python -m optbench.suite.cli bench --backend cupy --quick --out "$out/throughput" \
                     --note "lent GPU machine, scripts/gpu-check.sh (quick run)"
 
+# Low-precision state (issue 23): each rule's step with its state in float32, in bf16 (16 bits
+# loaded and stored by the rule's kernel, to nearest and stochastically) and in 8-bit codes
+# (rounded after the step), timed side by side; the speed-up against float32 is in its log and
+# $out/state/report.md ("State precision").
+step state        timeout 120 python -m optbench.suite.cli bench --backend cupy --sizes 2^24,2^26 \
+                    --state fp32,bf16,bf16-sr,int8 --only adam,momentum,lion,adagrad --repeats 20 --no-torch \
+                    --out "$out/state"
+
 # Populations: per member-step cost against P up to a 10,000-member population
 # of the mnist1d MLP (random data of mnist1d's shape: no data set needed).
 step population   timeout 150 python -m optbench.suite.cli bench --backend cupy --population --members 1,108,1000,10000 \
@@ -70,4 +78,5 @@ echo
 echo "== summary ($(head -n 2 "$out/device.txt" | tail -n 1))"
 printf '%s\n' "${status[@]}"
 grep -E '^adam ' "$out/bench.log" || true
+sed -n '/^state precision/,$p' "$out/state.log" 2>/dev/null || true
 sed -n '/^## Acceptance/,/^## Update/p' "$out/throughput/report.md" 2>/dev/null | grep '^|' || true

@@ -232,7 +232,18 @@ def cmd_bench(args) -> int:
         members=tuple(args.members) if args.members else None,
         batch_sizes=tuple(args.batch_sizes) if args.batch_sizes else None,
         repeats=args.repeats, torch=not args.no_torch, naive=args.naive, note=args.note,
-        rules=_checked(args.only)))
+        rules=_checked(args.only), states=args.state))
+
+
+def parse_states(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated state precisions, fp32 first (the
+    baseline every other one is compared with)."""
+    states = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    unknown = [s for s in states if s not in STATE_PRECISIONS]
+    if not states or unknown:
+        raise argparse.ArgumentTypeError(f"unknown state precision {', '.join(map(repr, unknown)) or repr(text)}; "
+                                         f"allowed: {', '.join(STATE_PRECISIONS)}")
+    return ("fp32",) + tuple(s for s in states if s != "fp32")
 
 
 def positive_int(text: str) -> int:
@@ -378,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", action="store_true",
                    help="also time the one-expression-per-line NumPy Adam")
     p.add_argument("--note", default="", help="a remark about the machine, kept in meta.json and report.md")
+    p.add_argument("--state", type=parse_states, default=("fp32",), metavar="PRECISIONS",
+                   help="time each rule with its state kept at these precisions, side by side, e.g. "
+                        f"fp32,bf16 (one of {', '.join(STATE_PRECISIONS)}; default fp32)")
     _rules_arg(p)
     _only_arg(p, "the rule and model-shaped sections")
     p.set_defaults(func=cmd_bench)

@@ -10,4 +10,7 @@
 Each also has a population form (``population``): P members' (P, n)
 buffers updated at once, a row per member with its own scalars, each row bit
 for bit what the single-run form makes of it (:mod:`kernels.population`).
+Each takes a state precision too (:mod:`kernels.precision`): with "bf16" or
+"bf16-sr" the rule's state buffers are uint16 bits, loaded exactly and
+stored rounded around the same update text.
 """

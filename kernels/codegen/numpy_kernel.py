@@ -28,6 +28,15 @@ element whatever the tile, so each member's row is bit for bit what a run of
 its own would make of it. Large steps are split between threads (NumPy
 releases the GIL inside a ufunc's loop), each thread with its own
 temporaries.
+
+A state kept in bfloat16 (``precision`` "bf16" or "bf16-sr") is a uint16
+array of bits: each tile of it is decoded into a float32 temporary (two
+passes: widen, shift), the program runs on that, and the tile is rounded
+back (:func:`~optbench.kernels.precision.bf16_rne`, ``bf16_sr``: about
+eight more ufunc passes, and a Philox draw per four elements for
+stochastic rounding). On this path the 16-bit state costs time rather than
+saving it; the Numba and CUDA loops fuse the conversions into their one
+pass.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..precision import PACKED, bf16_rne, bf16_sr, sr_bits
 from ..rule import Rule
 
 #: Elements per chunk (512 KB per array). A ufunc call costs ~1 us of Python
@@ -280,8 +290,12 @@ class NumpyKernel:
     """Runs a rule's update in place on NumPy buffers, tile by tile."""
 
     def __init__(self, rule: Rule, chunk: int = CHUNK, threads: int | None = None,
-                 fold: bool = True):
+                 fold: bool = True, precision: str = "fp32"):
         self.rule = rule
+        #: How the rule's state is stored: float32, or bf16 bits (uint16)
+        #: decoded into a float32 tile before the program and rounded back after.
+        self.precision = precision
+        self._packed = [i for i, b in enumerate(rule.buffers) if b in rule.state] if precision in PACKED else []
         self.fold = fold  # False keeps every operation (tests check folding is exact)
         self.chunk = int(chunk)
         self.threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
@@ -345,13 +359,16 @@ class NumpyKernel:
         for f in [self._pool.submit(*call) for call in calls]:
             f.result()
 
-    def population(self, buffers: Mapping[str, np.ndarray], scalars: np.ndarray, active: np.ndarray) -> None:
+    def population(self, buffers: Mapping[str, np.ndarray], scalars: np.ndarray, active: np.ndarray,
+                   keys=None, step: int = 0) -> None:
         """Every active member's update, in place.
 
         buffers: (P, n) float32 arrays (rows may be strided views), row m
-        member m's; scalars: the (P, k) float32 table, row m member m's
-        scalars in ``rule.scalar_names`` order; active: (P,) flags, 0 skips a
-        member (its rows are neither read nor written).
+        member m's -- a bf16 state's uint16 bits; scalars: the (P, k) float32
+        table, row m member m's scalars in ``rule.scalar_names`` order;
+        active: (P,) flags, 0 skips a member (its rows are neither read nor
+        written); keys, step: stochastic rounding's (P, 2) seed words and the
+        step's number.
 
         Tiles hold about a chunk: rows x n where a row is shorter than a
         chunk, else a chunk of one row. Scalars that are 0 or 1 for every
@@ -393,31 +410,56 @@ class NumpyKernel:
         per = max(1, self.chunk // cols)
         tiles = [(j, min(m, j + per), c, min(n, c + cols)) for j in range(0, m, per) for c in range(0, n, cols)]
         workers = self.threads if m * n * self.rule.bytes_per_param >= THREAD_MIN_BYTES else 1
+        members = np.arange(lo, lo + m) if gather is None else gather  # each tile row's member
+        rounding = (keys, int(step), members)
         if workers == 1:
-            self._run_tiles(plan, arrays, operands, gather, tiles, prog, 0)
+            self._run_tiles(plan, arrays, operands, gather, tiles, prog, 0, rounding)
             return
         share = -(-len(tiles) // workers)
-        self._in_threads([(self._run_tiles, plan, arrays, operands, gather, tiles[i : i + share], prog, w)
+        self._in_threads([(self._run_tiles, plan, arrays, operands, gather, tiles[i : i + share], prog, w, rounding)
                           for w, i in enumerate(range(0, len(tiles), share))])
 
-    def _run_tiles(self, plan, arrays, operands, gather, tiles, prog: Program, worker: int) -> None:
-        temps = self._temps_for(worker, prog, len(arrays) if gather is not None else 0)
+    def _run_tiles(self, plan, arrays, operands, gather, tiles, prog: Program, worker: int, rounding) -> None:
+        copied = gather is not None or self._packed
+        temps = self._temps_for(worker, prog, len(arrays) if copied else 0)
         n_temps = prog.n_temps + prog.n_bools  # the program's scratch; the gathered rows follow
         written = [i for i, b in enumerate(self.rule.buffers) if b in self.rule.written]
         for j0, j1, c0, c1 in tiles:
             shape = (j1 - j0, c1 - c0)
             shaped = [t[: shape[0] * shape[1]].reshape(shape) for t in temps]
-            if gather is None:
+            rows = slice(j0, j1) if gather is None else gather[j0:j1]
+            if not copied:
                 env = [a[j0:j1, c0:c1] for a in arrays]
             else:
-                idx, env = gather[j0:j1], shaped[n_temps:]
-                for a, buf in zip(arrays, env):
-                    if j1 - j0 == 1:  # a piece of one row: np.take would first copy the strided a[:, c0:c1] whole
-                        np.copyto(buf, a[idx[0] : idx[0] + 1, c0:c1])
+                env = shaped[n_temps:]
+                for i, (a, buf) in enumerate(zip(arrays, env)):
+                    if i in self._packed:  # bf16 bits, decoded exactly: the float32 bits' high half
+                        bits = buf.view(np.uint32)
+                        np.copyto(bits, a[rows, c0:c1])
+                        np.left_shift(bits, np.uint32(16), out=bits)
+                    elif gather is None:
+                        env[i] = a[j0:j1, c0:c1]
+                    elif j1 - j0 == 1:  # a piece of one row: np.take would first copy the strided a[:, c0:c1] whole
+                        np.copyto(buf, a[rows[0] : rows[0] + 1, c0:c1])
                     else:
-                        np.take(a[:, c0:c1], idx, axis=0, out=buf, mode="clip")  # clip: no buffering of out
+                        np.take(a[:, c0:c1], rows, axis=0, out=buf, mode="clip")  # clip: no buffering of out
             env = env + shaped[:n_temps] + [o[j0:j1] if column else o for o, column in operands]
             _execute(plan, env)
-            if gather is not None:
-                for i in written:
-                    arrays[i][idx, c0:c1] = env[i]
+            for i in written:
+                if i in self._packed:
+                    arrays[i][rows, c0:c1] = self._round(env[i], i, rounding, j0, c0)
+                elif gather is not None:
+                    arrays[i][rows, c0:c1] = env[i]
+
+    def _round(self, tile: np.ndarray, i: int, rounding, j0: int, c0: int) -> np.ndarray:
+        """A state tile's bf16 bits: to nearest, or stochastically with each
+        member's bits at its elements c0 .. (:func:`~optbench.kernels.precision.sr_bits`)."""
+        if self.precision == "bf16":
+            return bf16_rne(tile)
+        keys, step, members = rounding
+        buffer = self.rule.state.index(self.rule.buffers[i])
+        r16 = np.empty(tile.shape, dtype=np.uint32)
+        for r, m in enumerate(members[j0 : j0 + tile.shape[0]]):
+            seed = int(keys[m, 0]) | (int(keys[m, 1]) << 32)
+            r16[r] = sr_bits(tile.shape[1], seed, step, buffer, c0)
+        return bf16_sr(tile, r16)

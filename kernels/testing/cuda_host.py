@@ -51,6 +51,7 @@ POINTERS = {
     "u32*": ("optbench_host::Ptr<unsigned int>", np.uint32),
     "i32*": ("optbench_host::Ptr<int>", np.int32),
     "u8*": ("optbench_host::Ptr<unsigned char>", np.uint8),
+    "u16*": ("optbench_host::Ptr<unsigned short>", np.uint16),
     "void*": ("optbench_host::AnyPtr", None),  # e.g. a `const uint4*` parameter
 }
 #: Scalar kinds: (C++ type, ctypes type). Floats go through c_float, as the
@@ -81,11 +82,15 @@ def aligned_random(rng, size: int) -> np.ndarray:
     return a
 
 
-def rule_spec(rule) -> list[tuple[str, str]]:
+def rule_spec(rule, precision: str = "fp32") -> list[tuple[str, str]]:
     """A rule's kernels' parameters, in the order cuda_source declares them
-    (written out here, not parsed, so a changed signature fails)."""
-    return ([("ptr", b) for b in rule.buffers]
-            + [("i32*", "_active"), ("f32*", "_scalars"), ("i64", "_members"), ("i64", "_n"), ("i64", "_ld")])
+    (written out here, not parsed, so a changed signature fails): a bf16
+    state's buffers are its bits, and stochastic rounding adds the members'
+    keys and the step."""
+    packed = set(rule.state) if precision != "fp32" else set()
+    return ([("u16*" if b in packed else "ptr", b) for b in rule.buffers]
+            + [("i32*", "_active"), ("f32*", "_scalars"), ("i64", "_members"), ("i64", "_n"), ("i64", "_ld")]
+            + ([("u32*", "_keys"), ("u32", "_step")] if precision == "bf16-sr" else []))
 
 
 def find_compiler() -> str | None:

@@ -694,7 +694,8 @@ def _kind(param: str) -> str:
     text = " ".join(param.replace("__restrict__", "").replace("const", "").split())
     if "*" in text:
         base = text.split("*")[0].strip()
-        kinds = {"float": "f32*", "unsigned int": "u32*", "int": "i32*", "unsigned char": "u8*"}
+        kinds = {"float": "f32*", "unsigned int": "u32*", "int": "i32*", "unsigned char": "u8*",
+                 "unsigned short": "u16*"}
         if base not in kinds:
             raise TypeError(f"kernel pointer parameter {param!r}: no stand-in kind for {base!r}")
         return kinds[base]

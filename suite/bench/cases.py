@@ -33,6 +33,7 @@ import numpy as np
 from optbench.kernels import RULES, FlatLayout, Optimizer
 from optbench.kernels import dropout as dropout_kernels
 from optbench.kernels.launch import aligned_zeros
+from optbench.kernels.population import state_bytes_per_param
 from optbench.kernels.rule import MATRIX_STEPS
 from optbench.kernels.stages import plan_of
 from optbench.kernels.validate import validation_layout
@@ -55,7 +56,7 @@ TORCH_VARIANTS = ("torch-foreach", "torch-fused")
 COLUMNS = [
     "section", "impl", "rule", "size", "model", "n_tensors", "batch", "seconds", "gbps",
     "copy_gbps", "copy_fraction", "ratio_torch", "examples_per_sec", "bytes_per_param",
-    "repeats", "copies", "cold", "backend", "device", "note",
+    "repeats", "copies", "cold", "backend", "device", "note", "state",
 ]
 
 
@@ -81,18 +82,20 @@ def _host_random(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(n, dtype=np.float32)
 
 
-def our_rule_case(env: Env, backend, rule, n: int, w0, g0, note: str = "") -> Case:
+def our_rule_case(env: Env, backend, rule, n: int, w0, g0, note: str = "", state: str = "fp32") -> Case:
     """Our optimiser's step on n parameters starting at w0 with gradient g0
-    (arrays on the device), rotating over copies of its buffers."""
+    (arrays on the device), rotating over copies of its buffers; its state
+    kept at precision ``state`` (impl "numba bf16", ...)."""
     copies, cold = env.copies(len(rule.buffers) * 4 * n)
     ws, gs = _pool(env, copies, n, w0), _pool(env, copies, n, g0)
     # a rule that works per tensor gets tensors: three weight matrices and
     # their biases (Muon orthogonalises the hidden one), as validate checks it
     layout = None if plan_of(rule).simple else validation_layout(n)
-    opts = [Optimizer(rule, w, backend=backend.name, layout=layout) for w in ws]
+    opts = [Optimizer(rule, w, backend=backend.name, layout=layout, state_precision=state) for w in ws]
     # The kernel is what is timed: no finiteness check (a dot product) in the loop.
-    return Case(backend.name, [partial(o.step, g, check_finite=False) for o, g in zip(opts, gs)], env.our_timer,
-                env.main.synchronize, note=note, copies=copies, cold=cold)
+    return Case(backend.name + ("" if state == "fp32" else f" {state}"),
+                [partial(o.step, g, check_finite=False) for o, g in zip(opts, gs)], env.our_timer,
+                env.main.synchronize, note=note, copies=copies, cold=cold, state=state)
 
 
 def torch_peer(name: str):
@@ -254,7 +257,7 @@ def table_row(env: Env, section: str, case: Case, rule: str, size: int, nbytes: 
         "ratio_torch": np.nan, "examples_per_sec": np.nan,
         "bytes_per_param": nbytes / size if size else np.nan, "repeats": len(case.samples),
         "copies": case.copies, "cold": case.cold, "backend": env.main.name, "device": env.device,
-        "note": case.note, **extra,
+        "note": case.note, "state": case.state, **extra,
     }
 
 
@@ -283,15 +286,17 @@ def _run_group(env: Env, builders: list[tuple[str, Callable[[], Case]]], log, ex
 
 
 def _group_rows(env: Env, section: str, name: str, n: int, nbytes: float, builders, copies: list,
-                log, **extra) -> list[dict]:
+                log, state_bytes: dict | None = None, **extra) -> list[dict]:
     """Time ``builders`` together with a copy of n floats (so every fraction of
     the copy compares samples taken side by side); one row per case but the
-    copy, whose Case goes to ``copies``."""
+    copy, whose Case goes to ``copies``. A case whose state is kept at another
+    precision moves ``state_bytes[state]`` bytes instead of ``nbytes``."""
     cases = _run_group(env, builders, log, copy_cases(env, n))
     copy = [c for c in cases if c.role == "copy"]
     copy_bw = COPY_BYTES * n / _best_copy(copy).seconds if copy else float("nan")
     copies += copy
-    rows = [table_row(env, section, c, name, n, nbytes, copy_bw, **extra) for c in cases if c.role != "copy"]
+    rows = [table_row(env, section, c, name, n, (state_bytes or {}).get(c.state, nbytes), copy_bw, **extra)
+            for c in cases if c.role != "copy"]
     set_torch_ratios(rows)
     env.free()
     return rows
@@ -314,17 +319,22 @@ def copy_row(env: Env, n: int, copies: list[Case], section: str = "copy", **extr
                       **extra)]
 
 
-def rule_rows(env: Env, n: int, rules=None, log=print, copies: list | None = None) -> list[dict]:
-    """Every rule at size n: our backends and PyTorch's variants (and a copy), timed together."""
+def rule_rows(env: Env, n: int, rules=None, log=print, copies: list | None = None,
+              states: tuple[str, ...] = ("fp32",)) -> list[dict]:
+    """Every rule at size n: our backends with the state kept at each of
+    ``states``, and PyTorch's variants (and a copy), timed together."""
     out, copies = [], copies if copies is not None else []
     w0, g0 = _inputs(env, n)
     for name in rules or RULES:
         rule = RULES[name]
-        builders = [(b.name, partial(our_rule_case, env, b, rule, n, w0, g0)) for b in env.backends]
+        builders = [(b.name + ("" if s == "fp32" else f" {s}"), partial(our_rule_case, env, b, rule, n, w0, g0,
+                                                                        state=s))
+                    for s in states for b in env.backends]
         if env.torch is not None and torch_rule_note(name):  # lion, adabelief, plug-ins: no torch row
             builders += [(f"{v} {name}", partial(torch_rule_case, env, v, name, [(n,)],
                                                  len(rule.buffers))) for v in TORCH_VARIANTS]
-        rows = _group_rows(env, "rule", name, n, rule.bytes_per_param * n, builders, copies, log)
+        rows = _group_rows(env, "rule", name, n, rule.bytes_per_param * n, builders, copies, log,
+                           state_bytes={s: state_bytes_per_param(rule, s) * n for s in states})
         if rule.matrices != "all" or any(v.op in MATRIX_STEPS for v in plan_of(rule).values.values()):
             note = newton_schulz_note(env, rule, n)
             for row in rows:
@@ -380,10 +390,11 @@ def dropout_rows(env: Env, n: int, log=print, copies: list | None = None) -> lis
     return out
 
 
-def size_rows(env: Env, n: int, rules=None, naive: bool = False, log=print) -> list[dict]:
+def size_rows(env: Env, n: int, rules=None, naive: bool = False, log=print,
+              states: tuple[str, ...] = ("fp32",)) -> list[dict]:
     """Everything measured at size n: the rules, dropout, and the copy's row."""
     copies: list[Case] = []
-    rows = rule_rows(env, n, rules, log, copies)
+    rows = rule_rows(env, n, rules, log, copies, states)
     if naive and not env.gpu:
         adam = [r for r in rows if r["rule"] == "adam" and r["impl"] == "numpy"]
         if adam:

@@ -59,7 +59,7 @@ from ..reporting.kinds import write_kind
 from .cases import COLUMNS, model_rows, size_rows
 from .population import population_rows
 from .report import write_throughput_report
-from .scoring import CSV_NAME, META_NAME
+from .scoring import CSV_NAME, META_NAME, state_speedups
 from .timing import L2_MULTIPLE, ROTATION_CAP, TORCH_THP_ENV, Env, make_env
 from .training import training_rows
 
@@ -82,7 +82,8 @@ class BenchOptions:
     repeats: timed samples per case; torch: time PyTorch where installed;
     naive: also time the one-expression-per-line NumPy Adam; note: a remark
     kept in meta.json and the report; rules: only these rules in the rule
-    and model-shaped sections (None: every registered rule).
+    and model-shaped sections (None: every registered rule); states: the
+    state precisions each rule is timed at in the rule section.
     """
 
     backend: str = "auto"
@@ -99,6 +100,7 @@ class BenchOptions:
     naive: bool = False
     note: str = ""
     rules: tuple[str, ...] | None = None
+    states: tuple[str, ...] = ("fp32",)
 
 
 def sanitize(name: str) -> str:
@@ -160,10 +162,16 @@ def run(args: BenchOptions, log=print, out_dir: Callable[[dict], Path | None] = 
         log(RULE_HEADER)
         log("-" * len(RULE_HEADER))
         for n in sizes:
-            sr = size_rows(env, n, args.rules, naive=args.naive, log=log)
+            sr = size_rows(env, n, args.rules, naive=args.naive, log=log, states=args.states)
             _print_rule_rows([r for r in sr if r["section"] != "copy"])
             rows += sr
             checkpoint()
+        speedups = state_speedups(pd.DataFrame(rows, columns=COLUMNS))
+        if len(speedups):
+            log("\nstate precision: the float32-state step's time over this one's (bytes: what memory alone gives)")
+            for _, r in speedups.iterrows():
+                log(f"{r.rule:<20} {r['size']:>10} {r.kernel:<6} {r.state:<8} {r.speedup:>6.2f}x "
+                    f"(bytes {r.byte_ratio:.2f}x)")
         for r in rows:
             if r["rule"] == "adam (naive numpy)":
                 ratio = r["seconds"] / next(x["seconds"] for x in rows if x["rule"] == "adam"
@@ -237,6 +245,7 @@ def metadata(env: Env, args: BenchOptions, sections, sizes, wall_s: float, load_
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall_s, 1),
         "loadavg_before": load_before, "loadavg_after": _loadavg(),
         "note": args.note or "", "command": shlex.join(["optbench", *sys.argv[1:]]),
+        "states": list(args.states),
     }
 
 

@@ -16,7 +16,7 @@ from ..reporting.files import atomic_write_text
 from ..reporting.markdown import md_table
 from .figures import plot_bandwidth, plot_models, plot_population, plot_ratio, plot_training
 from .scoring import (CPU_TARGET_SIZE, CSV_NAME, IMPL_ORDER, RULE_ORDER, acceptance, best_vs_torch,
-                      is_torch, load, order, size_label, update_share)
+                      float32_state, is_torch, load, order, size_label, state_speedups, update_share)
 
 
 def _f(x, spec=".1f", suffix="") -> str:
@@ -29,7 +29,7 @@ def _f(x, spec=".1f", suffix="") -> str:
 def rules_table(df: pd.DataFrame, size: int, section: str = "rule") -> tuple[list[str], list[list]]:
     """GB/s of every impl for each rule at ``size``, our best's fraction of the
     copy, and PyTorch's best time over our best."""
-    d = df[(df.section == section) & (df["size"] == size) & (df.rule != "copy")]
+    d = df[(df.section == section) & (df["size"] == size) & (df.rule != "copy") & float32_state(df)]
     impls = order(d.impl, IMPL_ORDER)
     best = best_vs_torch(df, section)
     best = best[best["size"] == size]
@@ -48,6 +48,24 @@ def rules_table(df: pd.DataFrame, size: int, section: str = "rule") -> tuple[lis
             cells += ["", "", ""]
         rows.append(cells)
     return header, rows
+
+
+def state_section(df: pd.DataFrame) -> list[str]:
+    """The rules with their state kept in 16 bits against float32, where the
+    run timed them (``optbench bench --state``)."""
+    sp = state_speedups(df)
+    if sp.empty:
+        return []
+    rows = [[r.rule, size_label(r["size"]), r.kernel, r.state, _f(r.bytes_per_param, ".0f"), _f(r.byte_ratio, ".2f", "x"),
+             _f(r.speedup, ".2f", "x"), _f(r.fp32_copy_fraction, ".2f"), _f(r.copy_fraction, ".2f")]
+            for _, r in sp.sort_values(["size", "kernel", "state"], kind="stable").iterrows()]
+    return ["## State precision", "",
+            "Each rule with its state kept in bfloat16 (16 bits, loaded and stored by the rule's own kernel) "
+            "against the float32 state, timed in one group: the speed-up is the float32 step's time over "
+            "this one's, the byte ratio what a step bound by memory alone would gain. A rule that updates "
+            "in stages keeps float32 words (byte ratio 1).", "",
+            md_table(["rule", "size", "kernel", "state", "bytes/param", "byte ratio", "speed-up",
+                      "fp32 x copy", "x copy"], rows), ""]
 
 
 def write_throughput_report(directory) -> Path:
@@ -131,6 +149,7 @@ def _markdown(df: pd.DataFrame, meta: dict, device: str, made: dict) -> str:
         naive = rules[rules.impl == "numpy-naive"]
         for _, r in naive.iterrows():
             out += [f"Naive NumPy Adam at {size_label(r['size'])}: {r.gbps:.1f} GB/s ({r.note}).", ""]
+        out += state_section(df)
 
     models = df[(df.section == "model") & (df.rule != "copy")]
     if len(models):

@@ -58,6 +58,7 @@ class Case:
     cold: bool | None = None
     calls: int = 1
     role: str = ""  # "copy": the reference copy timed within a group
+    state: str = "fp32"  # how an optimiser case keeps its state (kernels.precision)
     samples: list = field(default_factory=list)
     _next: int = 0
 

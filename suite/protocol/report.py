@@ -253,11 +253,11 @@ def _defaults_section(table, workloads) -> list[str]:
 
 def _states_section(table, orders, workloads) -> list[str]:
     lines = ["## State precision", "",
-             "What keeping each optimiser's state in bfloat16 costs (issue 23; kernels/precision.py): the chosen "
-             "settings again on the confirmation seeds with the state rounded after every step -- to nearest "
-             "(bf16) or stochastically (bf16-sr) -- paired with the float32 confirmation seed by seed. Cell: "
-             "the mean change in the final metric (low precision - float32; positive: worse) with its 95% "
-             "interval over the seeds.", ""]
+             "What keeping each optimiser's state in low precision costs (issue 23; kernels/precision.py): the "
+             "chosen settings again on the confirmation seeds with the state in bfloat16 -- rounded to nearest "
+             "(bf16) or stochastically (bf16-sr) at every step -- or in 8-bit block-wise codes (int8), paired "
+             "with the float32 confirmation seed by seed. Cell: the mean change in the final metric (low "
+             "precision - float32; positive: worse) with its 95% interval over the seeds.", ""]
     if table.empty:
         return lines + ["No runs at another state precision yet.", ""]
     for state, g in table.groupby("state", sort=True):

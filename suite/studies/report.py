@@ -128,8 +128,9 @@ def _header(df: pd.DataFrame, meta: dict, results_dir: Path) -> list[str]:
                             "the formulas are in kernels/schedules.py)",
                 "decay": "decay setting (decay=weights: L2 and weight decay on the weight matrices only, "
                          "not on biases and PReLU alphas)",
-                "state": "state precision (state=bf16: its optimiser state rounded to bfloat16 after every "
-                         "step, to nearest; bf16-sr: stochastically; kernels/precision.py)"}
+                "state": "state precision (state=bf16: its optimiser state kept in bfloat16, rounded to "
+                         "nearest at every step; bf16-sr: stochastically; int8: in 8-bit block-wise codes; "
+                         "kernels/precision.py)"}
         lines.append(f"- each optimiser is named with its {' and its '.join(what[c] for c in named)}; "
                      "the best lr is chosen per named variant")
     damaged = store.damaged_cells(results_dir)

@@ -174,6 +174,57 @@ def test_size_rows_count_bytes_per_param_against_a_copy_timed_alongside():
     assert all(r["bytes_per_param"] == 8 for r in rows[4:])
 
 
+def test_each_state_precision_is_timed_in_the_rule_s_group_with_its_own_bytes(tmp_path):
+    """Issue 23: ``--state fp32,bf16,int8``: one row per precision, impl
+    "numpy bf16", bytes per parameter from the layout (Adam's bf16 state: 20,
+    int8 held in float32 words: 28), the speed-up against float32 in the
+    report's State precision section and an acceptance row; PyTorch is
+    compared with the float32 rows alone."""
+    env = bench_timing.make_env("numpy", quick=True, repeats=1, use_torch=False)
+    rows = bench_cases.rule_rows(env, 1024, ["adam"], states=("fp32", "bf16", "int8"))
+    got = {(r["impl"], r["state"]): r["bytes_per_param"] for r in rows}
+    assert got == {("numpy", "fp32"): 28, ("numpy bf16", "bf16"): 20, ("numpy int8", "int8"): 28}
+    df = pd.DataFrame(rows, columns=bench_cases.COLUMNS)
+    sp = tscore.state_speedups(df).set_index("state")
+    fp32 = df[df.state == "fp32"].seconds.iloc[0]
+    assert sp.loc["bf16", "speedup"] == pytest.approx(fp32 / df[df.state == "bf16"].seconds.iloc[0])
+    assert sp.loc["bf16", "byte_ratio"] == pytest.approx(1.4) and sp.loc["int8", "byte_ratio"] == 1
+    assert set(tscore.best_vs_torch(df).ours_impl) == {"numpy"}
+    section = "\n".join(tr.state_section(df))
+    assert "## State precision" in section and "| adam | 2^10 | numpy | bf16 | 20 | 1.40x |" in section
+
+
+def test_the_state_acceptance_row_and_tables_from_before_the_state_column():
+    n = 1 << 24
+    df = _frame([
+        {"section": "rule", "rule": "adam", "size": n, "impl": "numba", "seconds": 10.0, "bytes_per_param": 28,
+         "state": "fp32"},
+        {"section": "rule", "rule": "adam", "size": n, "impl": "numba bf16", "seconds": 8.0, "bytes_per_param": 20,
+         "state": "bf16"},
+        {"section": "rule", "rule": "adam", "size": n, "impl": "torch-foreach", "seconds": 9.0},
+    ])
+    acc = {a["criterion"]: a for a in tscore.acceptance(df, {"gpu": False})}
+    row = acc["CPU adam at 2^24 (numba): bf16 state against fp32, timed together"]
+    assert row["measured"] == "1.25x (bytes 1.40x)" and row["ok"] is False
+    assert acc["CPU adam at 2^24: best of ours (numba) vs PyTorch's best (torch-foreach)"]["measured"] == "0.90x"
+    old = _frame([{"section": "rule", "rule": "adam", "size": n, "impl": "numba", "seconds": 10.0}]).drop(
+        columns="state")
+    assert tscore.state_speedups(old).empty and tscore.best_vs_torch(old).ours_impl.tolist() == ["numba"]
+
+
+@pytest.mark.parametrize("text, want", [("bf16", ("fp32", "bf16")), ("int8,fp32,bf16-sr", ("fp32", "int8", "bf16-sr"))])
+def test_bench_state_flag_puts_float32_first(text, want):
+    from optbench.suite.cli import parse_states
+
+    assert parse_states(text) == want
+
+
+def test_an_unknown_state_precision_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--sizes", "2^10", "--state", "fp32,fp16"])
+    assert exc.value.code == 2 and "unknown state precision 'fp16'" in capsys.readouterr().err
+
+
 def test_torch_ratios_are_relative_to_the_best_torch_row():
     rows = [{"impl": "numba", "seconds": 2.0}, {"impl": "torch-foreach", "seconds": 8.0},
             {"impl": "torch-fused", "seconds": 4.0}]

@@ -149,3 +149,59 @@ def test_blocks_are_quantised_independently_and_bad_state_is_refused():
         quantize_blockwise(np.array([1.0, np.nan], np.float32))
     with pytest.raises(ValueError, match="no negative"):
         quantize_blockwise(np.array([1.0, -1.0], np.float32), signed=False)
+
+
+def test_an_8_bit_state_round_trip_is_the_quantiser_s_on_numpy_numba_and_the_cuda_source(standin):
+    """Each block quantised with the signed map where it holds a negative
+    value and the unsigned one where it does not, then decoded: the NumPy
+    quantiser's values, bit for bit on every backend; a block holding a NaN
+    is left alone (its member has diverged), a block of zeros stays zero."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3, 2 * BLOCK + 300)) * 10.0 ** rng.uniform(-8, 1, (3, 2 * BLOCK + 300))).astype(np.float32)
+    x[1] = np.abs(x[1])
+    x[2, BLOCK + 5] = np.nan
+    x[0, 2 * BLOCK:] = 0.0
+    want = x.copy()
+    precision.round_state(want, "int8", None, 0, 0, "numpy")
+    for m, signed in ((0, True), (1, False)):
+        codes, absmax = quantize_blockwise(x[m], signed)
+        assert np.array_equal(want[m], dequantize_blockwise(codes, absmax, signed))
+    assert not want[0, 2 * BLOCK:].any() and not np.signbit(want[0, 2 * BLOCK:]).any()
+    assert np.array_equal(want[2, BLOCK:2 * BLOCK], x[2, BLOCK:2 * BLOCK], equal_nan=True)
+    assert not np.array_equal(want[2, :BLOCK], x[2, :BLOCK])
+    dev = standin.asarray(x)
+    precision.round_state(dev, "int8", None, 0, 0, "cupy")
+    assert np.array_equal(dev.get(), want, equal_nan=True)
+    if precision.numba_functions() is None:
+        pytest.skip("Numba is not installed")
+    got = x.copy()
+    precision.round_state(got, "int8", None, 0, 0, "numba")
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_the_quantisers_look_up_numpy_s_nearest_code_at_every_boundary(standin, signed):
+    """The Numba and CUDA quantisers find a code through a table of the
+    float's high 16 bits (kernels/precision.py: code_tables) where NumPy
+    searches: every code, every midpoint between two (a tie takes the lower
+    code) and the floats either side of each, in blocks whose maximum is 1,
+    so each element is quantised as it is."""
+    code = dynamic_map(signed)
+    mids = ((code[1:].astype(np.float64) + code[:-1]) / 2).astype(np.float32)
+    edges = np.concatenate([code, mids, *(np.nextafter(a, t) for a in (code, mids) for t in (-np.inf, np.inf)),
+                            np.float32([0.0, -0.0, 1e-45, -1e-45, 1e-38])])
+    edges = edges[(np.abs(edges) < 1) & ((edges >= 0) | signed)]
+    x = np.resize(edges, (3, BLOCK)).astype(np.float32)
+    x[:, 0] = 1.0  # each block's maximum: element / absmax is the element itself
+    if signed:
+        x[:, 1] = -0.5  # a negative value: the signed map
+    want = x.copy()
+    precision.round_state(want, "int8", None, 0, 0, "numpy")
+    dev = standin.asarray(x)
+    precision.round_state(dev, "int8", None, 0, 0, "cupy")
+    assert np.array_equal(dev.get(), want)
+    if precision.numba_functions() is None:
+        pytest.skip("Numba is not installed")
+    got = x.copy()
+    precision.round_state(got, "int8", None, 0, 0, "numba")
+    assert np.array_equal(got, want)

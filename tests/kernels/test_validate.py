@@ -5,7 +5,7 @@ other rules are registered."""
 import numpy as np
 import pytest
 
-from optbench.kernels import RULES, validate
+from optbench.kernels import RULES, precision, validate
 from optbench.kernels.backend import get_backend
 from optbench.kernels.validate import FLIP_EVERY, TOLERANCE_PER_STEP, check_rule, discontinuous
 
@@ -69,22 +69,51 @@ def test_the_data_does_not_depend_on_the_other_rules(monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(RULES))
-@pytest.mark.parametrize("state", ["bf16", "bf16-sr"])
-def test_every_rule_passes_with_its_state_in_bfloat16(name, state):
+@pytest.mark.parametrize("state", ["bf16", "bf16-sr", "int8"])
+def test_every_rule_passes_with_its_state_in_low_precision(name, state):
     backend = get_backend("numpy")
     for form in validate.l2_forms(RULES[name]):
         check = check_rule(name, form, 4099, backend, state=state)
         assert check.ok and check.flips <= 4099 // validate.STATE_FLIP_EVERY + 4, check
 
 
-@pytest.mark.parametrize("kernel, reference", [("bf16", "bf16-sr"), ("fp32", "bf16"), ("bf16-sr", "bf16")])
+@pytest.mark.parametrize("name", ["adam", "lion", "amsgrad", "lamb"])
+@pytest.mark.parametrize("state", ["bf16", "bf16-sr", "int8"])
+def test_the_cuda_source_passes_with_its_state_in_low_precision(cp, name, state):
+    """validate's checks on the CUDA kernels (the host harness where there is
+    no GPU): the vec4 kernels at 4096 elements, the scalar ones at 4099; a
+    staged rule (LAMB) with its state rounded after each step."""
+    backend = get_backend("cupy")
+    for size in (4096, 4099):
+        check = check_rule(name, "decoupled", size, backend, state=state)
+        assert check.ok and check.flips <= size // validate.STATE_FLIP_EVERY + 4, check
+
+
+@pytest.mark.parametrize("kernel, reference", [("bf16", "bf16-sr"), ("fp32", "bf16"), ("bf16-sr", "bf16"),
+                                               ("fp32", "int8"), ("bf16", "int8")])
 def test_a_state_rounded_otherwise_than_the_reference_fails(monkeypatch, kernel, reference):
     """Not rounded at all, or to nearest where the reference rounds
-    stochastically (and back): far more than the allowed elements differ."""
+    stochastically (and back), or in bfloat16 where it quantises to 8 bits:
+    far more than the allowed elements differ."""
     class Rounding(validate.Optimizer):
         def __init__(self, *args, state_precision="fp32", **kw):
             super().__init__(*args, state_precision=kernel, **kw)
 
     monkeypatch.setattr(validate, "Optimizer", Rounding)
     check = check_rule("adam", "coupled", 4099, get_backend("numpy"), state=reference)
+    assert not check.ok and check.flips > 100
+
+
+def test_an_8_bit_state_quantised_with_one_map_for_every_block_fails(monkeypatch):
+    """A kernel quantising Adam's v (never negative) with the signed map,
+    where the reference takes the unsigned one (twice the resolution): many
+    of its elements land a code away."""
+    class Quantising(validate.Optimizer):
+        def step(self, *args, **kw):
+            super().step(*args, **kw)
+            v = self.population.groups[0].stored["v"][0]
+            v[...] = precision.dequantize_blockwise(*precision.quantize_blockwise(v, True), True)
+
+    monkeypatch.setattr(validate, "Optimizer", Quantising)
+    check = check_rule("adam", "coupled", 4099, get_backend("numpy"), state="int8")
     assert not check.ok and check.flips > 100

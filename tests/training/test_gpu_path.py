@@ -161,7 +161,7 @@ def test_an_epoch_allocates_the_same_whatever_its_number_of_steps():
 @pytest.mark.parametrize("change", [{}, {"optimizer": "nesterov", "lr": 0.05, "wd": 0.01, "activation": "tanh"},
                                     {"optimizer": "sgd", "lr": 5.0, "epochs": 5},
                                     {"activation": "sigmoid", "batch_size": "full", "loss": "squared"},
-                                    {"state": "bf16"}])
+                                    {"state": "bf16"}, {"state": "int8"}])
 def test_epochs_replayed_as_a_cuda_graph_give_the_launched_epochs_records_exactly(cp, change, monkeypatch):
     """Issue 22: from the second epoch on a population's epoch is one graph
     launch; the records are those of launching every step, bit for bit --
@@ -238,8 +238,8 @@ def test_a_capture_the_device_refuses_falls_back_to_launched_epochs(standin, cap
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("state", ["bf16", "bf16-sr"])
-def test_a_run_with_bfloat16_state_on_cupy_gives_the_numpy_records(cp, state):
+@pytest.mark.parametrize("state", ["bf16", "bf16-sr", "int8"])
+def test_a_run_with_low_precision_state_on_cupy_gives_the_numpy_records(cp, state):
     """Issue 23: the state rounded on the device with the same bits as on the host."""
     numpy = _records(RunConfig.of(**SMALL, state=state, backend="numpy"))
     cupy = _records(RunConfig.of(**SMALL, state=state, backend="cupy"))
