@@ -21,6 +21,8 @@ from rule_sets import ELEMENTWISE  # tests/ is on sys.path
 
 from optbench.kernels import RULES, Optimizer, reference
 from optbench.kernels.codegen.cuda_kernel import cuda_source, kernel_names, population_geometry
+from optbench.kernels.codegen.numpy_kernel import NumpyKernel
+from optbench.kernels.population import scalar_table
 from optbench.kernels.testing.cuda_host import BACK, FRONT, aligned_random, rule_spec
 from optbench.kernels.transforms import masked
 
@@ -224,3 +226,30 @@ def test_a_cleared_active_flag_leaves_every_buffer_alone(host, name, kind):
         np.testing.assert_array_equal(full[b].view(np.uint32), before[b].view(np.uint32))
     launch(kernel, grid, args, ON, scalars, n)
     assert not np.array_equal(full["w"], before["w"])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "bf16-sr"])
+def test_the_bf16_kernels_take_the_parameters_rule_spec_writes_out(host_compiler, precision):
+    """Adam with its state in bfloat16, built against the written-out spec
+    (a state buffer's bits, and stochastic rounding's keys and step; the
+    build fails if the kernel's signature differs): the vec4 and the scalar
+    kernel each give the NumPy kernel's weights and state bits."""
+    rule = RULES["adam"]
+    names = kernel_names(rule, precision)
+    module = host_compiler.module(cuda_source(rule, precision), dict.fromkeys(names, rule_spec(rule, precision)))
+    rng = np.random.default_rng(3)
+    n = 12
+    scalars = scalar_table(rule, [rule.resolve({})], 3, 1)[0]
+    keys, active = np.array([[7, 1]], np.uint32), np.ones(1, np.int32)
+    start = {"w": rng.standard_normal((1, n)).astype(np.float32), "g": rng.standard_normal((1, n)).astype(np.float32),
+             "mu": rng.integers(0, 1 << 15, (1, n)).astype(np.uint16) & 0x3FFF,
+             "v": rng.integers(0, 1 << 14, (1, n)).astype(np.uint16)}
+    want = {k: v.copy() for k, v in start.items()}
+    NumpyKernel(rule, precision=precision).population(want, scalars, active, keys, 3)
+    for name in names:  # n % 4 == 0: the vec4 and the scalar kernel each take the whole row
+        got = {k: v.copy() for k, v in start.items()}
+        extra = (keys, np.uint32(3)) if precision == "bf16-sr" else ()
+        module.get_function(name)((1, 1), (4,), (got["w"], got["g"], got["mu"], got["v"], active, scalars,
+                                                 np.int64(1), np.int64(n), np.int64(n), *extra))
+        for k in ("w", "mu", "v"):
+            assert np.array_equal(got[k], want[k]), (name, k)
