@@ -99,12 +99,20 @@ def scalar_table(rule: Rule, hypers: Sequence[Mapping[str, float]], first: int, 
     return out
 
 
+def packs_state(rule: Rule, precision: str) -> bool:
+    """Whether ``rule``'s kernel keeps its state at ``precision`` in 16 bits:
+    a bf16 state of a rule updated in one pass. A rule that updates in stages
+    reads its state between stages, so keeps it in float32 words, rounded
+    after each step (and so does an 8-bit state)."""
+    return precision in PACKED and plan_of(rule).simple
+
+
 def state_bytes_per_param(rule: Rule, precision: str) -> int:
     """Bytes a step of ``rule`` moves per parameter with its element state
     kept at ``precision``: ``rule.bytes_per_param``, less 2 for each read and
-    each write of a state buffer kept in 16 bits (Adam: 28 -> 20); a rule
-    that updates in stages keeps float32 words (no change)."""
-    if precision not in PACKED or not plan_of(rule).simple:
+    each write of a state buffer kept in 16 bits (Adam: 28 -> 20); float32
+    words otherwise (no change)."""
+    if not packs_state(rule, precision):
         return rule.bytes_per_param
     return rule.bytes_per_param - 2 * sum(1 + (s in rule.written) for s in rule.state)
 
@@ -364,10 +372,7 @@ class PopulationOptimizer:
         rows = self.params[lo:hi]
         for s, start in rule.init.items():  # a state that does not start at zero
             state[s][...] = rows if start == "w" else np.float32(start)
-        # A rule updated in one pass keeps a bf16 state in its 16 bits; one
-        # that updates in stages reads its state between stages, so keeps it
-        # in float32 words, rounded after each step.
-        packed = self.state_precision in PACKED and plan_of(rule).simple
+        packed = packs_state(rule, self.state_precision)
         group = RuleGroup(rule, lo, hi, self.hypers[lo:hi], state, None, self.schedules[lo:hi], packed)
         group.keys = self._keys[lo:hi]
         if packed:

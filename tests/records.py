@@ -22,6 +22,13 @@ def committed_protocol(out):
                                   {w: d["metric"] for w, d in record["workloads"].items()})
 
 
+def assert_chosen_inside_grids(record):
+    """No chosen lr on an edge of its final grid: each is strictly inside it."""
+    assert record["edges"] == []
+    for g in record["grids"]:
+        assert min(g["lrs"]) < g["chosen"] < max(g["lrs"]), g
+
+
 def assert_records_close(a, b, rtol=1e-4):
     """Records equal but for their timing columns, floats within ``rtol``
     (rtol=0: bit for bit, NaN equal to NaN)."""

@@ -410,8 +410,9 @@ class NumpyKernel:
         per = max(1, self.chunk // cols)
         tiles = [(j, min(m, j + per), c, min(n, c + cols)) for j in range(0, m, per) for c in range(0, n, cols)]
         workers = self.threads if m * n * self.rule.bytes_per_param >= THREAD_MIN_BYTES else 1
-        members = np.arange(lo, lo + m) if gather is None else gather  # each tile row's member
-        rounding = (keys, int(step), members)
+        rounding = None
+        if self.precision == "bf16-sr" and self._packed:  # each tile row's member, for its bits
+            rounding = (keys, int(step), np.arange(lo, lo + m) if gather is None else gather)
         if workers == 1:
             self._run_tiles(plan, arrays, operands, gather, tiles, prog, 0, rounding)
             return

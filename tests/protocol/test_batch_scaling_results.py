@@ -11,7 +11,7 @@ import pytest
 from optbench.suite.protocol import scoring
 from optbench.suite.protocol.stats import scaling_verdict
 from optbench.suite.reporting.markdown import fmt
-from records import committed_protocol  # noqa: E402 (tests/ is on sys.path)
+from records import assert_chosen_inside_grids, committed_protocol  # noqa: E402 (tests/ is on sys.path)
 
 RUN = Path(__file__).resolve().parents[2] / "results" / "batch-scaling"
 SIZES = [16, 32, 64, 128, 256, 512, 1024]
@@ -35,10 +35,7 @@ def test_each_workload_is_crossed_with_every_batch_size(committed):
 
 
 def test_every_chosen_lr_is_bracketed(committed):
-    record, _, _ = committed
-    assert record["edges"] == []
-    for g in record["grids"]:
-        assert min(g["lrs"]) < g["chosen"] < max(g["lrs"]), g
+    assert_chosen_inside_grids(committed[0])
 
 
 def test_every_optimiser_has_a_fit_with_an_interval_and_the_report_prints_it(committed):

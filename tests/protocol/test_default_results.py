@@ -12,7 +12,7 @@ from optbench.kernels import get_rule
 from optbench.suite.protocol import scoring
 from optbench.suite.protocol.runner import PROTOCOL_FILE
 from optbench.suite.workloads import TARGET_FACTOR, WORKLOADS
-from records import committed_protocol  # noqa: E402 (tests/ is on sys.path)
+from records import assert_chosen_inside_grids, committed_protocol  # noqa: E402 (tests/ is on sys.path)
 
 DEFAULT = Path(__file__).resolve().parents[2] / "results" / "default"
 
@@ -25,10 +25,7 @@ def committed():
 
 
 def test_every_chosen_lr_is_inside_its_grid(committed):
-    record, _, _ = committed
-    assert record["edges"] == []
-    for g in record["grids"]:
-        assert min(g["lrs"]) < g["chosen"] < max(g["lrs"]), g
+    assert_chosen_inside_grids(committed[0])
 
 
 def test_the_reported_runs_are_fresh_seeds_at_the_chosen_lr(committed):
